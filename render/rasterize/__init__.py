@@ -1,0 +1,98 @@
+"""One entry point, :func:`render`, over three backends.
+
+- `cuda`: gsplat's CUDA kernels (render/rasterize/gsplat_backend.py).
+- `cpu`: this project's numba kernels, differentiable (render/rasterize/cpu.py).
+- `reference`: brute-force torch, for tests on small scenes (render/rasterize/reference.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+
+from render.camera import Camera
+from render.gaussians import Gaussians
+from render.options import RenderOptions
+from render.rasterize.project import project
+from render.rasterize.types import Projection, RenderResult
+
+log = logging.getLogger("mipview.render")
+
+_auto_choice: tuple[str, str] | None = None
+
+
+def auto_backend() -> tuple[str, str]:
+    """(backend, reason) that `auto` resolves to; decided once per process and said once."""
+    global _auto_choice
+    if _auto_choice is None:
+        from render.rasterize import gsplat_backend
+
+        ok, why = gsplat_backend.available()
+        _auto_choice = ("cuda", why) if ok else ("cpu", why)
+        print(f"mipview: rendering with the {_auto_choice[0]} backend ({why})", flush=True)
+    return _auto_choice
+
+
+def resolve_backend(name: str) -> str:
+    return auto_backend()[0] if name == "auto" else name
+
+
+def backend_device(name: str) -> torch.device:
+    """Where a backend wants the Gaussians to live."""
+    return torch.device("cuda") if resolve_backend(name) == "cuda" else torch.device("cpu")
+
+
+def render(
+    gaussians: Gaussians, camera: Camera, options: RenderOptions | None = None
+) -> RenderResult:
+    """Render one view.
+
+    Args:
+        gaussians: the set to draw (moved to the backend's device if it is not there).
+        camera: the view, OpenCV convention, with its pixel size.
+        options: SH degree, background, antialias mode, backend; defaults if None.
+
+    Returns:
+        RenderResult with rgb [H, W, 3], alpha [H, W, 1], depth [H, W, 1] when
+        options.output == "depth", the projected means [N, 2] (in the autograd graph)
+        and radii [N, 2]. Gradients flow to every tensor of `gaussians` that requires them.
+    """
+    options = options or RenderOptions()
+    backend = resolve_backend(options.backend)
+    t0 = time.perf_counter()
+    if backend == "cuda":
+        from render.rasterize.gsplat_backend import render_gsplat
+
+        result = render_gsplat(gaussians, camera, options)
+    else:
+        if gaussians.device.type != "cpu":
+            gaussians = gaussians.to("cpu")
+        result = _render_projected(gaussians, camera, options, backend)
+    result.meta["backend"] = backend
+    result.meta["ms"] = (time.perf_counter() - t0) * 1e3
+    return result
+
+
+def _render_projected(g: Gaussians, cam: Camera, options: RenderOptions, backend: str):
+    proj = project(g, cam, options)
+    bg = torch.tensor(options.background, dtype=torch.float32)
+    with_depth = options.output == "depth"
+    if backend == "reference":
+        from render.rasterize.reference import rasterize_reference
+
+        rgb, alpha, depth = rasterize_reference(proj, cam.width, cam.height, bg, with_depth)
+        stats = {}
+    elif backend == "cpu":
+        from render.rasterize.cpu import rasterize_cpu
+
+        rgb, alpha, depth, stats = rasterize_cpu(proj, cam.width, cam.height, bg, with_depth)
+    else:
+        raise ValueError(f"unknown backend {backend!r}")
+    meta = {"n_drawn": int(proj.visible.sum()), **stats}
+    return RenderResult(rgb, alpha, depth, proj.means2d, proj.radii, meta)
+
+
+__all__ = ["render", "auto_backend", "resolve_backend", "backend_device", "Projection",
+           "RenderResult", "project"]

@@ -1,0 +1,42 @@
+"""`mipview` command line: `mipview [MODEL]` opens the viewer; subcommands do the rest."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> module in viewer/commands with add_arguments(parser) and run(args) -> int
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("viewer.commands.info", "print a model's format, size and bounds as JSON"),
+    "render": ("viewer.commands.render_cmd", "render cameras or a camera path headless"),
+    "adapt": ("viewer.commands.adapt_cmd", "build one Mipmap-GS scale level headless"),
+    "train": ("viewer.commands.train_cmd", "train a base model on a NeRF-synthetic folder"),
+    "eval": ("viewer.commands.eval_cmd", "single-scale-train / multi-scale-test evaluation"),
+    "view": ("viewer.commands.view", "open the viewer (the default)"),
+}
+
+
+def build_parser(name: str) -> argparse.ArgumentParser:
+    module, help_text = SUBCOMMANDS[name]
+    parser = argparse.ArgumentParser(prog=f"mipview {name}" if name != "view" else "mipview",
+                                     description=help_text)
+    importlib.import_module(module).add_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print("usage: mipview [MODEL] [options]   open the viewer (mipview view --help)")
+        for name, (_, help_text) in SUBCOMMANDS.items():
+            print(f"       mipview {name:<7} ...          {help_text}")
+        return 0
+    name = argv.pop(0) if argv and argv[0] in SUBCOMMANDS else "view"
+    args = build_parser(name).parse_args(argv)
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
