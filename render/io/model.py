@@ -1,0 +1,151 @@
+"""`load_model`: any supported Gaussian-splat file -> a validated `Gaussians`.
+
+The format is told from the content, not the name: a PLY header with `chunk` and
+`packed_*` properties is the SuperSplat compressed layout, any other PLY is read as the
+INRIA layout, and a file without a header whose size is a multiple of 32 bytes and whose
+records look like Gaussians is an antimatter15 .splat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from render.gaussians import Gaussians
+from render.io.cameras_json import CameraRecord, find_cameras_json, load_inria_cameras
+from render.io.compressed_ply import compressed_elements, decode_compressed, is_compressed_layout
+from render.io.errors import GaussianFileError
+from render.io.files import read_file_bytes
+from render.io.gaussian_arrays import GaussianArrays, to_gaussians
+from render.io.inria_ply import decode_inria
+from render.io.ply_format import is_ply, parse_header, read_elements
+from render.io.splat import RECORD, decode_splat, splat_plausibility
+
+FORMATS = ("inria_ply", "compressed_ply", "splat")
+_MIN_SPLAT_PLAUSIBILITY = 0.5
+
+
+@dataclass
+class LoadedModel:
+    """A model file as loaded.
+
+    Attributes:
+        gaussians: the valid Gaussians, float32 on the CPU.
+        path: the file read.
+        format: "inria_ply", "compressed_ply" or "splat".
+        n_dropped: rows dropped because they held NaN or Inf values.
+        cameras: the training cameras found next to the model (cameras.json), or None.
+        cameras_path: the cameras.json they came from, or None.
+        n_zero_quats: all-zero quaternions read as the identity rotation.
+        warnings: things the user should know that did not stop the load (e.g. a
+            cameras.json next to the model that could not be read).
+    """
+
+    gaussians: Gaussians
+    path: Path
+    format: str
+    n_dropped: int
+    cameras: list[CameraRecord] | None
+    cameras_path: Path | None
+    n_zero_quats: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """A JSON-ready description (what `mipview info` prints)."""
+        g = self.gaussians
+        lo, hi = g.bounds()
+        return {
+            "path": str(self.path),
+            "format": self.format,
+            "gaussians": len(g),
+            "sh_degree": g.sh_degree,
+            "bounds": {"min": [float(v) for v in lo], "max": [float(v) for v in hi]},
+            "extent": g.extent(),
+            "training_cameras": None if self.cameras is None else {
+                "count": len(self.cameras), "path": str(self.cameras_path)},
+            "n_dropped": self.n_dropped,
+            "n_zero_quats": self.n_zero_quats,
+            "warnings": list(self.warnings),
+        }
+
+
+def detect_format(path: Path, data: bytes) -> str:
+    """The format of a file's bytes, from the content (see the module docstring)."""
+    if is_ply(data):
+        header = parse_header(path, data)
+        return "compressed_ply" if is_compressed_layout(header) else "inria_ply"
+    return _detect_headerless(path, data)
+
+
+def _detect_headerless(path: Path, data: bytes) -> str:
+    if b"end_header" in data[:65536]:
+        raise GaussianFileError(path, "damaged PLY file: the first line is not 'ply'")
+    if len(data) % RECORD.itemsize == 0 and \
+            splat_plausibility(data) >= _MIN_SPLAT_PLAUSIBILITY:
+        return "splat"
+    if path.suffix.lower() == ".splat":
+        why = (f"its size, {len(data)} bytes, is not a multiple of {RECORD.itemsize}"
+               if len(data) % RECORD.itemsize else
+               "most of its records hold NaN, Inf, zero or absurd positions or scales")
+        raise GaussianFileError(path, f"not a valid .splat file: {why}")
+    raise GaussianFileError(
+        path, "not a Gaussian-splat model: no PLY header, and not .splat records "
+        "(a .ply, .compressed.ply or .splat file is expected)")
+
+
+def decode(path: Path, data: bytes) -> tuple[str, GaussianArrays]:
+    """(format, raw arrays) of a file's bytes."""
+    if not is_ply(data):
+        return _detect_headerless(path, data), decode_splat(path, data)
+    header = parse_header(path, data)
+    if is_compressed_layout(header):
+        elements = read_elements(path, header, data, compressed_elements(header))
+        return "compressed_ply", decode_compressed(path, header, elements)
+    if header.element("vertex") is None:
+        names = ", ".join(e.name for e in header.elements) or "none"
+        raise GaussianFileError(
+            path, f"the PLY has no 'vertex' element holding Gaussians (elements: {names})")
+    columns = read_elements(path, header, data, ["vertex"])["vertex"]
+    return "inria_ply", decode_inria(path, header, columns)
+
+
+def load_model(path: str | Path, find_cameras: bool = True) -> LoadedModel:
+    """Load a Gaussian-splat model file (INRIA .ply, compressed .ply or .splat).
+
+    Rows with NaN/Inf values are dropped (counted in `n_dropped`); quaternions are
+    made unit length. With `find_cameras`, a cameras.json beside the file or in the
+    INRIA output folder above it is loaded too; one that cannot be read becomes a
+    warning, not an error, since the model itself is fine.
+
+    Raises:
+        GaussianFileError: for every file that cannot be loaded, naming the file and
+            the problem; no other exception escapes.
+    """
+    path = Path(path)
+    data = read_file_bytes(path, what="model file")
+    try:
+        fmt, arrays = decode(path, data)
+        clean = to_gaussians(path, arrays)
+    except GaussianFileError:
+        raise
+    except MemoryError:
+        raise GaussianFileError(path, "not enough memory to load this model") from None
+    except Exception as e:  # a reader bug must not take the viewer down: report it
+        raise GaussianFileError(
+            path, f"internal error while reading ({type(e).__name__}: {e})") from e
+    model = LoadedModel(clean.gaussians, path, fmt, clean.n_dropped, None, None,
+                        clean.n_zero_quats)
+    if clean.n_dropped:
+        model.warnings.append(f"{clean.n_dropped} Gaussians with NaN/Inf values were dropped")
+    if clean.n_zero_quats:
+        model.warnings.append(
+            f"{clean.n_zero_quats} Gaussians had an all-zero rotation; read as the identity")
+    if find_cameras:
+        cam_path = find_cameras_json(path)
+        if cam_path is not None:
+            try:
+                model.cameras = load_inria_cameras(cam_path)
+                model.cameras_path = cam_path
+            except GaussianFileError as e:
+                model.warnings.append(f"training cameras not loaded: {e}")
+    return model

@@ -1,0 +1,31 @@
+"""`mipview info MODEL`: what a model file holds, as one JSON object on stdout.
+
+Prints path, format, number of Gaussians, SH degree, bounds of the centres, scene
+extent, the training cameras found next to the model (count and path) and the number
+of Gaussians dropped as invalid. A file that cannot be read exits 1 with the reason on
+stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from render.io import GaussianFileError, load_model
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a .ply (INRIA or SuperSplat compressed) or .splat file")
+    parser.add_argument("--no-cameras", action="store_true",
+                        help="do not look for a cameras.json next to the model")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        model = load_model(args.model, find_cameras=not args.no_cameras)
+    except GaussianFileError as e:
+        print(f"mipview info: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(model.summary(), indent=2))
+    return 0
