@@ -1,0 +1,192 @@
+"""Viewer frame rate against the bare rasterizer's, for the same views, in one run.
+
+    python benchmarks/viewer.py [MODEL] [--size 640x480] [--views 60] [--backend auto]
+
+Opens the real window (needs a display: run under `xvfb-run -s "-screen 0 1920x1200x24"`
+when there is none), orbits through `--views` views around the model and measures:
+
+- bare: `render.render()` of each view at the window's size, back to back (CUDA
+  synchronised), as frames per second;
+- viewer: the same views through the window: each view is posted to the render thread
+  as soon as the previous one was taken up (as a continuous drag does), and a frame
+  counts once it is on screen; frames per second from the first post to the last frame
+  shown, with the UI frame rate and the per-frame split meanwhile.
+
+Prints one JSON object; ratio = viewer_fps / bare_fps (target >= 0.9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("model", nargs="?", help="model file; default: the demo scene")
+    p.add_argument("--size", default="640x480")
+    p.add_argument("--views", type=int, default=60)
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--degrees", type=float, default=90.0, help="orbit span over the views")
+    args = p.parse_args(argv)
+    w, h = (int(v) for v in args.size.lower().split("x"))
+
+    import torch
+
+    from render.rasterize import render
+    from viewer import controls as C
+    from viewer.app import ViewerApp
+    from viewer.models import demo_model, file_model
+
+    model = file_model(args.model) if args.model else demo_model()
+    app = ViewerApp(model, size=(w, h), backend=args.backend, vsync=False)
+    try:
+        app.state.render.adaptive_resolution = False  # full resolution throughout
+        # This measures the window, UI and frame path: no Mipmap-GS finetuning in the
+        # background competing for the CPU (it would run only if the zoom left its band).
+        adaptation = getattr(app, "adaptation", None)
+        if adaptation is not None:
+            adaptation.auto = False
+        nav = app.state.nav
+        home = nav.pose
+        step_px = math.radians(args.degrees) / args.views / 0.005
+        poses = [C.orbit(home, nav.up, dx=i * step_px, dy=0.0) for i in range(args.views)]
+        cuda = app.device.type == "cuda"
+        sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+        # Warm up both paths (JIT compilation, allocator, textures).
+        t_end = time.perf_counter() + 600
+        while app.shown_frame is None or not app.frame_is_current():
+            app.step()
+            if time.perf_counter() > t_end:
+                raise RuntimeError("no first frame within 10 minutes")
+        opts = app.ui_options()
+        cams = []
+        for pose in poses:
+            nav.pose = pose
+            cams.append(app.view_camera())
+        nav.pose = home
+        g = app.state.model.gaussians
+        with torch.no_grad():
+            for cam in cams[:3]:
+                render(g, cam, opts)
+            sync()
+
+        bare_cpu: list[float] = []  # process CPU seconds (all threads) per bare run
+
+        def bare_seconds() -> float:
+            """The same views through render() alone, back to back."""
+            with torch.no_grad():
+                t0, c0 = time.perf_counter(), time.process_time()
+                for cam in cams:
+                    render(g, cam, opts)
+                sync()
+                bare_cpu.append(time.process_time() - c0)
+                return time.perf_counter() - t0
+
+        # -- bare rasterizer, before and after the viewer (a shared machine's load drifts:
+        # the mean of the two brackets the viewer's run) ---------------------------------
+        bare_before = bare_seconds()
+
+        # -- the viewer ------------------------------------------------------------------
+        frame_ms, ui_ms, disp_ms, render_ms = [], [], [], []
+        shown_views: set[int] = set()
+        seq_to_view: dict[int, int] = {}
+        k = 0
+        nav.pose = poses[0]
+        t0, c0 = time.perf_counter(), time.process_time()
+        app.step()
+        seq_to_view[app._last_view_seq] = 0
+        while len(shown_views) < len(poses) or not app.frame_is_current():
+            # The render thread took the last view up: post the next one now.
+            if k + 1 < len(poses) and app.worker.started_seq >= app._last_view_seq:
+                k += 1
+                nav.pose = poses[k]
+            a = time.perf_counter()
+            app.step()
+            frame_ms.append((time.perf_counter() - a) * 1e3)
+            ui_ms.append(app.state.stats.ui_ms)
+            disp_ms.append(app.state.stats.display_ms)
+            seq_to_view.setdefault(app._last_view_seq, k)
+            f = app.shown_frame
+            if f is not None and f.request.seq in seq_to_view:
+                if seq_to_view[f.request.seq] not in shown_views:
+                    render_ms.append(f.render_ms)
+                shown_views.add(seq_to_view[f.request.seq])
+            if time.perf_counter() - t0 > 900:
+                break
+        viewer_s = time.perf_counter() - t0
+        viewer_cpu = time.process_time() - c0
+
+        # -- UI responsiveness behind slow frames: drag-orbit for 3 s (every UI frame is
+        # drawn, the render thread always has a view to render) and count drawn frames.
+        import glfw
+
+        cx, cy = w * 0.6, h * 0.5
+        app.on_cursor_pos(None, cx, cy)
+        app.on_mouse_button(None, glfw.MOUSE_BUTTON_LEFT, glfw.PRESS, 0)
+        drawn, busy_drawn, t_ui = 0, 0, time.perf_counter()
+        i = 0
+        while time.perf_counter() - t_ui < 3.0:
+            i += 1
+            app.on_cursor_pos(None, cx + (i % 40), cy)
+            busy = app.worker.busy
+            if app.step():
+                drawn += 1
+                busy_drawn += busy
+        ui_s = time.perf_counter() - t_ui
+        app.on_mouse_button(None, glfw.MOUSE_BUTTON_LEFT, glfw.RELEASE, 0)
+        while not app.worker.idle():
+            app.step()
+        bare_after = bare_seconds()
+        bare_s = (bare_before + bare_after) / 2
+        n = len(poses)
+        bare_fps = n / bare_s
+        # Views skipped on screen (the UI loop slower than the renders) do not count.
+        viewer_fps = len(shown_views) / viewer_s
+        out = {
+            "model": str(args.model or "demo"),
+            "gaussians": len(g),
+            "size": [w, h],
+            "views": n,
+            "backend": app.state.stats.backend,
+            "frame_path": app.state.stats.frame_path,
+            "bare_fps": round(bare_fps, 2),
+            "bare_ms_per_frame": round(1e3 / bare_fps, 2),
+            "bare_fps_before_after": [round(n / bare_before, 2), round(n / bare_after, 2)],
+            "viewer_fps": round(viewer_fps, 2),
+            "views_shown": len(shown_views),
+            "ratio": round(viewer_fps / bare_fps, 3),
+            # Load-independent view of the same question: CPU time of the whole process
+            # (render thread, UI thread, the software GL's threads) per frame.
+            "bare_cpu_ms_per_frame": round(1e3 * sum(bare_cpu) / len(bare_cpu) / n, 1),
+            "viewer_cpu_ms_per_frame": round(1e3 * viewer_cpu / max(len(shown_views), 1), 1),
+            "cpu_ratio": round((sum(bare_cpu) / len(bare_cpu) / n)
+                               / (viewer_cpu / max(len(shown_views), 1)), 3),
+            # Time the render thread spent per frame (render + RGBA8 conversion): the
+            # rest of the gap to bare_ms_per_frame is the UI thread's share of the CPU.
+            "viewer_render_ms_median": round(statistics.median(render_ms), 2),
+            "ui_loop_steps_per_s": round(len(frame_ms) / viewer_s, 1),
+            "ui_drawn_fps_while_dragging": round(drawn / ui_s, 1),
+            "ui_drawn_frames_while_render_busy": busy_drawn,
+            "ui_frame_ms_median": round(statistics.median(frame_ms), 2),
+            "ui_frame_ms_max": round(max(frame_ms), 2),
+            "imgui_ms_median": round(statistics.median(ui_ms), 2),
+            "display_ms_median": round(statistics.median(disp_ms), 2),
+            "gl_renderer": app.ctx.info.get("GL_RENDERER", "?"),
+        }
+    finally:
+        app.close()
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,341 @@
+"""The real viewer window under Xvfb (or the caller's display), driven through its glfw
+callbacks: navigation changes the picture and the zoom readout, compare modes show both
+sources, screenshots equal offscreen renders, loads fail gracefully, `--snapshot` works."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import glfw
+import numpy as np
+import pytest
+from viewer_support import (
+    drag,
+    ensure_display,
+    make_app,
+    press,
+    settle,
+    tiny_model,
+    tiny_scene,
+    window_pixels,
+)
+
+from viewer.capture import read_png_metadata
+from viewer.compare import Source, compose, pane_cameras
+from viewer.frames import FrameRequest, render_panes
+
+pytestmark = pytest.mark.gl
+
+MENU = 24  # rows of the menu bar at the top of the window
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIPVIEW_CONFIG_DIR", str(tmp_path / "config"))
+    a = make_app()
+    a.state.shot.folder = str(tmp_path / "shots")
+    yield a
+    a.close()
+
+
+def scene(img: np.ndarray) -> np.ndarray:
+    """The window without the menu bar and the bottom label row."""
+    return img[MENU:-30].astype(np.float64)
+
+
+def test_orbit_changes_the_picture(app):
+    settle(app)
+    before = window_pixels(app)
+    pose = app.state.nav.pose
+    drag(app, glfw.MOUSE_BUTTON_LEFT, (160, 120), (230, 140))
+    settle(app)
+    after = window_pixels(app)
+    assert np.allclose(app.state.nav.pose.pivot, pose.pivot)
+    assert not np.allclose(app.state.nav.pose.position, pose.position)
+    diff = np.abs(scene(after) - scene(before)).mean()
+    assert diff > 2.0, f"orbiting hardly changed the picture (mean diff {diff:.2f})"
+    # Reset brings the first picture back exactly.
+    press(app, glfw.KEY_R)
+    settle(app)
+    assert np.array_equal(scene(window_pixels(app)), scene(before))
+
+
+def test_pan_and_fly_move_the_view(app):
+    settle(app)
+    p0 = app.state.nav.pose.position.copy()
+    drag(app, glfw.MOUSE_BUTTON_RIGHT, (160, 120), (200, 120))
+    p1 = app.state.nav.pose.position.copy()
+    assert np.dot(p1 - p0, app.state.nav.pose.right) < 0  # scene follows the mouse
+    app.on_key(None, glfw.KEY_W, 0, glfw.PRESS, 0)
+    for _ in range(5):
+        app.step()
+    app.on_key(None, glfw.KEY_W, 0, glfw.RELEASE, 0)
+    assert np.dot(app.state.nav.pose.position - p1, app.state.nav.pose.forward) > 0
+
+
+def test_zoom_changes_the_readout(app):
+    from adapt.scale import scale_label
+
+    settle(app)
+    s0 = app.state.scale
+    assert s0 is not None and s0 > 0
+    app.on_cursor_pos(None, 160, 120)
+    app.on_scroll(None, 0, 3)  # dolly in three notches
+    settle(app)
+    s1 = app.state.scale
+    assert s1 > s0 * 1.3
+    assert scale_label(s1) != scale_label(s0)
+    # Ctrl + scroll zooms the field of view: the focal length grows by 1/0.9 per notch
+    # and so does the effective scale (depths are unchanged).
+    app.on_key(None, glfw.KEY_LEFT_CONTROL, 0, glfw.PRESS, glfw.MOD_CONTROL)
+    app.on_scroll(None, 0, 2)
+    app.on_key(None, glfw.KEY_LEFT_CONTROL, 0, glfw.RELEASE, 0)
+    settle(app)
+    assert app.state.scale == pytest.approx(s1 / 0.9**2, rel=0.02)
+    # Resolution counts too: half the render resolution halves the scale.
+    app.state.render.resolution_scale = 0.5
+    settle(app)
+    assert app.state.scale == pytest.approx(s1 / 0.9**2 * 0.5, rel=0.03)
+
+
+def test_reduced_resolution_while_moving_does_not_change_the_readout(app):
+    settle(app)
+    s = app.state.scale
+    app.worker.full_ms["cpu"] = 1000.0  # pretend full frames are slow
+    app._shown.backend = "cpu"
+    assert app._moving_scale() < 1.0
+    app.on_key(None, glfw.KEY_D, 0, glfw.PRESS, 0)
+    app.step()
+    app.on_key(None, glfw.KEY_D, 0, glfw.RELEASE, 0)
+    app.state.nav.pose = app.state.nav.home  # back where we were, so the scale is the same
+    t_end = time.time() + 60
+    while time.time() < t_end:
+        app.step()
+        f = app.shown_frame
+        if f is not None and not f.request.full_res:
+            break
+    assert not app.shown_frame.request.full_res
+    view = app.shown_frame.request.view_camera
+    assert view.width == 320 and app.shown_frame.request.cameras[0].width < 320
+    settle(app)
+    assert app.shown_frame.request.full_res
+    assert app.state.scale == pytest.approx(s, rel=1e-6)
+
+
+def _two_colour_app(app):
+    """B: a red card (with fewer Gaussians, as an adapted set may have), A green."""
+    red = tiny_scene(n_side=20, color=(0.9, 0.1, 0.1))
+    app.set_source_b(Source(red, "red card"))
+
+
+def _channel_share(img: np.ndarray) -> tuple[float, float]:
+    """Total red and green in the image."""
+    return float(img[..., 0].sum()), float(img[..., 1].sum())
+
+
+def test_split_view_shows_both_sources(app):
+    _two_colour_app(app)
+    app.state.compare.mode = "split"
+    app.state.compare.divider = 0.5
+    settle(app)
+    img = scene(window_pixels(app))
+    left, right = img[:, 20:140], img[:, 180:300]
+    r_l, g_l = _channel_share(left)
+    r_r, g_r = _channel_share(right)
+    assert g_l > 2 * r_l and r_r > 2 * g_r, (r_l, g_l, r_r, g_r)
+    # The divider is drawn where it is.
+    col = window_pixels(app)[MENU + 20:-40, 160]
+    assert (col == 230).all()
+    # Dragging the divider moves it, with no re-render.
+    drag(app, glfw.MOUSE_BUTTON_LEFT, (160, 100), (80, 100))
+    assert app.state.compare.divider == pytest.approx(0.25, abs=0.01)
+    app.step()
+    img = scene(window_pixels(app))
+    r_m, g_m = _channel_share(img[:, 100:150])
+    assert r_m > 2 * g_m
+
+
+def test_side_by_side_and_flip(app):
+    _two_colour_app(app)
+    press(app, glfw.KEY_C)  # single -> split
+    press(app, glfw.KEY_C)  # split -> side by side
+    assert app.state.compare.mode == "side_by_side"
+    settle(app)
+    img = scene(window_pixels(app))
+    r_l, g_l = _channel_share(img[:, :160])
+    r_r, g_r = _channel_share(img[:, 160:])
+    assert g_l > 2 * r_l and r_r > 2 * g_r
+    assert [im.shape[1] for im in app.shown_frame.images] == [160, 160]
+    press(app, glfw.KEY_X)  # flip: a single view of B
+    settle(app)
+    assert app.state.compare.mode == "single" and app.state.compare.shown == "B"
+    r, g = _channel_share(scene(window_pixels(app)))
+    assert r > 2 * g
+    # The readout still refers to the model (A), whatever B holds.
+    assert app.state.scale_error is None and app.state.scale > 0
+
+
+def _offscreen(app, mode: str, divider: float, w: int, h: int) -> np.ndarray:
+    """The same picture rendered without the window: panes + compose."""
+    cam = app.view_camera(w, h)
+    req = app.build_request(cam, True, 0, cam)
+    assert req.tag["mode"] == mode
+    frame = render_panes(FrameRequest(0, tuple(pane_cameras(mode, cam)), req.sources,
+                                      req.options), keep_on_device=False)
+    imgs = frame.images
+    return compose(imgs[0], imgs[1] if len(imgs) > 1 else None, mode, divider)
+
+
+@pytest.mark.parametrize("mode", ["split", "side_by_side"])
+def test_screenshot_equals_offscreen_render(app, mode):
+    _two_colour_app(app)
+    app.state.compare.mode = mode
+    app.state.compare.divider = 0.37
+    drag(app, glfw.MOUSE_BUTTON_LEFT, (250, 120), (270, 110))  # some non-trivial view
+    settle(app)
+    app.screenshot(width=200, height=130)  # another size than the window: re-rendered
+    t_end = time.time() + 60
+    while not app.captured and time.time() < t_end:
+        app.step()
+    assert app.captured, "the screenshot was never written"
+    path, img = app.captured[-1]
+    assert img.shape == (130, 200, 3)
+    expected = _offscreen(app, mode, 0.37, 200, 130)
+    assert np.abs(img.astype(int) - expected.astype(int)).max() <= 1
+    from PIL import Image
+
+    assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), img)
+    meta = read_png_metadata(path)
+    assert meta["mipview.model"] == "tiny card"
+    assert meta["mipview.mode"] == mode
+    assert '"width": 200' in meta["mipview.camera"]
+    assert "red card" in meta["mipview.sources"]
+    assert meta["mipview.scale_label"].startswith("×")
+    assert path.name.startswith("mipview_")
+
+
+def test_failed_load_shows_error_and_keeps_model(app, tmp_path):
+    bad = tmp_path / "broken.ply"
+    bad.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 3\nend_header\n1 2\n")
+    before = app.state.model.gaussians
+    assert app.open_model(bad)
+    app.loader.wait(60)
+    for _ in range(3):
+        app.step()
+    assert app.state.model.gaussians is before
+    assert "broken.ply" in app.state.ui.error_title
+    assert app.state.ui.error_text
+    press(app, glfw.KEY_ESCAPE)
+    assert not app.state.ui.error_text
+    assert app.state.ui.recent == []
+
+
+def test_good_load_swaps_model_and_remembers_it(app, tmp_path):
+    from render.io import save_ply
+
+    path = tmp_path / "other.ply"
+    save_ply(tiny_scene(color=(0.1, 0.2, 0.9)), path)
+    app.on_drop(None, [str(path)])  # as if dropped on the window
+    app.loader.wait(60)
+    settle(app)
+    assert app.state.model.name == "other.ply"
+    assert app.state.ui.recent[0] == str(path.resolve())
+    from viewer.state import load_recent
+
+    assert load_recent()[0] == str(path.resolve())
+    r, g = _channel_share(scene(window_pixels(app)))
+    b = float(scene(window_pixels(app))[..., 2].sum())
+    assert b > r and b > g
+
+
+def test_training_camera_keys_jump_to_cameras(app):
+    settle(app)
+    press(app, glfw.KEY_PERIOD)
+    assert app.state.nav.camera_index == 0
+    press(app, glfw.KEY_PERIOD)
+    assert app.state.nav.camera_index == 1
+    cam = app.state.model.cameras[1]
+    got = app.state.nav.pose.camera(cam.width, cam.height)
+    assert np.allclose(got.viewmat.numpy(), cam.viewmat.numpy(), atol=1e-5)
+    press(app, glfw.KEY_COMMA)
+    assert app.state.nav.camera_index == 0
+
+
+def test_ui_keeps_running_while_a_frame_renders(tmp_path):
+    """The loop does not wait for the rasterizer: with the slow reference backend, the
+    mouse keeps moving and UI frames keep being drawn while one render is in flight."""
+    a = make_app(tiny_model(), size=(200, 150), backend="reference")
+    try:
+        a.step()
+        ui_frames_while_busy = 0
+        t_end = time.time() + 60
+        i = 0
+        while time.time() < t_end and a.shown_frame is None:
+            i += 1
+            a.on_cursor_pos(None, 100 + i % 7, 100)  # hovering: ImGui must redraw
+            busy = a.worker.busy
+            drew = a.step()
+            ui_frames_while_busy += busy and drew
+        assert a.shown_frame is not None
+        assert ui_frames_while_busy >= 3
+    finally:
+        a.close()
+
+
+def test_snapshot_command(tmp_path):
+    from render.io import save_ply
+
+    display = ensure_display()
+    model = tmp_path / "card.ply"
+    save_ply(tiny_scene(), model)
+    out = tmp_path / "snap.png"
+    env = {**__import__("os").environ, "DISPLAY": display,
+           "MIPVIEW_CONFIG_DIR": str(tmp_path / "cfg")}
+    proc = subprocess.run([sys.executable, "-m", "viewer.cli", str(model), "--snapshot",
+                           str(out), "--size", "360x240", "--backend", "cpu"],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    from PIL import Image
+
+    img = np.asarray(Image.open(out).convert("RGB"))
+    assert img.shape == (240, 360, 3)
+    assert img[MENU:].std() > 5  # the scene, not an empty window
+    meta = read_png_metadata(out)
+    assert meta["mipview.model"] == "card.ply"
+    assert "UI included" in meta["mipview.snapshot"]
+
+
+class _FakeCudaTensor:
+    """Stands in for a CUDA tensor where there is no GPU: interop must fail cleanly."""
+
+    is_cuda = True
+
+    def __init__(self, arr: np.ndarray) -> None:
+        self.arr, self.shape = arr, arr.shape
+
+    def cpu(self):
+        return self
+
+    def numpy(self) -> np.ndarray:
+        return self.arr
+
+    def data_ptr(self) -> int:
+        return 0
+
+
+def test_interop_failure_falls_back_to_upload_and_says_why(app):
+    from viewer.display import FrameTexture
+
+    img = np.random.default_rng(0).integers(0, 256, (9, 13, 4), dtype=np.uint8)
+    tex = FrameTexture(app.ctx, allow_interop=True)
+    try:
+        tex.put(_FakeCudaTensor(img))
+        assert tex.path == "cpu-upload"
+        assert "interop unavailable" in tex.reason
+        assert not tex.allow_interop  # not retried every frame
+        got = np.frombuffer(tex.texture.read(), np.uint8).reshape(9, 13, 4)
+        assert np.array_equal(got, img)
+    finally:
+        tex.release()

@@ -1,0 +1,876 @@
+"""The viewer window: glfw + moderngl + Dear ImGui (imgui-bundle's native GLFW/OpenGL3
+backends), and the main loop.
+
+One UI frame (:meth:`ViewerApp.step`): poll input -> move the camera -> post the view to
+the render thread (viewer.frames) -> put the newest finished frame into the textures
+(viewer.display) -> present pass -> panels (viewer.panels) -> swap. The loop never waits
+for a render, so the panels and the mouse stay responsive behind a slow CPU frame.
+
+Input arrives through the glfw callbacks `on_*`; they forward every event to ImGui and
+act on it only when ImGui does not want it. Tests drive the real window by calling the
+same methods.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# imgui_bundle first: it points pyGLFW at the libglfw its native backend is linked to,
+# so both talk to one GLFW (see imgui_bundle/_glfw_set_search_path.py).
+from imgui_bundle import imgui  # isort: skip
+import glfw  # noqa: E402  isort: skip
+import moderngl  # noqa: E402
+
+from render.camera import Camera  # noqa: E402
+from render.rasterize import auto_backend, backend_device, resolve_backend  # noqa: E402
+from viewer import controls as C  # noqa: E402
+from viewer.compare import Source, divider_px, pane_cameras  # noqa: E402
+from viewer.display import Presenter, read_screen  # noqa: E402
+from viewer.frames import Frame, FrameRequest, RenderWorker  # noqa: E402
+from viewer.models import ModelLoader, demo_model, scale_function  # noqa: E402
+from viewer.state import (  # noqa: E402
+    ModelState,
+    NavState,
+    RenderSettings,
+    ViewerState,
+    load_recent,
+    push_recent,
+    save_recent,
+)
+
+log = logging.getLogger("mipview.viewer")
+
+# While the camera moves, the CPU path renders at a resolution whose frame should take
+# about this long, and refines to full resolution once the view has been still this long.
+MOVING_TARGET_MS = 40.0
+STILL_AFTER_S = 0.15
+MIN_MOVING_SCALE = 0.25
+DIVIDER_GRAB_PX = 6.0
+IDLE_REDRAW_S = 0.25  # redraw at least this often (stats, loading text)
+IDLE_WAIT_S = 0.02  # longest sleep between UI frames when nothing happens
+FLY_KEYS = (glfw.KEY_W, glfw.KEY_A, glfw.KEY_S, glfw.KEY_D, glfw.KEY_Q, glfw.KEY_E)
+
+
+@dataclass
+class Drag:
+    """A mouse drag in progress: which button, what it does, where the mouse was."""
+
+    button: int
+    action: str  # orbit, look, pan, divider
+    x: float
+    y: float
+
+
+def tame_malloc() -> bool:
+    """Keep the resident memory of a long session flat (glibc only; no-op elsewhere).
+
+    Frames of changing sizes (resizes, reduced-resolution frames, screenshots) are
+    allocated on the render thread; glibc's default raises its mmap threshold after the
+    first large frees and keeps one arena per thread, after which freed frames fragment
+    the heap and the resident set creeps up (~40 MiB per 5,000 random frames in the soak
+    test). A fixed 256 KiB threshold (large buffers go back to the OS when freed) and two
+    arenas hold it flat. Returns whether the settings were applied.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_mmap_threshold, m_arena_max = -3, -8  # from glibc's malloc.h
+        return bool(libc.mallopt(m_mmap_threshold, 256 * 1024)) and bool(
+            libc.mallopt(m_arena_max, 2))
+    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
+        return False
+
+
+class ViewerApp:
+    """The viewer window and its loop.
+
+    Args:
+        model: what to show first; None builds the demo scene.
+        size: window size in pixels (width, height).
+        backend: RenderOptions backend ("auto", "cpu", "cuda", "reference").
+        visible: show the window (tests and --snapshot under Xvfb keep it visible too).
+        vsync: swap interval 1; off for benchmarks.
+    """
+
+    def __init__(self, model: ModelState | None = None, size: tuple[int, int] = (1280, 800),
+                 backend: str = "auto", visible: bool = True, vsync: bool = True,
+                 title: str = "mipview", allow_interop: bool = True) -> None:
+        tame_malloc()
+        if not glfw.init():
+            raise RuntimeError("glfw could not initialise (no display? set DISPLAY or run "
+                               "under xvfb-run)")
+        glfw.window_hint(glfw.CONTEXT_VERSION_MAJOR, 3)
+        glfw.window_hint(glfw.CONTEXT_VERSION_MINOR, 3)
+        glfw.window_hint(glfw.OPENGL_PROFILE, glfw.OPENGL_CORE_PROFILE)
+        glfw.window_hint(glfw.OPENGL_FORWARD_COMPAT, True)
+        glfw.window_hint(glfw.VISIBLE, bool(visible))
+        self.window = glfw.create_window(int(size[0]), int(size[1]), title, None, None)
+        if not self.window:
+            glfw.terminate()
+            raise RuntimeError("glfw could not create an OpenGL 3.3 window")
+        glfw.make_context_current(self.window)
+        glfw.swap_interval(1 if vsync else 0)
+        self.ctx = moderngl.create_context()
+        self.title = title
+        self._fb_size = (1, 1)
+        self._win_size = (1, 1)
+        self.on_framebuffer_size(None, *glfw.get_framebuffer_size(self.window))
+        self.on_window_size(None, *glfw.get_window_size(self.window))
+
+        imgui.create_context()
+        io = imgui.get_io()
+        io.set_ini_filename("")  # layout is not persisted: no imgui.ini in the cwd
+        self._addr = ctypes.cast(self.window, ctypes.c_void_p).value
+        imgui.backends.glfw_init_for_opengl(self._addr, False)
+        imgui.backends.opengl3_init("#version 330")
+        self._install_callbacks()
+
+        self.backend = backend
+        self.backend_name = resolve_backend(backend)
+        self.backend_reason = auto_backend()[1] if backend == "auto" else "chosen"
+        self.device = backend_device(backend)
+        self.presenter = Presenter(self.ctx, allow_interop=allow_interop)
+        # The render thread wakes the loop (sleeping in wait_events_timeout) when it takes
+        # a view up and when a frame is done.
+        self.worker = RenderWorker(keep_on_device=self.device.type == "cuda",
+                                   on_event=glfw.post_empty_event)
+        self.loader = ModelLoader()
+
+        from viewer.path_panel import PathEditorState
+
+        self.path_editor = PathEditorState()
+        if model is None:
+            model = demo_model()
+        model.gaussians = model.gaussians.to(self.device)
+        up = np.array(model.up if model.up is not None else (0.0, -1.0, 0.0))
+        pose = self._initial_pose(model, up)
+        self.state = ViewerState(
+            model=model, render=RenderSettings(backend=backend),
+            nav=NavState(pose=pose, home=pose, up=up, up_from_cameras=model.up is not None,
+                         fly_speed=self._fly_speed(model)))
+        self.state.ui.recent = load_recent()
+        self._set_scale_fn(model)
+        from viewer.adaptation import AdaptController  # live Mipmap-GS: source B
+
+        self.adaptation = AdaptController(self.device)
+
+        self.held: set[int] = set()
+        self.drag: Drag | None = None
+        self.mouse = (0.0, 0.0)
+        self._seq = 0
+        self._last_key = None
+        self._last_change = -math.inf
+        self._last_request_full = True
+        self._shown_seq = -1
+        self._last_view_seq = -2
+        self._upload_ms = 0.0
+        self._events = self._events_seen = 0
+        self._draw_frames_left = 0
+        self._last_draw = -math.inf
+        self._shown: Frame | None = None
+        self._last_t = time.perf_counter()
+        self._file_dialog = None
+        self.captured: list[tuple[Path, np.ndarray]] = []  # screenshots written, newest last
+        self.frame_count = 0
+        self.should_close = False
+        self._fps_t0 = time.perf_counter()
+        self._fps_n = 0
+        self._update_title()
+
+    # -- setup helpers ---------------------------------------------------------------------
+    def _install_callbacks(self) -> None:
+        w = self.window
+        glfw.set_key_callback(w, self.on_key)
+        glfw.set_char_callback(w, self.on_char)
+        glfw.set_mouse_button_callback(w, self.on_mouse_button)
+        glfw.set_cursor_pos_callback(w, self.on_cursor_pos)
+        glfw.set_scroll_callback(w, self.on_scroll)
+        glfw.set_drop_callback(w, self.on_drop)
+        glfw.set_framebuffer_size_callback(w, self.on_framebuffer_size)
+        glfw.set_window_size_callback(w, self.on_window_size)
+        glfw.set_window_focus_callback(w, self.on_focus)
+        glfw.set_cursor_enter_callback(w, self.on_cursor_enter)
+        glfw.set_window_refresh_callback(w, self.on_refresh)
+
+    def on_focus(self, _window, focused: int) -> None:
+        imgui.backends.glfw_window_focus_callback(self._addr, int(focused))
+        self._events += 1
+
+    def on_cursor_enter(self, _window, entered: int) -> None:
+        imgui.backends.glfw_cursor_enter_callback(self._addr, int(entered))
+        self._events += 1
+
+    def on_refresh(self, _window) -> None:
+        self._events += 1  # the window was uncovered: draw it again
+
+    def _fly_speed(self, model: ModelState) -> float:
+        """WASD speed: half the scene's radius per second. Also sets the near plane (the
+        scene's extent is a robust-quantile computation: once per model, not per frame)."""
+        extent = model.gaussians.extent()
+        self._near = max(extent * 1e-4, 1e-5)
+        return 0.5 * extent
+
+    def _initial_pose(self, model: ModelState, up: np.ndarray) -> C.ViewPose:
+        lo, hi = (t.double().cpu().numpy() for t in model.gaussians.bounds(quantile=0.01))
+        centre = (lo + hi) / 2.0
+        if model.initial is not None:
+            cam = model.initial
+            c2w = np.linalg.inv(cam.viewmat.double().numpy())
+            depth = float(np.dot(centre - c2w[:3, 3], c2w[:3, 2]))
+            radius = float(np.linalg.norm(hi - lo)) / 2.0
+            return C.pose_from_camera(cam, depth if depth > 1e-3 else max(radius, 1e-3))
+        radius = max(float(np.linalg.norm(hi - lo)) / 2.0, 1e-3)
+        # Look along the horizontal axis least aligned with up, from 3 radii away.
+        axes = np.eye(3)
+        fwd = axes[int(np.argmin(np.abs(axes @ up)))]
+        cam = Camera.look_at(centre - fwd * 3 * radius, centre, up=tuple(up), fov_y_deg=50.0)
+        pose = C.pose_from_camera(cam, 3 * radius)
+        w, h = self.framebuffer_size
+        return C.frame_bounds(pose, lo, hi, w / max(h, 1))
+
+    def _set_scale_fn(self, model: ModelState, fn=None) -> None:
+        self._scale_setup_error = None
+        if fn is None:
+            try:
+                fn = scale_function(model, self.state.nav.up)
+            except Exception as exc:
+                self._scale_setup_error = f"no zoom readout: {type(exc).__name__}: {exc}"
+        self.worker.set_scale_fn(fn)
+
+    def _update_title(self) -> None:
+        glfw.set_window_title(self.window, f"{self.title} - {self.state.model.name}")
+
+    # -- geometry ----------------------------------------------------------------------------
+    @property
+    def framebuffer_size(self) -> tuple[int, int]:
+        """Framebuffer size in pixels, as last reported by glfw (cached: every glfw call
+        is a round trip to the X server)."""
+        return self._fb_size
+
+    @property
+    def window_size(self) -> tuple[int, int]:
+        """Window size in screen coordinates (mouse positions use these)."""
+        return self._win_size
+
+    def on_framebuffer_size(self, _window, w: int, h: int) -> None:
+        self._fb_size = (max(int(w), 1), max(int(h), 1))
+        self._events = getattr(self, "_events", 0) + 1
+
+    def on_window_size(self, _window, w: int, h: int) -> None:
+        self._win_size = (max(int(w), 1), max(int(h), 1))
+
+    def _pixel_ratio(self) -> float:
+        return self.framebuffer_size[0] / self.window_size[0]
+
+    def view_camera(self, width: int | None = None, height: int | None = None) -> Camera:
+        """The full-resolution camera of the current view (resolution scale applied)."""
+        fw, fh = self.framebuffer_size
+        s = self.state.render.resolution_scale
+        w = width or max(1, int(round(fw * s)))
+        h = height or max(1, int(round(fh * s)))
+        return self.state.nav.pose.camera(w, h, near=self._near)
+
+    # -- sources -------------------------------------------------------------------------------
+    def source_a(self) -> Source:
+        return Source(self.state.model.gaussians,
+                      self.state.compare.a_label or self.state.model.name)
+
+    def set_source_b(self, source: Source | None) -> None:
+        """Plug a source in as B (the adaptation integration: "Mipmap-GS (level in use)")."""
+        self.state.compare.set_source_b(source)
+
+    def ui_options(self):
+        """The UI's RenderOptions; `adaptive` gets the view's scale (1 while unknown, e.g.
+        when the camera sees no Gaussian and the scale is NaN)."""
+        s = self.state.scale
+        ok = s is not None and math.isfinite(s) and s > 0
+        return self.state.render.options(zoom=s if ok else 1.0)
+
+    def build_request(self, camera: Camera, full_res: bool, seq: int, view_camera: Camera,
+                      tag: dict | None = None) -> FrameRequest:
+        cmp = self.state.compare
+        opts = self.ui_options()
+        sources = cmp.visible_sources(self.source_a(), opts)
+        mode = cmp.mode if len(sources) > 1 else "single"
+        cams = pane_cameras(mode, camera)
+        t = {"mode": mode, "divider": cmp.divider, "labels": [s.label for s in sources]}
+        t.update(tag or {})
+        return FrameRequest(seq, tuple(cams), tuple(sources), opts, full_res, view_camera, t)
+
+    # -- input: glfw callbacks (also called directly by tests) --------------------------------
+    def _ui_wants_mouse(self) -> bool:
+        return bool(imgui.get_io().want_capture_mouse)
+
+    def on_key(self, _window, key: int, scancode: int, action: int, mods: int) -> None:
+        imgui.backends.glfw_key_callback(self._addr, key, scancode, action, mods)
+        self._events += 1
+        if action == glfw.PRESS:
+            self.held.add(key)
+        elif action == glfw.RELEASE:
+            self.held.discard(key)
+            return
+        if action != glfw.PRESS or imgui.get_io().want_text_input:
+            return
+        self.handle_shortcut(key, mods)
+
+    def _ctrl(self, mods: int) -> bool:
+        return bool(mods & glfw.MOD_CONTROL) or bool(
+            self.held & {glfw.KEY_LEFT_CONTROL, glfw.KEY_RIGHT_CONTROL})
+
+    def handle_shortcut(self, key: int, mods: int) -> None:
+        """One key press; the bindings are listed in KEYBOARD_HELP."""
+        s = self.state
+        ctrl = self._ctrl(mods)
+        if ctrl and key == glfw.KEY_O:
+            self.open_file_dialog()
+        elif ctrl and key == glfw.KEY_S or key == glfw.KEY_F12:
+            self.screenshot()
+        elif ctrl:
+            return
+        elif key == glfw.KEY_R:
+            self.reset_view()
+        elif key == glfw.KEY_F:
+            self.frame_model()
+        elif key == glfw.KEY_TAB:
+            s.nav.fly = not s.nav.fly
+        elif key == glfw.KEY_ESCAPE:
+            s.nav.fly = False
+            s.ui.error_text = ""
+        elif key == glfw.KEY_C:
+            s.compare.cycle_mode()
+        elif key == glfw.KEY_X:
+            s.compare.flip()
+        elif key in (glfw.KEY_PERIOD, glfw.KEY_PAGE_DOWN):
+            self.jump_to_camera(s.nav.camera_index + 1)
+        elif key in (glfw.KEY_COMMA, glfw.KEY_PAGE_UP):
+            self.jump_to_camera(s.nav.camera_index - 1)
+        elif key in (glfw.KEY_1, glfw.KEY_2, glfw.KEY_3):
+            s.render.antialias = ("classic", "mip", "adaptive")[key - glfw.KEY_1]
+        elif key == glfw.KEY_H:
+            s.ui.show_panels = not s.ui.show_panels
+        elif key == glfw.KEY_F1:
+            s.ui.show_help = not s.ui.show_help
+
+    def on_char(self, _window, char: int) -> None:
+        imgui.backends.glfw_char_callback(self._addr, char)
+        self._events += 1
+
+    def on_mouse_button(self, _window, button: int, action: int, mods: int) -> None:
+        imgui.backends.glfw_mouse_button_callback(self._addr, button, action, mods)
+        self._events += 1
+        if action == glfw.RELEASE:
+            if self.drag is not None and self.drag.button == button:
+                self.drag = None
+            return
+        if action != glfw.PRESS or self.drag is not None or self._ui_wants_mouse():
+            return
+        x, y = self.mouse
+        if button == glfw.MOUSE_BUTTON_LEFT:
+            if self._near_divider(x):
+                act = "divider"
+            else:
+                act = "look" if self.state.nav.fly else "orbit"
+        elif button in (glfw.MOUSE_BUTTON_RIGHT, glfw.MOUSE_BUTTON_MIDDLE):
+            act = "pan"
+        else:
+            return
+        self.drag = Drag(button, act, x, y)
+
+    def _near_divider(self, x_window: float) -> bool:
+        if self.state.compare.mode != "split":
+            return False
+        fw, _ = self.framebuffer_size
+        d = divider_px(self.state.compare.divider, fw) / self._pixel_ratio()
+        return abs(x_window - d) <= DIVIDER_GRAB_PX
+
+    def on_cursor_pos(self, _window, x: float, y: float) -> None:
+        imgui.backends.glfw_cursor_pos_callback(self._addr, x, y)
+        self._events += 1
+        self.mouse = (float(x), float(y))
+        d = self.drag
+        if d is None:
+            return
+        dx, dy = x - d.x, y - d.y
+        d.x, d.y = x, y
+        nav = self.state.nav
+        if d.action == "orbit":
+            nav.pose = C.orbit(nav.pose, nav.up, dx, dy)
+        elif d.action == "look":
+            nav.pose = C.look(nav.pose, nav.up, dx, dy)
+        elif d.action == "pan":
+            nav.pose = C.pan(nav.pose, dx, dy, self.window_size[1])
+        elif d.action == "divider":
+            ww = self.window_size[0]
+            self.state.compare.divider = float(min(max(x / ww, 0.0), 1.0))
+
+    def on_scroll(self, _window, dx: float, dy: float) -> None:
+        imgui.backends.glfw_scroll_callback(self._addr, dx, dy)
+        self._events += 1
+        if self._ui_wants_mouse() or dy == 0:
+            return
+        nav = self.state.nav
+        fov_keys = {glfw.KEY_LEFT_CONTROL, glfw.KEY_RIGHT_CONTROL, glfw.KEY_LEFT_ALT,
+                    glfw.KEY_RIGHT_ALT}
+        if self.held & fov_keys:
+            nav.pose = C.zoom_fov(nav.pose, dy)
+        else:
+            nav.pose = C.dolly(nav.pose, dy)
+
+    def on_drop(self, _window, paths: list[str]) -> None:
+        self._events += 1
+        if paths:
+            self.open_model(paths[0])
+
+    # -- actions (panels and keys call these) -----------------------------------------------
+    def reset_view(self) -> None:
+        self.state.nav.pose = self.state.nav.home
+
+    def frame_model(self) -> None:
+        lo, hi = (t.double().cpu().numpy()
+                  for t in self.state.model.gaussians.bounds(quantile=0.01))
+        w, h = self.framebuffer_size
+        self.state.nav.pose = C.frame_bounds(self.state.nav.pose, lo, hi, w / h)
+
+    def jump_to_camera(self, index: int) -> None:
+        cams = self.state.model.cameras
+        if not cams:
+            return
+        index %= len(cams)
+        cam = cams[index]
+        lo, hi = (t.double().cpu().numpy()
+                  for t in self.state.model.gaussians.bounds(quantile=0.01))
+        c2w = np.linalg.inv(cam.viewmat.double().numpy())
+        depth = float(np.dot((lo + hi) / 2 - c2w[:3, 3], c2w[:3, 2]))
+        self.state.nav.pose = C.pose_from_camera(
+            cam, depth if depth > 1e-3 else self.state.nav.pose.distance)
+        self.state.nav.camera_index = index
+
+    def set_up(self, choice: str) -> None:
+        self.state.nav.up_choice = choice
+        self.state.nav.up = np.array(C.UP_CHOICES[choice], dtype=np.float64)
+        self.state.nav.up_from_cameras = False
+        self.state.nav.pose = C.level(self.state.nav.pose, self.state.nav.up)
+
+    def set_fov_deg(self, deg: float) -> None:
+        self.state.nav.pose = C.set_fov(self.state.nav.pose, math.radians(deg))
+
+    def open_model(self, path: str | Path | None) -> bool:
+        """Load a model file (None = the demo) in the background; False if one is loading."""
+        ok = self.loader.start(path, self.device, tuple(self.state.nav.up))
+        if ok:
+            self.state.ui.loading = self.loader.loading
+        return ok
+
+    def _dialogs_available(self) -> bool:
+        if os.name == "posix" and not (shutil.which("zenity") or shutil.which("kdialog")):
+            self.show_error("No file dialog",
+                            "Neither zenity nor kdialog is installed, so the native file "
+                            "dialog cannot open. Type the path in the panel instead (or drop "
+                            "a model file on the window).")
+            return False
+        return self._file_dialog is None
+
+    def open_file_dialog(self) -> None:
+        """The native file dialog (portable-file-dialogs; zenity or kdialog on Linux). It
+        runs as its own process; the loop polls it, so the window keeps drawing."""
+        if not self._dialogs_available():
+            return
+        from imgui_bundle import portable_file_dialogs as pfd
+
+        start = str(self.state.model.path.parent) if self.state.model.path else os.getcwd()
+        self._file_dialog = ("model", pfd.open_file(
+            "Open a Gaussian model", start,
+            ["Gaussian models", "*.ply *.splat", "All files", "*"]))
+
+    def choose_screenshot_folder(self) -> None:
+        if not self._dialogs_available():
+            return
+        from imgui_bundle import portable_file_dialogs as pfd
+
+        self._file_dialog = ("folder", pfd.select_folder("Screenshot folder",
+                                                         self.state.shot.folder))
+
+    def _poll_file_dialog(self) -> None:
+        if self._file_dialog is None or not self._file_dialog[1].ready(0):
+            return
+        kind, dialog = self._file_dialog
+        self._file_dialog = None
+        result = dialog.result()
+        if kind == "model" and result:
+            self.open_model(result[0])
+        elif kind == "folder" and result:
+            self.state.shot.folder = result
+
+    def show_error(self, title: str, text: str) -> None:
+        self.state.ui.error_title, self.state.ui.error_text = title, text
+
+    def _poll_loader(self) -> None:
+        res = self.loader.poll()
+        if res is None:
+            return
+        self.state.ui.loading = ""
+        if res.error:
+            self.show_error(f"Could not open {Path(res.source).name}", res.error)
+            return
+        model = res.model
+        s = self.state
+        s.model = model
+        if model.up is not None:
+            s.nav.up = np.array(model.up, dtype=np.float64)
+            s.nav.up_from_cameras = True
+        else:
+            s.nav.up = np.array(C.UP_CHOICES[s.nav.up_choice], dtype=np.float64)
+            s.nav.up_from_cameras = False
+        s.nav.pose = s.nav.home = self._initial_pose(model, s.nav.up)
+        s.nav.camera_index = -1
+        s.nav.fly_speed = self._fly_speed(model)
+        s.compare.set_source_b(None)  # a plugged-in B belonged to the old model
+        s.scale = None
+        self._set_scale_fn(model, res.scale_fn)
+        if model.path is not None:
+            s.ui.recent = push_recent(s.ui.recent, model.path)
+            try:
+                save_recent(s.ui.recent)
+            except OSError as exc:
+                log.warning("could not save the recent-files list: %s", exc)
+        s.ui.status = f"opened {model.name}"
+        self._update_title()
+
+    # -- screenshots -----------------------------------------------------------------------------
+    def screenshot(self, width: int | None = None, height: int | None = None,
+                   folder: str | None = None) -> None:
+        """Queue a PNG of the scene as shown (split included), re-rendered at full
+        resolution at the window's size or at width x height; written when it is done."""
+        shot = self.state.shot
+        if width is None and not shot.window_size:
+            width, height = shot.width, shot.height
+        if width is None:
+            cam = self.view_camera()
+        else:
+            cam = self.view_camera(int(width), int(height))
+        self._seq += 1
+        req = self.build_request(cam, True, self._seq, cam,
+                                 {"kind": "screenshot", "folder": folder or shot.folder})
+        self.worker.capture(req)
+        shot.last_error = ""
+
+    def _finish_captures(self) -> None:
+        from viewer.capture import save_png, timestamped_path
+
+        for frame in self.worker.take_captures():
+            tag = frame.request.tag
+            shot = self.state.shot
+            if frame.error:
+                shot.last_error = f"screenshot failed: {frame.error}"
+                continue
+            cam = frame.request.view_camera
+            try:
+                img = self.presenter.render_offscreen(frame.images, tag["mode"], tag["divider"],
+                                                      cam.width, cam.height)
+                path = save_png(timestamped_path(tag["folder"]), img,
+                                self._metadata(frame))
+            except Exception as exc:
+                shot.last_error = f"screenshot failed: {type(exc).__name__}: {exc}"
+                continue
+            shot.last_path = str(path)
+            self.captured.append((path, img))
+            del self.captured[:-4]
+
+    def _metadata(self, frame: Frame) -> dict[str, str]:
+        from adapt.scale import scale_label
+
+        req = frame.request
+        s = self.state
+        sources = [{"label": src.label, "options": src.options(req.options).__dict__}
+                   for src in req.sources]
+        meta = {
+            "Software": "mipview",
+            "mipview.model": s.model.name,
+            "mipview.model_path": str(s.model.path) if s.model.path else "(built-in demo)",
+            "mipview.camera": json.dumps(req.view_camera.to_dict()),
+            "mipview.sources": json.dumps(sources, default=str),
+            "mipview.mode": req.tag["mode"],
+            "mipview.divider": f"{req.tag['divider']:.4f}",
+            "mipview.backend": frame.backend,
+        }
+        if s.scale is not None and math.isfinite(s.scale):
+            meta["mipview.scale"] = f"{s.scale:.6g}"
+            meta["mipview.scale_label"] = scale_label(s.scale)
+        return meta
+
+    # -- the frame loop -------------------------------------------------------------------------
+    def _apply_held_keys(self, dt: float) -> None:
+        keys = self.held
+        if not keys & set(FLY_KEYS) or imgui.get_io().want_text_input or self._ctrl(0):
+            return
+        speed = self.state.nav.fly_speed * dt
+        if keys & {glfw.KEY_LEFT_SHIFT, glfw.KEY_RIGHT_SHIFT}:
+            speed *= 4.0
+        fwd = (glfw.KEY_W in keys) - (glfw.KEY_S in keys)
+        right = (glfw.KEY_D in keys) - (glfw.KEY_A in keys)
+        rise = (glfw.KEY_E in keys) - (glfw.KEY_Q in keys)
+        nav = self.state.nav
+        nav.pose = C.fly(nav.pose, nav.up, fwd * speed, right * speed, rise * speed)
+
+    def _view_key(self):
+        s = self.state
+        r = s.render
+        scale = (round(math.log2(s.scale), 2) if r.antialias == "adaptive" and s.scale
+                 and s.scale > 0 and math.isfinite(s.scale) else None)
+        custom = s.compare.custom_b
+        return (s.nav.pose.key(), self.framebuffer_size, r.backend, r.sh_degree,
+                tuple(r.background), r.antialias, r.output, r.resolution_scale,
+                s.compare.mode if s.compare.mode != "single" else s.compare.shown,
+                id(s.model.gaussians), None if custom is None else id(custom), scale)
+
+    def _moving_scale(self) -> float:
+        """Render-size factor while the camera moves (CPU path only, else 1)."""
+        r = self.state.render
+        if not r.adaptive_resolution or self.worker.keep_on_device:
+            return 1.0
+        ms = self.worker.full_ms.get(self._shown.backend if self._shown else "", None)
+        if ms is None or ms <= MOVING_TARGET_MS:
+            return 1.0
+        return max(MIN_MOVING_SCALE, math.sqrt(MOVING_TARGET_MS / ms))
+
+    def _request_view(self, now: float) -> None:
+        key = self._view_key()
+        changed = key != self._last_key
+        if changed:
+            self._last_change = now
+        still = now - self._last_change >= STILL_AFTER_S
+        if not changed and (self._last_request_full or not still):
+            return
+        view = self.view_camera()
+        f = 1.0 if still else self._moving_scale()
+        full = f >= 1.0
+        cam = view if full else view.scaled(f)
+        self._seq += 1
+        self.worker.request(self.build_request(cam, full, self._seq, view))
+        self._last_view_seq = self._seq
+        self._last_key = key
+        self._last_request_full = full
+
+    def _show_newest(self) -> bool:
+        frame = self.worker.latest()
+        s = self.state
+        s.scale = self.worker.scale
+        s.scale_error = self.worker.scale_error or self._scale_setup_error
+        self._upload_ms = 0.0
+        if frame is None or frame.request.seq == self._shown_seq:
+            return False
+        self._shown_seq = frame.request.seq
+        st = s.stats
+        if frame.error:
+            st.render_error = frame.error
+            return True
+        t0 = time.perf_counter()
+        self.presenter.set_frame(frame.images, frame.request.tag["mode"])
+        self._upload_ms = (time.perf_counter() - t0) * 1e3
+        self._shown = frame
+        st.render_error = None
+        st.render_ms = frame.render_ms
+        st.n_drawn = frame.n_drawn
+        st.backend = frame.backend
+        st.frame_path, st.frame_path_reason = self.presenter.path
+        st.render_size = (frame.request.cameras[0].width, frame.request.cameras[0].height)
+        st.full_res = frame.request.full_res
+        st.frames_shown += 1
+        return True
+
+    @property
+    def shown_frame(self) -> Frame | None:
+        """The frame on screen now."""
+        return self._shown
+
+    def frame_is_current(self) -> bool:
+        """Whether the frame on screen is the full-resolution render of the current view."""
+        return (self._shown is not None and self._shown.request.full_res
+                and self._last_key == self._view_key() and self._last_request_full
+                and self._shown_seq == self._last_view_seq)
+
+    def _needs_draw(self, new_frame: bool, now: float) -> bool:
+        """Whether this UI frame must be drawn. The loop draws on input, on a new rendered
+        frame, while keys are held, a path plays, a capture or a load is under way, while
+        ImGui edits text, and at least every IDLE_REDRAW_S; otherwise it sleeps until the
+        next event, which leaves the CPU to the render thread."""
+        if self._events != self._events_seen:
+            self._events_seen = self._events
+            self._draw_frames_left = 3  # ImGui needs a few frames to settle hover states
+        if self._draw_frames_left > 0:
+            self._draw_frames_left -= 1
+            return True
+        io = imgui.get_io()
+        return (new_frame or bool(self.held) or self.path_editor.playing
+                or bool(self.state.ui.error_text) or io.want_text_input
+                or now - self._last_draw >= IDLE_REDRAW_S)
+
+    def step(self, force_draw: bool = False) -> bool:
+        """One UI frame: input, view requests, newest frame; then draw it, or, when nothing
+        changed, wait for the next event instead. Returns whether it drew."""
+        t0 = time.perf_counter()
+        dt = min(t0 - self._last_t, 0.25)
+        self._last_t = t0
+        glfw.poll_events()
+        if glfw.window_should_close(self.window):
+            self.should_close = True
+        self._apply_held_keys(dt)
+        from viewer.path_panel import advance
+
+        cam = advance(self.path_editor, dt)
+        if cam is not None:
+            self.show_camera(cam)
+        self._poll_loader()
+        self._poll_file_dialog()
+        self.adaptation.update(self)  # before the view request: B swaps at this boundary
+        self._request_view(t0)
+        new_frame = self._show_newest()
+        self._finish_captures()
+        if not (force_draw or self._needs_draw(new_frame, t0)):
+            # Woken early by input or by the render thread (glfw.post_empty_event).
+            glfw.wait_events_timeout(IDLE_WAIT_S)
+            return False
+
+        fw, fh = self.framebuffer_size
+        t1 = time.perf_counter()
+        self.ctx.screen.use()
+        self.ctx.screen.viewport = (0, 0, fw, fh)
+        if not self.presenter.has_frame:  # else the present pass covers every pixel
+            bg = self.state.render.background
+            self.ctx.clear(bg[0], bg[1], bg[2], 1.0)
+        self.presenter.draw((0, 0, fw, fh), self.state.compare.divider)
+        t2 = time.perf_counter()
+
+        from viewer import panels
+
+        imgui.backends.opengl3_new_frame()
+        imgui.backends.glfw_new_frame()
+        imgui.new_frame()
+        panels.draw_all(self)
+        imgui.render()
+        imgui.backends.opengl3_render_draw_data(imgui.get_draw_data())
+        t3 = time.perf_counter()
+        self._after_draw()
+        glfw.swap_buffers(self.window)
+        self._last_draw = time.perf_counter()
+        self._update_stats(t0, t2 - t1, t3 - t2)
+        self.frame_count += 1
+        return True
+
+    def _after_draw(self) -> None:
+        """Hook between drawing and the swap (the back buffer holds the finished frame)."""
+
+    def show_camera(self, cam: Camera) -> None:
+        """Make a camera (e.g. from the path editor) the current view."""
+        nav = self.state.nav
+        nav.pose = C.pose_from_camera(cam, nav.pose.distance)
+
+    def _update_stats(self, t0: float, present_s: float, ui_s: float) -> None:
+        st = self.state.stats
+        now = time.perf_counter()
+        st.frame_ms = (now - t0) * 1e3
+        st.ui_ms = ui_s * 1e3
+        st.display_ms = self._upload_ms + present_s * 1e3
+        self._fps_n += 1
+        if now - self._fps_t0 >= 0.5:
+            st.fps = self._fps_n / (now - self._fps_t0)
+            self._fps_t0, self._fps_n = now, 0
+            st.memory = memory_text(self.device)
+        st.backend_reason = self.backend_reason
+
+    def read_window(self) -> np.ndarray:
+        """The pixels of the last drawn frame, UI included (front buffer after a swap is
+        not readable portably, so this re-draws the frame into the back buffer first)."""
+        fw, fh = self.framebuffer_size
+        return read_screen(self.ctx, fw, fh)
+
+    def run(self, max_frames: int | None = None) -> int:
+        """The loop, until the window closes (or max_frames UI frames)."""
+        try:
+            while not self.should_close and (max_frames is None or self.frame_count < max_frames):
+                self.step()
+        finally:
+            self.close()
+        return 0
+
+    def run_snapshot(self, out: str | Path, timeout_s: float = 600.0) -> int:
+        """Show the first full-resolution frame of the view, save the window's pixels
+        (UI included) to `out` as PNG, exit 0. 1 if no full frame came within timeout_s."""
+        from viewer.capture import save_png
+
+        t_end = time.perf_counter() + timeout_s
+        settled = 0
+        grabbed: list[np.ndarray] = []
+        self._after_draw = lambda: grabbed.append(self.read_window()) if settled >= 3 else None
+        try:
+            while time.perf_counter() < t_end and not self.should_close:
+                self.step(force_draw=settled >= 3)
+                if grabbed:
+                    break
+                ready = (self.frame_is_current() and not self.loader.busy()
+                         and (self.state.scale is not None or self.worker._scale_fn is None
+                              or self.state.scale_error))
+                settled = settled + 1 if ready else 0
+            if not grabbed:
+                print(f"mipview: no full-resolution frame within {timeout_s:.0f} s",
+                      flush=True)
+                return 1
+            meta = self._metadata(self._shown)
+            meta["mipview.snapshot"] = "window pixels, UI included"
+            path = save_png(out, grabbed[0], meta)
+            print(f"mipview: snapshot saved to {path}", flush=True)
+            return 0
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.window is None:
+            return
+        self.adaptation.shutdown()
+        self.worker.stop()
+        for t in self.presenter.textures:
+            t.release()
+        imgui.backends.opengl3_shutdown()
+        imgui.backends.glfw_shutdown()
+        imgui.destroy_context()
+        glfw.destroy_window(self.window)
+        self.window = None
+        glfw.poll_events()
+
+
+def memory_text(device) -> str:
+    """Device memory in use: CUDA allocator, else the process's resident set."""
+    if getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        return (f"CUDA {torch.cuda.memory_allocated() / 2**20:,.0f} MiB allocated, "
+                f"{torch.cuda.memory_reserved() / 2**20:,.0f} MiB reserved")
+    return f"RSS {resident_mib():,.0f} MiB"
+
+
+def resident_mib() -> float:
+    """This process's resident memory in MiB (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return 0.0
+
+
+def with_camera(app: ViewerApp, camera: Camera) -> None:
+    """Start the view at a given camera (keeps its field of view; pose exact)."""
+    app.state.nav.pose = app.state.nav.home = C.pose_from_camera(
+        camera, app.state.nav.pose.distance)

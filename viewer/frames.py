@@ -1,0 +1,263 @@
+"""Rendering off the GL thread.
+
+The window's loop never waits for the rasterizer: it posts the view it wants
+(:meth:`RenderWorker.request`, newest wins) and shows the newest finished frame
+(:meth:`RenderWorker.latest`). One background thread renders; it only touches torch and
+numpy, never GL. Screenshots are jobs of their own (:meth:`RenderWorker.capture`) that run
+before the next view and are never dropped.
+
+Frames leave the thread as RGBA uint8 images [H, W, 4]: a numpy array on the CPU path,
+a CUDA tensor on the CUDA path (so the display can copy it GPU-to-GPU into the texture).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from render.camera import Camera
+from render.options import RenderOptions
+from render.rasterize import render
+from viewer.compare import Source
+
+log = logging.getLogger("mipview.viewer")
+
+
+@dataclass(frozen=True)
+class FrameRequest:
+    """What to render.
+
+    Attributes:
+        seq: increasing request number.
+        cameras: one render camera per source (pane), at the render resolution. [P]
+        sources: the sources to draw, same order. [P]
+        options: the UI's render options (each source applies its overrides).
+        full_res: False while the camera moves on the CPU path (reduced resolution).
+        view_camera: the full-resolution view, for the zoom readout.
+        tag: anything the caller wants back with the frame (mode, divider, ...).
+    """
+
+    seq: int
+    cameras: tuple[Camera, ...]
+    sources: tuple[Source, ...]
+    options: RenderOptions
+    full_res: bool = True
+    view_camera: Camera | None = None
+    tag: dict = field(default_factory=dict)
+
+
+@dataclass
+class Frame:
+    """A finished frame.
+
+    Attributes:
+        request: what was asked for.
+        images: RGBA uint8 per pane, [H, W, 4] numpy (CPU) or CUDA tensor.
+        render_ms: wall time of all panes' renders and conversions.
+        n_drawn: Gaussians drawn, per pane.
+        backend: backend that ran.
+        error: the exception text when rendering failed (images empty then).
+    """
+
+    request: FrameRequest
+    images: list
+    render_ms: float
+    n_drawn: list[int]
+    backend: str = ""
+    error: str | None = None
+
+
+def to_rgba8(result, output: str) -> torch.Tensor:
+    """RenderResult -> RGBA uint8 [H, W, 4] on the render device.
+
+    depth is shown as normalised inverse depth (near bright), alpha as grey.
+    """
+    if output == "depth" and result.depth is not None:
+        d = result.depth[..., 0]
+        a = result.alpha[..., 0]
+        inv = torch.where(a > 1e-3, 1.0 / d.clamp_min(1e-6), torch.zeros_like(d))
+        valid = inv[a > 1e-3]
+        if valid.numel() > 0:
+            lo = torch.quantile(valid[:: max(1, valid.numel() // 100_000)].float(),
+                                torch.tensor([0.02, 0.98], device=valid.device))
+            inv = ((inv - lo[0]) / (lo[1] - lo[0]).clamp_min(1e-12)).clamp(0, 1) * (a > 1e-3)
+        img = inv[..., None].expand(-1, -1, 3)
+    elif output == "alpha":
+        img = result.alpha.expand(-1, -1, 3)
+    else:
+        img = result.rgb
+    img = (img.detach().float().clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
+    alpha = torch.full_like(img[..., :1], 255)
+    return torch.cat([img, alpha], dim=-1).contiguous()
+
+
+def render_panes(request: FrameRequest, keep_on_device: bool) -> Frame:
+    """Render every pane of a request (synchronously, on the calling thread)."""
+    t0 = time.perf_counter()
+    images, drawn, backend = [], [], ""
+    for cam, src in zip(request.cameras, request.sources):
+        opts = src.options(request.options)
+        result = render(src.gaussians, cam, opts)
+        rgba = to_rgba8(result, opts.output)
+        if rgba.is_cuda and keep_on_device:
+            images.append(rgba)
+        else:
+            images.append(rgba.cpu().numpy())
+        drawn.append(int(result.meta.get("n_drawn", 0)))
+        backend = result.meta.get("backend", "")
+    if images and torch.is_tensor(images[0]):
+        torch.cuda.current_stream().synchronize()
+    return Frame(request, images, (time.perf_counter() - t0) * 1e3, drawn, backend)
+
+
+class RenderWorker:
+    """One background thread that renders the newest requested view.
+
+    Attributes:
+        keep_on_device: leave CUDA frames on the GPU (the display copies them GPU-to-GPU).
+    """
+
+    def __init__(self, keep_on_device: bool = False,
+                 scale_fn=None, scale_interval_s: float = 0.2, on_event=None) -> None:
+        self.keep_on_device = keep_on_device
+        # Called (on the render thread) when a view is taken up and when a frame is
+        # done, e.g. glfw.post_empty_event to wake a sleeping UI loop.
+        self._on_event = on_event or (lambda: None)
+        self._cond = threading.Condition()
+        self._pending: FrameRequest | None = None
+        self._captures: deque[FrameRequest] = deque()
+        self._captured: deque[Frame] = deque()
+        self._latest: Frame | None = None
+        self._started_seq = -1
+        self._stop = False
+        self.busy = False
+        # The zoom readout: scale_fn(camera) -> float, run here (not on the GL thread)
+        # at most every scale_interval_s, or whenever a full-resolution view is done.
+        self._scale_fn = scale_fn
+        self._scale_interval = scale_interval_s
+        self._scale_t = -math.inf
+        self._scale_key = None
+        self.scale: float | None = None
+        self.scale_error: str | None = None
+        self.full_ms: dict[str, float] = {}  # backend -> last full-resolution render time
+        self._thread = threading.Thread(target=self._run, name="mipview-render", daemon=True)
+        self._thread.start()
+
+    # -- GL thread side ------------------------------------------------------------------
+    def request(self, req: FrameRequest) -> None:
+        """Ask for a view; a request not yet started is replaced (newest wins)."""
+        with self._cond:
+            self._pending = req
+            self._cond.notify()
+
+    def capture(self, req: FrameRequest) -> None:
+        """Queue a screenshot render; runs before the next view, never dropped."""
+        with self._cond:
+            self._captures.append(req)
+            self._cond.notify()
+
+    def latest(self) -> Frame | None:
+        with self._cond:
+            return self._latest
+
+    def take_captures(self) -> list[Frame]:
+        with self._cond:
+            out = list(self._captured)
+            self._captured.clear()
+            return out
+
+    @property
+    def started_seq(self) -> int:
+        """The seq of the newest view request the thread has taken up."""
+        with self._cond:
+            return self._started_seq
+
+    def idle(self) -> bool:
+        with self._cond:
+            return self._pending is None and not self._captures and not self.busy
+
+    def set_scale_fn(self, fn) -> None:
+        with self._cond:
+            self._scale_fn = fn
+            self._scale_key = None
+            self._scale_t = -math.inf
+            self.scale = None
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join(timeout=30)
+
+    # -- render thread -----------------------------------------------------------------
+    def _run(self) -> None:
+        torch.set_grad_enabled(False)
+        while True:
+            with self._cond:
+                while not self._stop and self._pending is None and not self._captures:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                is_capture = bool(self._captures)
+                req = self._captures.popleft() if is_capture else self._pending
+                if not is_capture:
+                    self._pending = None
+                    self._started_seq = req.seq
+                self.busy = True
+            self._notify()
+            frame = self._render(req, keep=self.keep_on_device and not is_capture)
+            with self._cond:
+                if is_capture:
+                    self._captured.append(frame)
+                elif self._latest is None or req.seq >= self._latest.request.seq:
+                    self._latest = frame
+            self._notify()
+            if not is_capture:  # after publishing: the readout never delays a frame
+                self._update_scale(req)
+            with self._cond:
+                self.busy = False
+            self._notify()
+
+    def _notify(self) -> None:
+        try:
+            self._on_event()
+        except Exception as exc:  # waking the UI early is an optimisation only
+            log.debug("wake-up failed: %s", exc)
+
+    def _render(self, req: FrameRequest, keep: bool) -> Frame:
+        try:
+            with torch.no_grad():
+                frame = render_panes(req, keep)
+            if req.full_res and frame.backend:
+                self.full_ms[frame.backend] = frame.render_ms
+            return frame
+        except Exception as exc:  # a bad frame is shown as an error, never fatal
+            log.error("render failed: %s", traceback.format_exc())
+            return Frame(req, [], 0.0, [], error=f"{type(exc).__name__}: {exc}")
+
+    def _update_scale(self, req: FrameRequest) -> None:
+        fn = self._scale_fn
+        if fn is None or req.view_camera is None or not req.sources:
+            return
+        cam = req.view_camera
+        key = (tuple(np.round(cam.viewmat.numpy().ravel(), 7)), round(cam.fy, 5), cam.height,
+               id(req.sources[0].gaussians))
+        now = time.perf_counter()
+        if key == self._scale_key or (now - self._scale_t < self._scale_interval
+                                      and not req.full_res):
+            return
+        try:
+            with torch.no_grad():
+                s = float(fn(req.sources[0].gaussians, cam))
+            self.scale, self.scale_error = s, None
+        except Exception as exc:
+            self.scale, self.scale_error = None, f"{type(exc).__name__}: {exc}"
+        self._scale_key, self._scale_t = key, now
