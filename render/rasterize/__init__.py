@@ -76,7 +76,12 @@ def render(
 
 
 def _render_projected(g: Gaussians, cam: Camera, options: RenderOptions, backend: str):
-    proj = project(g, cam, options)
+    if backend == "cpu":
+        from render.rasterize.cpu_project import project_cpu
+
+        proj = project_cpu(g, cam, options)
+    else:
+        proj = project(g, cam, options)
     bg = torch.tensor(options.background, dtype=torch.float32)
     with_depth = options.output == "depth"
     if backend == "reference":

@@ -1,8 +1,168 @@
-"""PLACEHOLDER until the numba kernels land: delegates to the reference rasterizer."""
+"""The `cpu` backend's 2D part: a differentiable tile rasterizer (`RasterizeCPU`, a
+torch.autograd.Function) whose forward and backward run the compiled numba kernels of
+:mod:`render.rasterize.cpu_kernels` on the threads of :mod:`render.rasterize.cpu_threads`.
 
-from render.rasterize.reference import rasterize_reference
+It blends projected splats (from :mod:`render.rasterize.cpu_project`, the numba
+projection) and gives dL/d(means2d, conics, opacities, colours, depths) back; autograd
+carries those on to every Gaussian parameter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from render.rasterize import cpu_kernels as K
+from render.rasterize.cpu_threads import num_threads, run_chunks
+from render.rasterize.types import Projection
 
 
-def rasterize_cpu(proj, width, height, background, with_depth=False):
-    rgb, alpha, depth = rasterize_reference(proj, width, height, background, with_depth)
-    return rgb, alpha, depth, {}
+def _f32(t: Tensor) -> np.ndarray:
+    """A C-contiguous float32 numpy view (or copy) of a CPU tensor, detached."""
+    return np.ascontiguousarray(t.detach().to(torch.float32).numpy())
+
+
+def _tile_chunks(threads: int) -> int:
+    """Tile loops run as a few interleaved shares per thread, so that a thread that is
+    held up (shared cores) leaves its later shares to the others."""
+    return 1 if threads == 1 else 3 * threads
+
+
+def depth_order(visible: np.ndarray, depths: np.ndarray) -> np.ndarray:
+    """Indices of the visible Gaussians front to back, equal depths in index order
+    (as the reference's stable argsort). visible [N] bool, depths [N] -> [M] int64"""
+    vis = np.flatnonzero(visible)
+    d = np.ascontiguousarray(depths[vis], dtype=np.float32)
+    if d.size and d.min() > 0.0:
+        # Positive floats order like their bit patterns: sorting (bits << 32 | index) as
+        # int64 is a stable sort, and numpy's SIMD integer sort is ~5x its stable argsort.
+        key = (d.view(np.int32).astype(np.int64) << 32) | np.arange(d.size, dtype=np.int64)
+        return vis[np.sort(key) & 0xFFFFFFFF]
+    return vis[np.argsort(d, kind="stable")].astype(np.int64)
+
+
+class _State:
+    """What the forward pass leaves for the backward pass (numpy arrays)."""
+
+    __slots__ = ("order", "rec", "box", "tile_start", "pairs", "rank_start", "rank_pairs",
+                 "T", "last", "depth", "tiles_x", "width", "height", "background",
+                 "with_depth", "n")
+
+
+def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
+             depths: Tensor, visible: Tensor, width: int, height: int,
+             background: np.ndarray, with_depth: bool):
+    """Run the forward kernels. Returns (rgb [H,W,3], alpha [H,W], depth [H,W], state, pairs)."""
+    order = depth_order(visible.numpy(), depths.detach().numpy())
+    m = order.shape[0]
+    rec = np.empty((m, K.REC_COLS), np.float32)
+    box = np.empty((m, 4), np.int32)
+    threads = num_threads()
+    run_chunks(K.prepare, threads, order, _f32(means2d), _f32(conics), _f32(opacities),
+               _f32(colors), _f32(depths), width, height, rec, box)
+    tiles_x = (width + K.TILE - 1) // K.TILE
+    tiles_y = (height + K.TILE - 1) // K.TILE
+    tile_start, pairs, rank_start, rank_pairs = K.bin_tiles(rec, box, tiles_x, tiles_y, threads,
+                                                               run_chunks)
+    rgb = np.empty((height, width, 3), np.float32)
+    alpha = np.empty((height, width), np.float32)
+    depth = np.zeros((height, width), np.float32)
+    T = np.empty((height, width), np.float32)
+    last = np.empty((height, width), np.int32)
+    blended = np.empty(tiles_x * tiles_y, np.int64)
+    run_chunks(K.forward, _tile_chunks(threads), rec, box, tile_start, pairs, width, height,
+               tiles_x, background, with_depth, rgb, alpha, depth, T, last, blended)
+    st = _State()
+    st.order, st.rec, st.box = order, rec, box
+    st.tile_start, st.pairs = tile_start, pairs
+    st.rank_start, st.rank_pairs = rank_start, rank_pairs
+    st.T, st.last, st.depth = T, last, depth
+    st.tiles_x, st.width, st.height = tiles_x, width, height
+    st.background, st.with_depth, st.n = background, with_depth, means2d.shape[0]
+    stats = {"n_pairs": int(blended.sum()), "n_tile_pairs": int(pairs.shape[0])}
+    return rgb, alpha, depth, st, stats
+
+
+def _backward(st: _State, v_rgb: np.ndarray, v_alpha: np.ndarray, v_depth: np.ndarray):
+    """Run the backward kernels. Returns grads [N, GRAD_COLS] (see cpu_kernels G_*)."""
+    pair_grad = np.empty((st.pairs.shape[0], K.GRAD_COLS), np.float32)
+    threads = num_threads()
+    run_chunks(K.backward, _tile_chunks(threads), st.rec, st.box, st.tile_start, st.pairs,
+               st.width, st.height, st.tiles_x, st.background, st.with_depth, st.T, st.last,
+               st.depth, v_rgb, v_alpha, v_depth, pair_grad)
+    out = np.zeros((st.n, K.GRAD_COLS), np.float32)
+    run_chunks(K.gather_grads, threads, st.order, st.rank_start, st.rank_pairs, pair_grad, out)
+    return out
+
+
+class RasterizeCPU(torch.autograd.Function):
+    """Blend projected 2D Gaussians; differentiable in means2d, conics, opacities, colours
+    and depths. The backward also sets `means2d.absgrad` [N, 2]: per Gaussian the sum over
+    pixels of |dL/d means2d| (AbsGS densification)."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, opacities, colors, depths, visible, width, height,
+                background, with_depth, stats_out):
+        rgb, alpha, depth, st, stats = _forward(means2d, conics, opacities, colors, depths,
+                                                visible, width, height, background, with_depth)
+        ctx.state = st
+        stats_out.update(stats)
+        # Kept as a plain attribute (not saved_tensors) so the backward can hang the
+        # absgrad on the very tensor object the caller holds.
+        ctx.means2d = means2d
+        out_depth = torch.from_numpy(depth)[..., None] if with_depth else torch.empty(0)
+        if not with_depth:
+            ctx.mark_non_differentiable(out_depth)
+        return torch.from_numpy(rgb), torch.from_numpy(alpha)[..., None], out_depth
+
+    @staticmethod
+    def backward(ctx, v_rgb, v_alpha, v_depth):
+        st: _State = ctx.state
+        h, w = st.height, st.width
+        zeros = np.zeros((h, w), np.float32)
+        g_rgb = _f32(v_rgb) if v_rgb is not None else np.zeros((h, w, 3), np.float32)
+        g_alpha = _f32(v_alpha[..., 0]) if v_alpha is not None else zeros
+        g_depth = (_f32(v_depth[..., 0]) if (st.with_depth and v_depth is not None
+                                              and v_depth.numel()) else zeros)
+        grads = torch.from_numpy(_backward(st, g_rgb, g_alpha, g_depth))
+        ctx.means2d.absgrad = grads[:, K.G_ABSX:K.G_ABSY + 1]
+        need = ctx.needs_input_grad
+        return (
+            grads[:, K.G_MX:K.G_MY + 1] if need[0] else None,
+            grads[:, K.G_CA:K.G_CC + 1] if need[1] else None,
+            grads[:, K.G_OP] if need[2] else None,
+            grads[:, K.G_R:K.G_B + 1] if need[3] else None,
+            grads[:, K.G_Z] if need[4] else None,
+            None, None, None, None, None, None,
+        )
+
+
+def rasterize_cpu(
+    proj: Projection, width: int, height: int, background: Tensor, with_depth: bool = False,
+) -> tuple[Tensor, Tensor, Tensor | None, dict]:
+    """Blend a projection with the numba kernels.
+
+    Args:
+        proj: the projected Gaussians (CPU tensors, float32).
+        width, height: image size in pixels.
+        background: RGB [3] composited as rgb + (1 - alpha) * bg.
+        with_depth: also compute the expected depth sum(w z) / alpha.
+
+    Returns:
+        rgb [H, W, 3], alpha [H, W, 1], depth [H, W, 1] or None, and stats
+        (`n_pairs`: Gaussian-pixel pairs blended; `n_tile_pairs`: Gaussian-tile pairs).
+    """
+    bg = np.ascontiguousarray(background.detach().cpu().numpy(), dtype=np.float32)
+    visible = proj.visible.detach().cpu()
+    inputs = (proj.means2d, proj.conics, proj.opacities, proj.colors, proj.depths)
+    stats: dict = {}
+    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        rgb, alpha, depth = RasterizeCPU.apply(*inputs, visible, int(width), int(height), bg,
+                                               bool(with_depth), stats)
+        return rgb, alpha, (depth if with_depth else None), stats
+    # Nothing to differentiate (viewer frames): skip the autograd node and its saved state.
+    rgb_np, alpha_np, depth_np, _, stats = _forward(*inputs, visible, int(width), int(height),
+                                                    bg, bool(with_depth))
+    depth = torch.from_numpy(depth_np)[..., None] if with_depth else None
+    return torch.from_numpy(rgb_np), torch.from_numpy(alpha_np)[..., None], depth, stats

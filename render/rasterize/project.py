@@ -36,30 +36,36 @@ def covariances3d(quats: Tensor, log_scales: Tensor) -> Tensor:
 
 
 def project(g: Gaussians, cam: Camera, options: RenderOptions) -> Projection:
-    """Project every Gaussian of g into cam. See :class:`Projection` for the shapes."""
+    """Project every Gaussian of g into cam. See :class:`Projection` for the shapes.
+
+    Written with elementwise ops on [N, 3] columns and one [3N, 3] x [3, 3] product:
+    torch's batched 3x3 matmuls cost about 200 ns a matrix on the CPU, which made them
+    the bulk of a render.
+    """
     dev = g.means.device
     viewmat = cam.viewmat.to(dev)
     R, t = viewmat[:3, :3], viewmat[:3, 3]
     mc = g.means @ R.T + t  # [N, 3] camera space
-    cov_c = R @ covariances3d(g.quats, g.log_scales) @ R.T  # [N, 3, 3]
+    # Columns of R_cam = R @ R_quat scaled by the standard deviations: cov_c = M M^T.
+    cols = quat_to_rotmat(g.quats).transpose(1, 2)  # [N, 3 (column), 3]
+    m_cols = (cols.reshape(-1, 3) @ R.T).reshape(-1, 3, 3) * torch.exp(g.log_scales)[..., None]
 
     tx, ty, tz = mc.unbind(-1)
     tz_safe = torch.where(tz.abs() < 1e-8, torch.full_like(tz, 1e-8), tz)
     fx, fy, cx, cy, w, h = cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height
     lim_xp, lim_xn = (w - cx) / fx + 0.15 * w / fx, cx / fx + 0.15 * w / fx
     lim_yp, lim_yn = (h - cy) / fy + 0.15 * h / fy, cy / fy + 0.15 * h / fy
-    txc = tz_safe * torch.clamp(tx / tz_safe, -lim_xn, lim_xp)
-    tyc = tz_safe * torch.clamp(ty / tz_safe, -lim_yn, lim_yp)
-    zero = torch.zeros_like(tz)
-    J = torch.stack(
-        [fx / tz_safe, zero, -fx * txc / tz_safe**2,
-         zero, fy / tz_safe, -fy * tyc / tz_safe**2], dim=-1,
-    ).reshape(-1, 2, 3)
-    cov2d = J @ cov_c @ J.transpose(1, 2)  # [N, 2, 2]
-    means2d = torch.stack([fx * tx / tz_safe + cx, fy * ty / tz_safe + cy], dim=-1)
+    inv_z = 1.0 / tz_safe
+    # Jacobian of the pinhole at the mean clamped to 1.3x the field of view:
+    # J = [[fx/z, 0, -fx xc/z^2], [0, fy/z, -fy yc/z^2]]; rows of J M, one per image axis.
+    jx = -fx * torch.clamp(tx * inv_z, -lim_xn, lim_xp) * inv_z  # -fx xc / z^2
+    jy = -fy * torch.clamp(ty * inv_z, -lim_yn, lim_yp) * inv_z
+    u = (fx * inv_z)[:, None] * m_cols[..., 0] + jx[:, None] * m_cols[..., 2]  # [N, 3]
+    v = (fy * inv_z)[:, None] * m_cols[..., 1] + jy[:, None] * m_cols[..., 2]
+    a, b, c = (u * u).sum(-1), (u * v).sum(-1), (v * v).sum(-1)  # cov2d = [[a, b], [b, c]]
+    means2d = torch.stack([fx * tx * inv_z + cx, fy * ty * inv_z + cy], dim=-1)
 
     eps, compensate = options.dilation()
-    a, b, c = cov2d[:, 0, 0], 0.5 * (cov2d[:, 0, 1] + cov2d[:, 1, 0]), cov2d[:, 1, 1]
     det_orig = a * c - b * b
     a, c = a + eps, c + eps
     det = torch.clamp_min(a * c - b * b, 1e-10)
@@ -79,13 +85,17 @@ def project(g: Gaussians, cam: Camera, options: RenderOptions) -> Projection:
         radius[~(valid & inside)] = 0
         radii = radius.to(torch.int32)
 
+    return Projection(means2d, conics, tz, radii, opacities, colors_from_sh(g, cam, options))
+
+
+def colors_from_sh(g: Gaussians, cam: Camera, options: RenderOptions) -> Tensor:
+    """RGB seen from the camera centre: SH up to the options' degree, + 0.5, clamped at 0.
+    [N, 3]"""
     degree = g.sh_degree if options.sh_degree is None else min(options.sh_degree, g.sh_degree)
-    if degree > 0:
-        campos = cam.position.to(dev)
-        # Colour depends on the view direction, so the means get a (small) gradient
-        # through it too, as in gsplat.
-        dirs = torch.nn.functional.normalize(g.means - campos, dim=-1)
-        colors = sh_to_rgb(g.sh, dirs, degree)
-    else:
-        colors = torch.clamp_min(g.sh[:, 0] * SH_C0 + 0.5, 0.0)
-    return Projection(means2d, conics, tz, radii, opacities, colors)
+    if degree == 0:
+        return torch.clamp_min(g.sh[:, 0] * SH_C0 + 0.5, 0.0)
+    campos = cam.position.to(g.means.device)
+    # Colour depends on the view direction, so the means get a (small) gradient
+    # through it too, as in gsplat.
+    dirs = torch.nn.functional.normalize(g.means - campos, dim=-1)
+    return sh_to_rgb(g.sh, dirs, degree)

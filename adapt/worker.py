@@ -1,0 +1,348 @@
+"""The background worker that builds levels while the viewer runs, and the job it runs.
+
+One thread, one job at a time. `request(level, view)` returns at once; the newest request
+wins: a running job for a level no longer wanted stops between two optimisation steps
+(or between two pseudo-GT views). The worker never touches GL; the viewer reads
+`status()` (a copy taken under a lock) each frame and takes finished levels with
+`get(level)` at a frame boundary.
+
+How the viewer uses it (second round):
+
+    worker = AdaptWorker(base, base_cameras, LevelCache.for_model(base, settings.key(),
+                         model_path), settings)
+    tracker = LevelTracker()                    # adapt.scale
+    each frame:
+        s = effective_scale(base_sampling, base, camera)
+        want = tracker.update(time.monotonic(), s)
+        if want is not None and auto_adapt: worker.request(want, camera)
+        st = worker.status()                    # progress bar: st.phase, st.step/st.total,
+                                                #   st.eta_s, st.error; cancel -> worker.cancel()
+        g = worker.get(tracker.level)           # None until ready: keep showing the base
+        shown = g if g is not None else base    # swap at the frame boundary
+        render(shown, camera, worker.options_for(level_shown, options))
+    panel: worker.cache.levels() (Gaussians, build seconds), worker.cache.delete(L),
+           worker.cache.export(L, path)
+    on exit: worker.shutdown()
+
+Cores: the job runs with `render_threads` threads (default: half the cores, at least 1)
+for torch's intra-op pool (OpenMP, whose thread count is per calling thread) and for
+numba's parallel kernels (`numba.set_num_threads`, thread-local); both are set inside the
+worker thread, so the main thread keeps its own counts. On Linux the worker thread also
+lowers its own scheduling priority (nice +10, per thread on Linux), so that when the
+render loop and the job compete for a core the render loop wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from adapt.cache import LevelCache
+from adapt.finetune import FinetuneConfig, finetune
+from adapt.optimize import Cancelled
+from adapt.pseudo_gt import build_views
+from adapt.scale import BaseSampling, level_label
+from adapt.upsample import Upsampler, make_upsampler
+from adapt.views import ViewSettings, select_views
+from render.camera import Camera
+from render.gaussians import Gaussians
+from render.options import RenderOptions
+
+log = logging.getLogger("mipview.adapt")
+
+PHASES = ("idle", "pseudo-gt", "finetune", "saving", "done", "error", "cancelled")
+
+
+@dataclass(frozen=True)
+class AdaptSettings:
+    """Everything that decides what a level becomes (and so keys the cache).
+
+    Attributes:
+        finetune: iterations, learning rates, densification, background, backend.
+        views: how many views, hold-out, jitter, crops.
+        sr_model: a spandrel super-resolution checkpoint for zoom-in, or None (bicubic).
+        use_current_view: add jittered copies of the user's view to the adaptation views.
+    """
+
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    views: ViewSettings = field(default_factory=ViewSettings)
+    sr_model: str | None = None
+    use_current_view: bool = True
+
+    def key(self) -> str:
+        """A short stable hash of the settings (and of the SR model file's name and size)."""
+        d = {"finetune": asdict(self.finetune), "views": asdict(self.views),
+             "use_current_view": self.use_current_view, "sr_model": None}
+        if self.sr_model is not None:
+            p = Path(self.sr_model)
+            d["sr_model"] = [p.name, p.stat().st_size if p.exists() else None]
+        text = json.dumps(d, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class AdaptStatus:
+    """A snapshot of the worker for the UI.
+
+    Attributes:
+        level: the level being (or last) worked on; None before the first request.
+        phase: one of PHASES.
+        step, total: progress within the phase (views for pseudo-gt, iterations for
+            finetune).
+        loss: the last finetune loss.
+        eta_s: estimated seconds left for the whole job (NaN when unknown).
+        error: the message of a failed job.
+        gaussians: Gaussians in the set being optimised (or of the finished level).
+        seconds: wall time of the job so far.
+    """
+
+    level: int | None = None
+    phase: str = "idle"
+    step: int = 0
+    total: int = 0
+    loss: float = math.nan
+    eta_s: float = math.nan
+    error: str = ""
+    gaussians: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class LevelResult:
+    """What one job produced."""
+
+    gaussians: Gaussians
+    seconds: float
+    iterations: int
+    n_views: int
+    held_out: list[Camera]
+    upsampler: str
+
+
+def adapt_level(
+    base: Gaussians, base_cameras: list[Camera], level: int, settings: AdaptSettings,
+    upsampler: Upsampler | None = None, view: Camera | None = None,
+    on_phase: Callable[[str, int, int], None] | None = None,
+    progress: Callable[[int, float, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> LevelResult:
+    """Build one level: choose views, make the pseudo-GT, finetune. Raises Cancelled.
+
+    on_phase(phase, step, total) reports pseudo-GT progress; progress(it, loss, n)
+    reports the finetune."""
+    t0 = time.perf_counter()
+    upsampler = upsampler or make_upsampler(settings.sr_model)
+    split = select_views(base_cameras, level, settings.views,
+                         view if settings.use_current_view else None, base)
+    options = settings.finetune.base_options()
+    pairs = build_views(base, split.adapt, level, upsampler, settings.views, options,
+                        progress=None if on_phase is None else
+                        (lambda d, n: on_phase("pseudo-gt", d, n)),
+                        should_stop=should_stop)
+    if should_stop is not None and should_stop():
+        raise Cancelled(base, 0)
+    rate = BaseSampling.from_cameras(base, base_cameras).rate
+    g = finetune(base, level, [c for c, _ in pairs], [img for _, img in pairs],
+                 settings.finetune, progress=progress, should_stop=should_stop,
+                 base_rate=rate)
+    return LevelResult(g, time.perf_counter() - t0, settings.finetune.iters, len(pairs),
+                       split.held_out, upsampler.describe(2 ** abs(level)) if level > 0
+                       else f"area /{2 ** -level}")
+
+
+def default_threads() -> int:
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+class AdaptWorker:
+    """Builds levels in one background thread. See the module docstring."""
+
+    def __init__(self, base: Gaussians, base_cameras: list[Camera], cache: LevelCache,
+                 settings: AdaptSettings, render_threads: int | None = None) -> None:
+        if not base_cameras:
+            raise ValueError("AdaptWorker needs base cameras (virtual ones will do)")
+        self.base = base.detach()
+        self.base_cameras = list(base_cameras)
+        self.cache = cache
+        self.settings = settings
+        self.render_threads = render_threads or default_threads()
+        self._cond = threading.Condition()
+        self._status = AdaptStatus()
+        self._wanted: tuple[int, Camera | None] | None = None
+        self._job_level: int | None = None
+        self._cancel_job = False
+        self._shutdown = False
+        self._upsampler: Upsampler | None = None
+        self._thread = threading.Thread(target=self._run, name="mipview-adapt", daemon=True)
+        self._thread.start()
+
+    # -- the API the viewer uses ------------------------------------------------------------
+    def request(self, level: int, view: Camera | None = None) -> None:
+        """Ask for a level (returns at once). Level 0 or a cached level needs no job; a
+        running job for another level is cancelled."""
+        with self._cond:
+            if self._shutdown:
+                return
+            if level == 0 or self.cache.get(level) is not None:
+                self._wanted = None
+                if self._job_level is not None and self._job_level != level:
+                    self._cancel_job = True
+                self._cond.notify_all()
+                return
+            if self._job_level == level and not self._cancel_job:
+                return  # already being built
+            self._wanted = (level, view)
+            if self._job_level is not None:
+                self._cancel_job = True
+            self._cond.notify_all()
+
+    def options_for(self, level: int, options: RenderOptions) -> RenderOptions:
+        """The options to show a level with: the viewer's own for level 0, else with the
+        antialias mode the level was finetuned in (FinetuneConfig.antialias_for)."""
+        if level == 0:
+            return options
+        return options.replace(antialias=self.settings.finetune.antialias_for(level))
+
+    def status(self) -> AdaptStatus:
+        with self._cond:
+            return replace(self._status)
+
+    def get(self, level: int) -> Gaussians | None:
+        """The adapted set of a ready level (None if not built); level 0 is the base."""
+        return self.base if level == 0 else self.cache.get(level)
+
+    def cancel(self) -> None:
+        """Stop the running job and forget pending requests."""
+        with self._cond:
+            self._wanted = None
+            if self._job_level is not None:
+                self._cancel_job = True
+            self._cond.notify_all()
+
+    def shutdown(self, timeout: float | None = 10.0) -> None:
+        """Cancel, stop the thread and wait for it (up to timeout seconds)."""
+        with self._cond:
+            self._shutdown = True
+            self._wanted = None
+            self._cancel_job = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def busy(self) -> bool:
+        with self._cond:
+            return self._job_level is not None or self._wanted is not None
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no job runs or waits (for scripts and tests); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._job_level is not None or self._wanted is not None:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    # -- the thread --------------------------------------------------------------------------
+    def _set(self, **kw) -> None:
+        with self._cond:
+            for k, v in kw.items():
+                setattr(self._status, k, v)
+            self._cond.notify_all()
+
+    def _limit_threads(self) -> None:
+        torch.set_num_threads(self.render_threads)
+        try:
+            import numba
+
+            numba.set_num_threads(min(self.render_threads, numba.config.NUMBA_NUM_THREADS))
+        except Exception as exc:  # numba missing or its pool refusing: not fatal
+            log.info("could not limit numba threads in the worker: %s", exc)
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError) as exc:
+            log.info("could not lower the worker thread's priority: %s", exc)
+
+    def _run(self) -> None:
+        self._limit_threads()
+        while True:
+            with self._cond:
+                while self._wanted is None and not self._shutdown:
+                    self._cond.wait()
+                if self._shutdown:
+                    return
+                level, view = self._wanted
+                self._wanted = None
+                self._job_level = level
+                self._cancel_job = False
+            try:
+                self._job(level, view)
+            finally:
+                with self._cond:
+                    self._job_level = None
+                    self._cond.notify_all()
+
+    def _should_stop(self) -> bool:
+        with self._cond:
+            return self._cancel_job or self._shutdown
+
+    def _job(self, level: int, view: Camera | None) -> None:
+        t0 = time.perf_counter()
+        iters = self.settings.finetune.iters
+        self._set(level=level, phase="pseudo-gt", step=0, total=0, loss=math.nan,
+                  eta_s=math.nan, error="", gaussians=len(self.base), seconds=0.0)
+        timing = {"ft_start": None}
+
+        def on_phase(phase: str, done: int, total: int) -> None:
+            self._set(phase=phase, step=done, total=total,
+                      seconds=time.perf_counter() - t0)
+
+        def on_step(it: int, loss: float, n: int) -> None:
+            now = time.perf_counter()
+            if timing["ft_start"] is None:
+                timing["ft_start"] = now
+                eta = math.nan
+            else:
+                per = (now - timing["ft_start"]) / max(it - 1, 1)
+                eta = per * (iters - it)
+            self._set(phase="finetune", step=it, total=iters, loss=loss, gaussians=n,
+                      eta_s=eta, seconds=now - t0)
+
+        try:
+            if self._upsampler is None:
+                self._upsampler = make_upsampler(self.settings.sr_model)
+            result = adapt_level(self.base, self.base_cameras, level, self.settings,
+                                 self._upsampler, view, on_phase, on_step, self._should_stop)
+            self._set(phase="saving", eta_s=0.0)
+            info = {"label": level_label(level), "iterations": result.iterations,
+                    "views": result.n_views, "base_gaussians": len(self.base),
+                    "upsampler": result.upsampler}
+            self.cache.put(level, result.gaussians, result.seconds, info)
+            self._set(phase="done", gaussians=len(result.gaussians),
+                      seconds=time.perf_counter() - t0, eta_s=0.0)
+        except Cancelled:
+            self._set(phase="cancelled", seconds=time.perf_counter() - t0, eta_s=math.nan)
+        except MemoryError:
+            self._fail(level, "out of memory while adapting level "
+                       f"{level_label(level)}; try fewer views or a smaller crop size", t0)
+        except Exception as exc:  # the viewer must survive any failure of a job
+            log.debug("adapt job failed:\n%s", traceback.format_exc())
+            what = "saving" if self.status().phase == "saving" else "adapting"
+            self._fail(level, f"{what} level {level_label(level)} failed: "
+                       f"{type(exc).__name__}: {exc}", t0)
+
+    def _fail(self, level: int, message: str, t0: float) -> None:
+        log.warning("%s", message)
+        self._set(phase="error", error=message, seconds=time.perf_counter() - t0,
+                  eta_s=math.nan)

@@ -1,0 +1,556 @@
+"""Compiled numba kernels of the CPU rasterizer: bounds, tile binning, blending and its adjoint.
+
+Data layout (all float32 / int32, C-contiguous):
+
+- The visible Gaussians are sorted by depth once; from then on a Gaussian is named by
+  its rank `r` in that order. `rec[r]` packs everything the blending loop reads about
+  it into one 64-byte row (one cache line): see the column constants below.
+- `box[r]` is its pixel bounding box (x0, x1, y0, y1, inclusive) of the region where it
+  can reach alpha >= 1/255 (sigma <= log(255 o)), much tighter than the 3.33-sigma box
+  for faint Gaussians; empty boxes have x1 < x0. Binning keeps, per row of tiles, only
+  the tiles the ellipse itself reaches (thin diagonal splats skip most of their box).
+- Tiles of TILE x TILE pixels, row-major. `tile_start[t] : tile_start[t + 1]` indexes
+  `pairs`, the ranks touching tile t in front-to-back order.
+- Per tile the pixel state (transmittance, colour sums, ...) lives in one small local
+  array, one field per quantity (structure of arrays), and the blending loop runs
+  Gaussian-major: for each Gaussian of the tile, each pixel row of its box with live
+  pixels, only the LANES-wide windows over the ellipse's span in that row, evaluated
+  branch-free so that they vectorise (exp is an inline polynomial for the same reason).
+  Every evaluated pixel gets the exact per-pixel test, so the shortcuts only skip
+  pixels where alpha < 1/255. A pixel stops like gsplat's (the Gaussian that would take
+  T to <= 1e-4 is not blended); rows and whole tiles stop once all their pixels have.
+
+The backward pass walks each tile's list back to front from the saved final
+transmittance and the per-pixel count of processed Gaussians (as gsplat does), writing
+one gradient row per (Gaussian, tile) pair; a final pass sums each Gaussian's rows
+(no atomics, deterministic). Every kernel takes (chunk, n_chunks) and does its share:
+:mod:`render.rasterize.cpu_threads` runs the shares on threads (the kernels are nogil).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+TILE = 16
+ALPHA_MIN = np.float32(1.0 / 255.0)
+ALPHA_MAX = np.float32(0.999)
+T_MIN = np.float32(1e-4)
+
+# Columns of rec [M, REC_COLS]
+MX, MY, CA, CB, CC, OP, SMAX, CR, CG, CBL, DZ = range(11)
+REC_COLS = 16
+# Columns of the per-pair and per-Gaussian gradient rows [*, GRAD_COLS]
+G_MX, G_MY, G_CA, G_CB, G_CC, G_OP, G_R, G_G, G_B, G_Z, G_ABSX, G_ABSY = range(12)
+GRAD_COLS = 12
+
+# No nnan/ninf: the kernels compare against thresholds and must see infinities as such.
+_FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
+_JIT = {"nogil": True, "cache": True, "fastmath": _FM, "error_model": "numpy"}
+
+
+@njit(**_JIT)
+def prepare(order, means2d, conics, opacities, colors, depths, width, height, rec, box,
+            chunk, n_chunks):
+    """Pack the visible Gaussians in depth order and bound their alpha >= 1/255 region.
+
+    order [M] int64 (original index of rank r), means2d [N, 2], conics [N, 3],
+    opacities [N], colors [N, 3], depths [N] -> rec [M, REC_COLS], box [M, 4] int32.
+    This call does ranks chunk, chunk + n_chunks, ... (see cpu_threads.run_chunks).
+    """
+    for r in range(chunk, order.shape[0], n_chunks):
+        g = order[r]
+        mx, my = means2d[g, 0], means2d[g, 1]
+        a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
+        o = opacities[g]
+        rec[r, MX] = mx
+        rec[r, MY] = my
+        rec[r, CA] = a
+        rec[r, CB] = b
+        rec[r, CC] = c
+        rec[r, OP] = o
+        rec[r, CR] = colors[g, 0]
+        rec[r, CG] = colors[g, 1]
+        rec[r, CBL] = colors[g, 2]
+        rec[r, DZ] = depths[g]
+        box[r, 0] = 0
+        box[r, 1] = -1
+        box[r, 2] = 0
+        box[r, 3] = -1
+        det = a * c - b * b
+        # alpha = o exp(-sigma) >= 1/255 needs sigma <= log(255 o); nothing below 1/255.
+        if not (o >= ALPHA_MIN and det > 0.0 and a > 0.0 and c > 0.0):
+            rec[r, SMAX] = -1.0
+            continue
+        smax = math.log(o * 255.0)
+        rec[r, SMAX] = smax
+        # The ellipse sigma <= s spans sqrt(2 s Sigma_xx) in x; Sigma = conic^-1.
+        # Widen a little so float rounding never drops a pixel the blend would keep.
+        ex = math.sqrt(2.0 * smax * c / det) * 1.001 + 0.01
+        ey = math.sqrt(2.0 * smax * a / det) * 1.001 + 0.01
+        # Pixel x has its centre at x + 0.5.
+        fx0 = max(math.ceil(mx - ex - 0.5), 0.0)
+        fx1 = min(math.floor(mx + ex - 0.5), width - 1.0)
+        fy0 = max(math.ceil(my - ey - 0.5), 0.0)
+        fy1 = min(math.floor(my + ey - 0.5), height - 1.0)
+        if fx0 <= fx1 and fy0 <= fy1:
+            box[r, 0] = np.int32(fx0)
+            box[r, 1] = np.int32(fx1)
+            box[r, 2] = np.int32(fy0)
+            box[r, 3] = np.int32(fy1)
+
+
+@njit(inline="always", **_JIT)
+def _band_tiles(rec, box, r, ty, tiles_x):
+    """Tile columns [tx0, tx1] that rank r's ellipse reaches within tile row ty.
+
+    The bounding box alone takes every tile of the rectangle; a thin diagonal splat
+    touches only a band of them. Over the rows of one tile row the right end of the
+    ellipse, centre(dy) + half(dy), is concave in dy, so its maximum is at the row
+    nearest to the ellipse's rightmost point (likewise the left end).
+    """
+    mx, my = rec[r, MX], rec[r, MY]
+    a, b, c, smax = rec[r, CA], rec[r, CB], rec[r, CC], rec[r, SMAX]
+    inv_a = np.float32(1.0) / a
+    y_lo = max(ty * TILE, box[r, 2])
+    y_hi = min(ty * TILE + TILE - 1, box[r, 3])
+    dy_lo = np.float32(y_lo) + np.float32(0.5) - my
+    dy_hi = np.float32(y_hi) + np.float32(0.5) - my
+    det = a * c - b * b
+    ext = math.sqrt(np.float32(2.0) * smax * c / det)
+    # Rightmost point of the ellipse at dy = -b ext / c, leftmost at +b ext / c.
+    x_hi = np.float32(-1e30)
+    x_lo = np.float32(1e30)
+    for side in range(2):
+        sgn = np.float32(1.0) if side == 0 else np.float32(-1.0)
+        dy = min(max(-sgn * b * ext / c, dy_lo), dy_hi)
+        disc = (b * b * inv_a - c) * dy * dy + np.float32(2.0) * smax
+        if disc < 0.0:
+            disc = np.float32(0.0)
+        half = math.sqrt(disc * inv_a) * np.float32(1.001) + np.float32(0.01)
+        centre = mx - b * dy * inv_a
+        if side == 0:
+            x_hi = centre + half
+        else:
+            x_lo = centre - half
+    # Pixel x has its centre at x + 0.5; clip in float before converting.
+    lo = max(x_lo - np.float32(0.5), np.float32(box[r, 0]))
+    hi = min(x_hi - np.float32(0.5), np.float32(box[r, 1]))
+    if hi < lo:
+        return 1, 0
+    return np.int64(lo) // TILE, np.int64(hi) // TILE
+
+
+@njit(**_JIT)
+def _bands(rec, box, tiles_x, row_start, band, per_rank, chunk, n_chunks):
+    """For each rank, per tile row of its box (slots row_start[r]:row_start[r + 1], top
+    to bottom), the tile columns its ellipse reaches: band [S, 2] int32 (tx0, tx1; tx1 <
+    tx0 when the row is missed), and its number of tiles per_rank [M]."""
+    for r in range(chunk, box.shape[0], n_chunks):
+        j = row_start[r]
+        n = 0
+        for i in range(row_start[r + 1] - j):
+            tx0, tx1 = _band_tiles(rec, box, r, box[r, 2] // TILE + i, tiles_x)
+            band[j + i, 0] = tx0
+            band[j + i, 1] = tx1
+            n += max(tx1 - tx0 + 1, 0)
+        per_rank[r] = n
+
+
+@njit(**_JIT)
+def _fill_tiles(box, row_start, band, per_rank, tiles_x, tiles_y):
+    m = box.shape[0]
+    n_tiles = tiles_x * tiles_y
+    counts = np.zeros(n_tiles + 1, np.int64)
+    for r in range(m):
+        ty0 = box[r, 2] // TILE
+        for j in range(row_start[r], row_start[r + 1]):
+            row = (ty0 + j - row_start[r]) * tiles_x + 1
+            for tx in range(band[j, 0], band[j, 1] + 1):
+                counts[row + tx] += 1
+    tile_start = np.cumsum(counts)
+    rank_start = np.zeros(m + 1, np.int64)
+    rank_start[1:] = np.cumsum(per_rank)
+    n_pairs = tile_start[n_tiles]
+    pairs = np.empty(n_pairs, np.int32)
+    rank_pairs = np.empty(n_pairs, np.int32)
+    cursor = tile_start[:n_tiles].copy()
+    for r in range(m):
+        ty0 = box[r, 2] // TILE
+        k = rank_start[r]
+        for j in range(row_start[r], row_start[r + 1]):
+            row = (ty0 + j - row_start[r]) * tiles_x
+            for tx in range(band[j, 0], band[j, 1] + 1):
+                slot = cursor[row + tx]
+                pairs[slot] = r
+                rank_pairs[k] = slot
+                cursor[row + tx] = slot + 1
+                k += 1
+    return tile_start, pairs, rank_start, rank_pairs
+
+
+def bin_tiles(rec, box, tiles_x, tiles_y, n_chunks, run_chunks):
+    """Per-tile front-to-back lists of ranks, and per-rank lists of its pair slots.
+
+    Returns tile_start [T + 1], pairs [P] (ranks), rank_start [M + 1], rank_pairs [P]
+    (pair slots of each rank, so gradients can be summed per Gaussian without atomics).
+    The ellipse-versus-tile tests run in parallel; the count and fill passes that follow
+    are sequential and cheap, and walking the ranks in depth order leaves every tile's
+    list sorted without a sort.
+    """
+    m = box.shape[0]
+    valid = box[:, 1] >= box[:, 0]
+    n_rows = np.where(valid, box[:, 3] // TILE - box[:, 2] // TILE + 1, 0)
+    row_start = np.zeros(m + 1, np.int64)
+    np.cumsum(n_rows, out=row_start[1:])
+    band = np.empty((int(row_start[m]), 2), np.int32)
+    per_rank = np.zeros(m, np.int64)
+    run_chunks(_bands, n_chunks, rec, box, tiles_x, row_start, band, per_rank)
+    return _fill_tiles(box, row_start, band, per_rank, tiles_x, tiles_y)
+
+
+@intrinsic
+def _bits_to_f32(typingctx, bits):
+    """Reinterpret an int32 as a float32 (for building 2^n without a libm call)."""
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+_LOG2E = np.float32(1.4426950408889634)
+_LN2 = np.float32(0.6931471805599453)
+_SIGMA_CAP = np.float32(16.0)  # exp(-16) * 0.999 < 1/255: always rejected, never overflows
+
+
+@njit(inline="always", **_JIT)
+def _exp_neg(sigma):
+    """exp(-sigma) for sigma >= 0 (values below 0 and above 16 are clamped), float32,
+    relative error ~1e-7. Inline polynomial, so the pixel loop vectorises (no libm call).
+    """
+    s = min(max(sigma, np.float32(0.0)), _SIGMA_CAP)
+    nf = np.float32(np.int32(s * _LOG2E))  # s >= 0, so truncation is floor
+    r = s - nf * _LN2  # in [0, ln 2)
+    x = np.float32(0.34657359027997264) - r  # centred: exp(-r) = exp(-ln2/2) exp(x)
+    # Taylor series of exp(x) on |x| <= 0.347, degree 7 (truncation error < 1e-8).
+    p = np.float32(1.0 / 5040.0)
+    p = p * x + np.float32(1.0 / 720.0)
+    p = p * x + np.float32(1.0 / 120.0)
+    p = p * x + np.float32(1.0 / 24.0)
+    p = p * x + np.float32(1.0 / 6.0)
+    p = p * x + np.float32(0.5)
+    p = p * x + np.float32(1.0)
+    p = p * x + np.float32(1.0)
+    # 2^-n from its bit pattern (127 - n) << 23, formed in float32 (exact): numba would
+    # widen int32 arithmetic to int64, and 64-bit lanes halve the vector width.
+    scale = _bits_to_f32(np.int32((np.float32(127.0) - nf) * np.float32(8388608.0)))
+    return p * np.float32(0.7071067811865476) * scale
+
+
+@njit(inline="always", **_JIT)
+def _span(mx, dy, inv_a, b, c, smax, x_origin, lo_clip, hi_clip):
+    """Local columns [x0, x1] (clipped to [lo_clip, hi_clip]) of the row at offset dy from
+    the mean whose pixel centres can lie inside the ellipse sigma <= smax; x1 < x0 if none.
+    """
+    # 0.5 a dx^2 + b dy dx + 0.5 c dy^2 <= smax is a quadratic in dx; with a = 1 / inv_a:
+    # dx = (-b dy +- sqrt(b^2 dy^2 - a (c dy^2 - 2 smax))) / a.
+    disc = (b * b * inv_a - c) * dy * dy + np.float32(2.0) * smax
+    if disc < 0.0:
+        return 1, 0
+    half = math.sqrt(disc * inv_a) * np.float32(1.001) + np.float32(0.01)
+    centre = mx - b * dy * inv_a - np.float32(0.5) - np.float32(x_origin)
+    # Clip in float first (huge ellipses), then round outwards with integer truncation:
+    # libm's ceilf/floorf calls would cost more than the pixels of a small splat.
+    lo = max(centre - half, np.float32(lo_clip - 1))
+    hi = min(centre + half, np.float32(hi_clip + 1))
+    x0 = np.int64(lo)
+    x0 += np.int64(np.float32(x0) < lo)  # ceil
+    x1 = np.int64(hi)
+    x1 -= np.int64(np.float32(x1) > hi)  # floor
+    return max(x0, lo_clip), min(x1, hi_clip)
+
+
+# Per-tile pixel state lives in one float32 array of NF fields x QN slots: one base
+# pointer, so the compiler sees that the fields never overlap and can vectorise the
+# LANES-wide pixel windows. Rows have a stride of TILE + LANES: a window that starts
+# near the right edge of the tile runs into padding slots that are never live.
+# Window widths measured on AVX-512 hardware: 8 lanes suit the forward pass, 16 the
+# backward pass (more arithmetic per pixel).
+LANES_F = 8
+STRIDE_F = TILE + LANES_F
+QN_F = TILE * STRIDE_F
+LANES_B = 16
+STRIDE_B = TILE + LANES_B
+QN_B = TILE * STRIDE_B
+# Lane offsets as float32 constants: converting the int64 loop counter to float would
+# make LLVM size the vectors for 64-bit lanes (half the width).
+_LANE_X = np.arange(max(LANES_F, LANES_B), dtype=np.float32)
+# forward fields (unsigned, so that numba emits no negative-index wraparound code in the
+# hot loop). T holds the transmittance of a live pixel and minus it once the pixel stopped.
+F_T, F_R, F_G, F_B, F_Z, F_LAST = (np.uint64(i * QN_F) for i in range(6))
+F_FIELDS = 6
+# backward fields
+B_T, B_S, B_GR, B_GG, B_GB, B_GA, B_GZ, B_LAST = (np.uint64(i * QN_B) for i in range(8))
+B_FIELDS = 8
+
+
+@njit(**_JIT)
+def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, with_depth,
+            out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended, chunk, n_chunks):
+    """Blend every tile front to back.
+
+    Writes out_rgb [H, W, 3] (over the background), out_alpha [H, W], out_depth [H, W]
+    (expected depth when with_depth), out_T [H, W] final transmittance, out_last [H, W]
+    how many entries of the tile list the pixel went through (the Gaussian that
+    terminated it excluded), tile_blended [T] pairs blended per tile.
+    """
+    n_tiles = tile_start.shape[0] - 1
+    for t in range(chunk, n_tiles, n_chunks):  # interleaved: busy tiles spread out
+        tx0 = (t % tiles_x) * TILE
+        ty0 = (t // tiles_x) * TILE
+        tw = min(TILE, width - tx0)
+        th = min(TILE, height - ty0)
+        st = np.zeros(F_FIELDS * QN_F, np.float32)
+        for ly in range(th):
+            for lx in range(tw):
+                q = np.uint64(ly * STRIDE_F + lx)
+                st[F_T + q] = 1.0
+        n_live = tw * th
+        row_live = np.full(TILE, tw, np.int64)  # live pixels per row
+        blended = 0
+        s0 = tile_start[t]
+        for k in range(s0, tile_start[t + 1]):
+            r = pairs[k]
+            mx, my = rec[r, MX], rec[r, MY]
+            a, b, c, o = rec[r, CA], rec[r, CB], rec[r, CC], rec[r, OP]
+            ha, hc = np.float32(0.5) * a, np.float32(0.5) * c
+            gr, gg, gb, gz = rec[r, CR], rec[r, CG], rec[r, CBL], rec[r, DZ]
+            kf = np.float32(k - s0)
+            kf1 = kf + np.float32(1.0)
+            xa = max(box[r, 0], tx0) - tx0
+            xb = min(box[r, 1], tx0 + tw - 1) - tx0
+            n_stop = 0
+            smax = rec[r, SMAX]
+            inv_a = np.float32(1.0) / a
+            for ly in range(max(box[r, 2], ty0) - ty0, min(box[r, 3], ty0 + th - 1) - ty0 + 1):
+                if row_live[ly] == 0:
+                    continue
+                dy = np.float32(ty0 + ly) + np.float32(0.5) - my
+                x0, x1 = _span(mx, dy, inv_a, b, c, smax, tx0, xa, xb)
+                hcdy2 = hc * dy * dy
+                bdy = b * dy
+                # float32 counters: integer ones would be int64 in numba, and 64-bit lanes
+                # halve the vector width of the loop.
+                row_stop = np.float32(0.0)
+                row_blend = np.float32(0.0)
+                for w0 in range(x0, x1 + 1, LANES_F):
+                    dx0 = np.float32(tx0 + w0) + np.float32(0.5) - mx
+                    base = np.uint64(ly * STRIDE_F + w0)
+                    for j in range(LANES_F):
+                        q = base + np.uint64(j)
+                        dx = dx0 + _LANE_X[j]
+                        sigma = ha * dx * dx + bdy * dx + hcdy2
+                        alpha = min(ALPHA_MAX, o * _exp_neg(sigma))
+                        # Load everything first: selects between loaded values vectorise,
+                        # branches around loads do not.
+                        t_now = st[F_T + q]
+                        last = st[F_LAST + q]
+                        # t_now <= 0: the pixel stopped (or is padding).
+                        ok = (sigma >= 0.0) & (alpha >= ALPHA_MIN) & (t_now > 0.0)
+                        t_next = t_now * (np.float32(1.0) - alpha)
+                        stop = ok & (t_next <= T_MIN)
+                        blend = ok & (t_next > T_MIN)
+                        w = alpha * t_now if blend else np.float32(0.0)
+                        st[F_R + q] += w * gr
+                        st[F_G + q] += w * gg
+                        st[F_B + q] += w * gb
+                        st[F_Z + q] += w * gz
+                        t_keep = -t_now if stop else t_now
+                        st[F_T + q] = t_next if blend else t_keep
+                        last = kf1 if blend else last
+                        st[F_LAST + q] = kf if stop else last
+                        row_stop += np.float32(1.0) if stop else np.float32(0.0)
+                        row_blend += np.float32(1.0) if blend else np.float32(0.0)
+                row_live[ly] -= np.int64(row_stop)
+                blended += np.int64(row_blend)
+                n_stop += row_stop
+            n_live -= n_stop
+            if n_live <= 0:
+                break
+        tile_blended[t] = blended
+        for ly in range(th):
+            for lx in range(tw):
+                q = np.uint64(ly * STRIDE_F + lx)
+                y, x = ty0 + ly, tx0 + lx
+                T = abs(st[F_T + q])
+                a_px = np.float32(1.0) - T
+                out_rgb[y, x, 0] = st[F_R + q] + T * background[0]
+                out_rgb[y, x, 1] = st[F_G + q] + T * background[1]
+                out_rgb[y, x, 2] = st[F_B + q] + T * background[2]
+                out_alpha[y, x] = a_px
+                out_T[y, x] = T
+                out_last[y, x] = np.int32(st[F_LAST + q])
+                if with_depth:
+                    out_depth[y, x] = st[F_Z + q] / max(a_px, np.float32(1e-10))
+
+
+@njit(**_JIT)
+def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, with_depth,
+             img_T, img_last, img_depth, v_rgb, v_alpha, v_depth, pair_grad, chunk, n_chunks):
+    """Adjoint of :func:`forward`: one gradient row per pair into pair_grad [P, GRAD_COLS].
+
+    v_rgb [H, W, 3], v_alpha [H, W], v_depth [H, W] are dL/d(output). Rows: dL/d means2d
+    (x, y), conic (a, b, c), opacity, colour (r, g, b), depth, and the per-pixel sums of
+    |dL/d means2d| (x, y).
+
+    Per pixel, with w_i = alpha_i T_i and phi_i = v_rgb . (c_i - bg) + v_alpha + v_depth
+    (z_i - depth) / A, L = sum_i w_i phi_i, so dL/d alpha_i = T_i phi_i - S_i / (1 -
+    alpha_i) where S_i sums w_j phi_j over the Gaussians behind i: walked back to front.
+    """
+    n_tiles = tile_start.shape[0] - 1
+    for t in range(chunk, n_tiles, n_chunks):  # interleaved: busy tiles spread out
+        tx0 = (t % tiles_x) * TILE
+        ty0 = (t // tiles_x) * TILE
+        tw = min(TILE, width - tx0)
+        th = min(TILE, height - ty0)
+        st = np.zeros(B_FIELDS * QN_B, np.float32)
+        max_last = 0
+        row_last = np.zeros(TILE, np.float32)  # per row, the largest pixel `last`
+        for ly in range(TILE):
+            for lx in range(STRIDE_B):
+                st[B_T + np.uint64(ly * STRIDE_B + lx)] = 1.0
+        for ly in range(th):
+            for lx in range(tw):
+                q = np.uint64(ly * STRIDE_B + lx)
+                y, x = ty0 + ly, tx0 + lx
+                st[B_T + q] = img_T[y, x]
+                st[B_LAST + q] = np.float32(img_last[y, x])
+                max_last = max(max_last, img_last[y, x])
+                row_last[ly] = max(row_last[ly], np.float32(img_last[y, x]))
+                st[B_GR + q] = v_rgb[y, x, 0]
+                st[B_GG + q] = v_rgb[y, x, 1]
+                st[B_GB + q] = v_rgb[y, x, 2]
+                # rgb = sum w c + (1 - A) bg, so every w also carries -bg . v_rgb.
+                g_alpha = (v_alpha[y, x] - v_rgb[y, x, 0] * background[0]
+                           - v_rgb[y, x, 1] * background[1] - v_rgb[y, x, 2] * background[2])
+                if with_depth:
+                    a_px = np.float32(1.0) - img_T[y, x]
+                    a_safe = max(a_px, np.float32(1e-10))
+                    st[B_GZ + q] = v_depth[y, x] / a_safe
+                    if a_px > 1e-10:  # depth = sum w z / A: A's own share
+                        g_alpha -= v_depth[y, x] * img_depth[y, x] / a_safe
+                st[B_GA + q] = g_alpha
+        s0 = tile_start[t]
+        s1 = tile_start[t + 1]
+        for k in range(s0 + max_last, s1):
+            for col in range(GRAD_COLS):
+                pair_grad[k, col] = 0.0
+        for k in range(s0 + max_last - 1, s0 - 1, -1):
+            r = pairs[k]
+            kf = np.float32(k - s0)
+            mx, my = rec[r, MX], rec[r, MY]
+            a, b, c, o = rec[r, CA], rec[r, CB], rec[r, CC], rec[r, OP]
+            ha, hc = np.float32(0.5) * a, np.float32(0.5) * c
+            cr, cg, cb, cz = rec[r, CR], rec[r, CG], rec[r, CBL], rec[r, DZ]
+            xa = max(box[r, 0], tx0) - tx0
+            xb = min(box[r, 1], tx0 + tw - 1) - tx0
+            d_r = np.float32(0.0)
+            d_g = np.float32(0.0)
+            d_bl = np.float32(0.0)
+            d_z = np.float32(0.0)
+            d_o = np.float32(0.0)
+            d_a = np.float32(0.0)
+            d_b = np.float32(0.0)
+            d_c = np.float32(0.0)
+            d_mx = np.float32(0.0)
+            d_my = np.float32(0.0)
+            abs_x = np.float32(0.0)
+            abs_y = np.float32(0.0)
+            smax = rec[r, SMAX]
+            inv_a = np.float32(1.0) / a
+            for ly in range(max(box[r, 2], ty0) - ty0, min(box[r, 3], ty0 + th - 1) - ty0 + 1):
+                if kf >= row_last[ly]:  # every pixel of the row stopped before this one
+                    continue
+                dy = np.float32(ty0 + ly) + np.float32(0.5) - my
+                x0, x1 = _span(mx, dy, inv_a, b, c, smax, tx0, xa, xb)
+                hcdy2 = hc * dy * dy
+                bdy = b * dy
+                cdy = c * dy
+                row_vs = np.float32(0.0)  # sum of dL/dsigma over the row
+                row_dxvs = np.float32(0.0)  # sum of dx dL/dsigma
+                for w0 in range(x0, x1 + 1, LANES_B):
+                    dx0 = np.float32(tx0 + w0) + np.float32(0.5) - mx
+                    base = np.uint64(ly * STRIDE_B + w0)
+                    for j in range(LANES_B):
+                        q = base + np.uint64(j)
+                        dx = dx0 + _LANE_X[j]
+                        sigma = ha * dx * dx + bdy * dx + hcdy2
+                        vis = _exp_neg(sigma)
+                        raw = o * vis
+                        alpha = min(ALPHA_MAX, raw)
+                        last = st[B_LAST + q]
+                        t_after = st[B_T + q]
+                        gcr, gcg, gcb, gcz = st[B_GR + q], st[B_GG + q], st[B_GB + q], st[B_GZ + q]
+                        g_a = st[B_GA + q]
+                        s_behind = st[B_S + q]
+                        ok = (sigma >= 0.0) & (alpha >= ALPHA_MIN) & (kf < last)
+                        alpha = alpha if ok else np.float32(0.0)
+                        inv_om = np.float32(1.0) / (np.float32(1.0) - alpha)
+                        t_i = t_after * inv_om
+                        w = alpha * t_i
+                        phi = gcr * cr + gcg * cg + gcb * cb + g_a + gcz * cz
+                        v_al = t_i * phi - s_behind * inv_om
+                        st[B_S + q] = s_behind + w * phi
+                        st[B_T + q] = t_i
+                        d_r += w * gcr
+                        d_g += w * gcg
+                        d_bl += w * gcb
+                        d_z += w * gcz
+                        # The clamp at 0.999 passes no gradient to opacity or shape.
+                        v_al = v_al if (ok & (raw <= ALPHA_MAX)) else np.float32(0.0)
+                        d_o += vis * v_al
+                        v_s = -alpha * v_al
+                        row_vs += v_s
+                        row_dxvs += dx * v_s
+                        d_a += dx * dx * v_s
+                        gx = -(a * dx + bdy) * v_s
+                        gy = -(b * dx + cdy) * v_s
+                        abs_x += abs(gx)
+                        abs_y += abs(gy)
+                d_b += dy * row_dxvs
+                d_c += dy * dy * row_vs
+                # sum over the row of -(a dx + b dy) v_s and -(b dx + c dy) v_s
+                d_mx -= a * row_dxvs + bdy * row_vs
+                d_my -= b * row_dxvs + cdy * row_vs
+            pair_grad[k, G_MX] = d_mx
+            pair_grad[k, G_MY] = d_my
+            pair_grad[k, G_CA] = np.float32(0.5) * d_a
+            pair_grad[k, G_CB] = d_b
+            pair_grad[k, G_CC] = np.float32(0.5) * d_c
+            pair_grad[k, G_OP] = d_o
+            pair_grad[k, G_R] = d_r
+            pair_grad[k, G_G] = d_g
+            pair_grad[k, G_B] = d_bl
+            pair_grad[k, G_Z] = d_z
+            pair_grad[k, G_ABSX] = abs_x
+            pair_grad[k, G_ABSY] = abs_y
+
+
+@njit(**_JIT)
+def gather_grads(order, rank_start, rank_pairs, pair_grad, out, chunk, n_chunks):
+    """Sum each Gaussian's pair rows into out [N, GRAD_COLS] (rows of unranked ones stay 0)."""
+    for r in range(chunk, order.shape[0], n_chunks):
+        g = order[r]
+        acc = np.zeros(GRAD_COLS, np.float32)
+        for j in range(rank_start[r], rank_start[r + 1]):
+            row = rank_pairs[j]  # one cache line per pair, read once
+            for col in range(GRAD_COLS):
+                acc[col] += pair_grad[row, col]
+        for col in range(GRAD_COLS):
+            out[g, col] = acc[col]

@@ -1,0 +1,314 @@
+"""EWA projection of 3D Gaussians to 2D splats in compiled numba, forward and backward.
+
+The same mathematics as :func:`render.rasterize.project.project` (the torch version,
+which the tests hold against gsplat's own), fused into one pass per Gaussian: torch spends
+~100 separate elementwise ops on it, each a pass over memory (and, under load, a thread
+barrier), which cost more than the whole rasterization. Colours from SH stay in torch.
+
+Per Gaussian, with q = quat / |quat|, R_q its rotation, s = exp(log_scales), (R, t) the
+view: m_c = R m + t, M = R R_q diag(s) (so the camera covariance is M M^T), and with the
+pinhole Jacobian J at the mean clamped to 1.3x the field of view, the 2D covariance is
+(J M)(J M)^T = [[u.u, u.v], [u.v, v.v]] where u, v are the rows of J M.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from numba import njit
+from torch import Tensor
+
+from render.camera import Camera
+from render.gaussians import Gaussians
+from render.options import RenderOptions
+from render.rasterize.cpu_threads import num_threads, run_chunks
+
+_JIT = {"nogil": True, "cache": True, "fastmath": {"nsz", "arcp", "contract", "reassoc"},
+        "error_model": "numpy"}
+
+
+@njit(inline="always", **_JIT)
+def _rotmat(w, x, y, z):
+    return (1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y))
+
+
+@njit(**_JIT)
+def project_forward(means, quats, log_scales, opacity_logits, cam, eps, compensate,
+                    means2d, conics, depths, opacities, radii, chunk, n_chunks):
+    """means [N, 3], quats [N, 4], log_scales [N, 3], opacity_logits [N] (float32);
+    cam [20] float64 = R (9, row-major), t (3), fx, fy, cx, cy, width, height, near, far
+    -> means2d [N, 2], conics [N, 3], depths [N], opacities [N], radii [N, 2] int32."""
+    fx, fy, cx, cy = cam[12], cam[13], cam[14], cam[15]
+    w, h, near, far = cam[16], cam[17], cam[18], cam[19]
+    lim_xp, lim_xn = (w - cx) / fx + 0.15 * w / fx, cx / fx + 0.15 * w / fx
+    lim_yp, lim_yn = (h - cy) / fy + 0.15 * h / fy, cy / fy + 0.15 * h / fy
+    for n in range(chunk * means.shape[0] // n_chunks, (chunk + 1) * means.shape[0] // n_chunks):
+        mx, my, mz = np.float64(means[n, 0]), np.float64(means[n, 1]), np.float64(means[n, 2])
+        tx = cam[0] * mx + cam[1] * my + cam[2] * mz + cam[9]
+        ty = cam[3] * mx + cam[4] * my + cam[5] * mz + cam[10]
+        tz = cam[6] * mx + cam[7] * my + cam[8] * mz + cam[11]
+        qw, qx, qy, qz = (np.float64(quats[n, 0]), np.float64(quats[n, 1]),
+                          np.float64(quats[n, 2]), np.float64(quats[n, 3]))
+        qn = max(math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz), 1e-12)
+        q = _rotmat(qw / qn, qx / qn, qy / qn, qz / qn)
+        s0 = math.exp(log_scales[n, 0])
+        s1 = math.exp(log_scales[n, 1])
+        s2 = math.exp(log_scales[n, 2])
+        z = tz if abs(tz) >= 1e-8 else 1e-8
+        iz = 1.0 / z
+        jx = -fx * min(max(tx * iz, -lim_xn), lim_xp) * iz
+        jy = -fy * min(max(ty * iz, -lim_yn), lim_yp) * iz
+        ku, kv = fx * iz, fy * iz
+        a0 = 0.0
+        b0 = 0.0
+        c0 = 0.0
+        for j in range(3):
+            sj = s0 if j == 0 else (s1 if j == 1 else s2)
+            # Column j of M = R R_q diag(s), in camera axes.
+            m0 = (cam[0] * q[j] + cam[1] * q[3 + j] + cam[2] * q[6 + j]) * sj
+            m1 = (cam[3] * q[j] + cam[4] * q[3 + j] + cam[5] * q[6 + j]) * sj
+            m2 = (cam[6] * q[j] + cam[7] * q[3 + j] + cam[8] * q[6 + j]) * sj
+            u = ku * m0 + jx * m2
+            v = kv * m1 + jy * m2
+            a0 += u * u
+            b0 += u * v
+            c0 += v * v
+        px = fx * tx * iz + cx
+        py = fy * ty * iz + cy
+        det_orig = a0 * c0 - b0 * b0
+        a, c = a0 + eps, c0 + eps
+        det_raw = a * c - b0 * b0
+        det = max(det_raw, 1e-10)
+        means2d[n, 0] = px
+        means2d[n, 1] = py
+        conics[n, 0] = c / det
+        conics[n, 1] = -b0 / det
+        conics[n, 2] = a / det
+        depths[n] = tz
+        op = 1.0 / (1.0 + math.exp(-np.float64(opacity_logits[n])))
+        if compensate:
+            op *= math.sqrt(max(det_orig / det, 0.0))
+        opacities[n] = op
+        rx = math.ceil(3.33 * math.sqrt(max(a, 0.0)))
+        ry = math.ceil(3.33 * math.sqrt(max(c, 0.0)))
+        ok = (det_raw > 0.0 and tz > near and tz < far and px + rx > 0 and px - rx < w
+              and py + ry > 0 and py - ry < h)
+        radii[n, 0] = np.int32(rx) if ok else 0
+        radii[n, 1] = np.int32(ry) if ok else 0
+
+
+@njit(**_JIT)
+def project_backward(means, quats, log_scales, opacity_logits, cam, eps, compensate,
+                     v_means2d, v_conics, v_depths, v_opacities,
+                     v_means, v_quats, v_log_scales, v_opacity_logits, chunk, n_chunks):
+    """Adjoint of :func:`project_forward` (recomputes the forward per Gaussian)."""
+    fx, fy, cx, cy = cam[12], cam[13], cam[14], cam[15]
+    w, h = cam[16], cam[17]
+    lim_xp, lim_xn = (w - cx) / fx + 0.15 * w / fx, cx / fx + 0.15 * w / fx
+    lim_yp, lim_yn = (h - cy) / fy + 0.15 * h / fy, cy / fy + 0.15 * h / fy
+    for n in range(chunk * means.shape[0] // n_chunks, (chunk + 1) * means.shape[0] // n_chunks):
+        gx, gy = np.float64(v_means2d[n, 0]), np.float64(v_means2d[n, 1])
+        vA, vB, vC = (np.float64(v_conics[n, 0]), np.float64(v_conics[n, 1]),
+                      np.float64(v_conics[n, 2]))
+        vz, vo = np.float64(v_depths[n]), np.float64(v_opacities[n])
+        if gx == 0.0 and gy == 0.0 and vA == 0.0 and vB == 0.0 and vC == 0.0 and vz == 0.0 \
+                and vo == 0.0:
+            for k in range(3):
+                v_means[n, k] = 0.0
+                v_log_scales[n, k] = 0.0
+            for k in range(4):
+                v_quats[n, k] = 0.0
+            v_opacity_logits[n] = 0.0
+            continue
+        # ---- forward again -------------------------------------------------------------
+        mx, my, mz = np.float64(means[n, 0]), np.float64(means[n, 1]), np.float64(means[n, 2])
+        tx = cam[0] * mx + cam[1] * my + cam[2] * mz + cam[9]
+        ty = cam[3] * mx + cam[4] * my + cam[5] * mz + cam[10]
+        tz = cam[6] * mx + cam[7] * my + cam[8] * mz + cam[11]
+        qw, qx, qy, qz = (np.float64(quats[n, 0]), np.float64(quats[n, 1]),
+                          np.float64(quats[n, 2]), np.float64(quats[n, 3]))
+        qn = max(math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz), 1e-12)
+        nw, nx, ny, nz = qw / qn, qx / qn, qy / qn, qz / qn
+        q = _rotmat(nw, nx, ny, nz)
+        s = (math.exp(log_scales[n, 0]), math.exp(log_scales[n, 1]),
+             math.exp(log_scales[n, 2]))
+        z_small = abs(tz) < 1e-8
+        z = 1e-8 if z_small else tz
+        iz = 1.0 / z
+        xr, yr = tx * iz, ty * iz
+        x_in = -lim_xn <= xr <= lim_xp
+        y_in = -lim_yn <= yr <= lim_yp
+        xcl = min(max(xr, -lim_xn), lim_xp)
+        ycl = min(max(yr, -lim_yn), lim_yp)
+        jx, jy = -fx * xcl * iz, -fy * ycl * iz
+        ku, kv = fx * iz, fy * iz
+        mc = np.empty((3, 3))  # mc[i, j]: camera axis i of column j of M
+        uu = np.empty(3)
+        vv = np.empty(3)
+        a0 = 0.0
+        b0 = 0.0
+        c0 = 0.0
+        for j in range(3):
+            for i in range(3):
+                mc[i, j] = (cam[3 * i] * q[j] + cam[3 * i + 1] * q[3 + j]
+                            + cam[3 * i + 2] * q[6 + j]) * s[j]
+            uu[j] = ku * mc[0, j] + jx * mc[2, j]
+            vv[j] = kv * mc[1, j] + jy * mc[2, j]
+            a0 += uu[j] * uu[j]
+            b0 += uu[j] * vv[j]
+            c0 += vv[j] * vv[j]
+        det_orig = a0 * c0 - b0 * b0
+        a, c = a0 + eps, c0 + eps
+        det_raw = a * c - b0 * b0
+        det = max(det_raw, 1e-10)
+        sig = 1.0 / (1.0 + math.exp(-np.float64(opacity_logits[n])))
+        # ---- opacity and its compensation -------------------------------------------------
+        v_det = 0.0
+        v_a0 = 0.0
+        v_b0 = 0.0
+        v_c0 = 0.0
+        v_sig = vo
+        if compensate:
+            ratio = det_orig / det
+            comp = math.sqrt(max(ratio, 0.0))
+            v_sig = vo * comp
+            if ratio > 0.0:
+                v_ratio = vo * sig * 0.5 / comp
+                v_do = v_ratio / det
+                v_det -= v_ratio * ratio / det
+                v_a0 += v_do * c0
+                v_c0 += v_do * a0
+                v_b0 -= 2.0 * b0 * v_do
+        v_opacity_logits[n] = v_sig * sig * (1.0 - sig)
+        # ---- conic = (c, -b, a) / det ---------------------------------------------------
+        v_det -= (vA * c - vB * b0 + vC * a) / (det * det)
+        v_a0 += vC / det
+        v_c0 += vA / det
+        v_b0 -= vB / det
+        if det_raw > 1e-10:
+            v_a0 += v_det * c
+            v_c0 += v_det * a
+            v_b0 -= 2.0 * b0 * v_det
+        # ---- rows u, v of J M ---------------------------------------------------------------
+        v_ku = 0.0
+        v_kv = 0.0
+        v_jx = 0.0
+        v_jy = 0.0
+        v_mc = np.empty((3, 3))
+        for j in range(3):
+            vu = 2.0 * v_a0 * uu[j] + v_b0 * vv[j]
+            vv_ = 2.0 * v_c0 * vv[j] + v_b0 * uu[j]
+            v_mc[0, j] = ku * vu
+            v_mc[1, j] = kv * vv_
+            v_mc[2, j] = jx * vu + jy * vv_
+            v_ku += vu * mc[0, j]
+            v_kv += vv_ * mc[1, j]
+            v_jx += vu * mc[2, j]
+            v_jy += vv_ * mc[2, j]
+        v_iz = fx * v_ku + fy * v_kv - fx * xcl * v_jx - fy * ycl * v_jy
+        v_tx = 0.0
+        v_ty = 0.0
+        if x_in:
+            v_xr = -fx * iz * v_jx
+            v_tx += v_xr * iz
+            v_iz += v_xr * tx
+        if y_in:
+            v_yr = -fy * iz * v_jy
+            v_ty += v_yr * iz
+            v_iz += v_yr * ty
+        # ---- means2d = f t / z + c ----------------------------------------------------------
+        v_tx += fx * iz * gx
+        v_ty += fy * iz * gy
+        v_iz += fx * tx * gx + fy * ty * gy
+        v_tz = vz
+        if not z_small:
+            v_tz -= v_iz * iz * iz
+        # m_c = R m + t
+        for k in range(3):
+            v_means[n, k] = cam[k] * v_tx + cam[3 + k] * v_ty + cam[6 + k] * v_tz
+        # ---- M = R R_q diag(s) ----------------------------------------------------------------
+        g = np.empty(9)  # dL/dR_q, row-major
+        for j in range(3):
+            v_s = 0.0
+            for i in range(3):
+                wij = cam[i] * v_mc[0, j] + cam[3 + i] * v_mc[1, j] + cam[6 + i] * v_mc[2, j]
+                g[3 * i + j] = wij * s[j]
+                v_s += wij * q[3 * i + j]
+            v_log_scales[n, j] = v_s * s[j]
+        vw = 2.0 * (-nz * g[1] + ny * g[2] + nz * g[3] - nx * g[5] - ny * g[6] + nx * g[7])
+        vx = 2.0 * (ny * g[1] + nz * g[2] + ny * g[3] - 2.0 * nx * g[4] - nw * g[5]
+                    + nz * g[6] + nw * g[7] - 2.0 * nx * g[8])
+        vy = 2.0 * (-2.0 * ny * g[0] + nx * g[1] + nw * g[2] + nx * g[3] + nz * g[5]
+                    - nw * g[6] + nz * g[7] - 2.0 * ny * g[8])
+        vzq = 2.0 * (-2.0 * nz * g[0] - nw * g[1] + nx * g[2] + nw * g[3] - 2.0 * nz * g[4]
+                     + ny * g[5] + nx * g[6] + ny * g[7])
+        # q / |q|: remove the radial part, divide by the length.
+        dot = nw * vw + nx * vx + ny * vy + nz * vzq
+        v_quats[n, 0] = (vw - nw * dot) / qn
+        v_quats[n, 1] = (vx - nx * dot) / qn
+        v_quats[n, 2] = (vy - ny * dot) / qn
+        v_quats[n, 3] = (vzq - nz * dot) / qn
+
+
+def camera_array(cam: Camera) -> np.ndarray:
+    """The camera as the flat float64 array the kernels read. [20]"""
+    vm = cam.viewmat.double().numpy()
+    return np.concatenate([vm[:3, :3].ravel(), vm[:3, 3],
+                           [cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height, cam.near,
+                            cam.far]]).astype(np.float64)
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().to(torch.float32).numpy())
+
+
+class ProjectCPU(torch.autograd.Function):
+    """(means, quats, log_scales, opacity_logits) -> (means2d, conics, depths, opacities,
+    radii); differentiable in the four inputs."""
+
+    @staticmethod
+    def forward(ctx, means, quats, log_scales, opacity_logits, cam_arr, eps, compensate):
+        n = means.shape[0]
+        means2d = np.empty((n, 2), np.float32)
+        conics = np.empty((n, 3), np.float32)
+        depths = np.empty(n, np.float32)
+        opacities = np.empty(n, np.float32)
+        radii = np.empty((n, 2), np.int32)
+        args = (_np(means), _np(quats), _np(log_scales), _np(opacity_logits), cam_arr,
+                float(eps), bool(compensate))
+        run_chunks(project_forward, num_threads(), *args, means2d, conics, depths, opacities,
+                   radii)
+        ctx.args = args
+        radii_t = torch.from_numpy(radii)
+        ctx.mark_non_differentiable(radii_t)
+        return (torch.from_numpy(means2d), torch.from_numpy(conics), torch.from_numpy(depths),
+                torch.from_numpy(opacities), radii_t)
+
+    @staticmethod
+    def backward(ctx, v_means2d, v_conics, v_depths, v_opacities, _v_radii):
+        n = ctx.args[0].shape[0]
+
+        def grad(t, shape):
+            return _np(t) if t is not None else np.zeros(shape, np.float32)
+
+        outs = (np.empty((n, 3), np.float32), np.empty((n, 4), np.float32),
+                np.empty((n, 3), np.float32), np.empty(n, np.float32))
+        run_chunks(project_backward, num_threads(), *ctx.args, grad(v_means2d, (n, 2)),
+                   grad(v_conics, (n, 3)), grad(v_depths, n), grad(v_opacities, n), *outs)
+        return (*(torch.from_numpy(o) for o in outs), None, None, None)
+
+
+def project_cpu(g: Gaussians, cam: Camera, options: RenderOptions):
+    """Projection with the numba kernels; returns the same :class:`Projection` as
+    :func:`render.rasterize.project.project` (colours from SH still in torch)."""
+    from render.rasterize.project import colors_from_sh
+    from render.rasterize.types import Projection
+
+    eps, compensate = options.dilation()
+    means2d, conics, depths, opacities, radii = ProjectCPU.apply(
+        g.means, g.quats, g.log_scales, g.opacity_logits, camera_array(cam), eps, compensate)
+    return Projection(means2d, conics, depths, radii, opacities, colors_from_sh(g, cam, options))

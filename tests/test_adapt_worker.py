@@ -1,0 +1,132 @@
+"""The background worker: returns at once, newest request wins, failures stay contained."""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+
+import pytest
+import torch
+
+from adapt.cache import LevelCache
+from adapt.finetune import FinetuneConfig
+from adapt.views import ViewSettings
+from adapt.worker import AdaptSettings, AdaptWorker
+from render.camera import Camera
+from render.gaussians import Gaussians
+
+
+def _scene(n: int = 150) -> Gaussians:
+    g = torch.Generator().manual_seed(2)
+    means = torch.cat([torch.rand(n, 2, generator=g) * 1.6 - 0.8, torch.zeros(n, 1)], 1)
+    return Gaussians.from_colors(means, torch.rand(n, 3, generator=g),
+                                 torch.full((n, 3), 0.01), torch.full((n,), 0.9))
+
+
+def _cams() -> list[Camera]:
+    return [Camera.look_at((x, 0.1, -3), (0, 0, 0), fov_y_deg=40, width=48, height=48)
+            for x in (-0.6, -0.3, 0.0, 0.3, 0.6)]
+
+
+def _settings(iters: int = 30) -> AdaptSettings:
+    return AdaptSettings(finetune=FinetuneConfig(iters=iters),
+                         views=ViewSettings(n_views=3, n_user=1, holdout_every=5))
+
+
+def _wait_for(pred, timeout: float = 120.0) -> None:
+    end = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def worker(tmp_path):
+    w = AdaptWorker(_scene(), _cams(), LevelCache("h", "s", tmp_path / "cache"), _settings(),
+                    render_threads=1)
+    yield w
+    w.shutdown()
+
+
+def test_request_returns_at_once_and_the_level_becomes_ready(worker):
+    t0 = time.perf_counter()
+    worker.request(-1, view=_cams()[2])
+    assert time.perf_counter() - t0 < 0.1
+    phases = set()
+    _wait_for(lambda: phases.add(worker.status().phase) or worker.status().phase == "done")
+    st = worker.status()
+    assert st.level == -1 and st.step == st.total == 30 and st.error == ""
+    assert {"finetune", "done"} <= phases
+    g = worker.get(-1)
+    assert g is not None and len(g) <= len(worker.base)
+    assert worker.get(0) is worker.base
+    assert (worker.cache.directory / "level_-1.ply").is_file()
+    # Asking again for a ready level starts no job.
+    worker.request(-1)
+    assert not worker.busy()
+
+
+def test_newest_request_wins_and_the_old_job_is_cancelled(tmp_path):
+    w = AdaptWorker(_scene(), _cams(), LevelCache("h", "s", tmp_path / "c"),
+                    _settings(iters=400), render_threads=1)
+    try:
+        w.request(-1)
+        _wait_for(lambda: w.status().phase == "finetune" and w.status().step >= 2)
+        w.request(-2)
+        _wait_for(lambda: w.status().level == -2, timeout=60)
+        # The -1 job stopped between steps, long before its 400 iterations.
+        w.cancel()
+        assert w.wait_idle(60)
+        assert w.cache.get(-1) is None and w.status().phase == "cancelled"
+    finally:
+        w.shutdown()
+
+
+def test_a_failing_job_reports_an_error_and_the_worker_goes_on(tmp_path, monkeypatch):
+    cache = LevelCache("h", "s", tmp_path / "c")
+    w = AdaptWorker(_scene(), _cams(), cache, _settings(iters=5), render_threads=1)
+    try:
+        def disk_full(*_a, **_k):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr("adapt.cache.save_ply", disk_full)
+        w.request(1)
+        assert w.wait_idle(120)
+        st = w.status()
+        assert st.phase == "error" and "No space left" in st.error and "x2" in st.error
+        assert cache.get(1) is None and not (tmp_path / "c" / "manifest.json").exists()
+        monkeypatch.undo()
+        w.request(1)
+        assert w.wait_idle(120) and w.status().phase == "done" and cache.get(1) is not None
+    finally:
+        w.shutdown()
+
+
+def test_bad_sr_model_is_an_error_not_an_exception(tmp_path):
+    s = AdaptSettings(finetune=FinetuneConfig(iters=5), views=ViewSettings(n_views=2),
+                      sr_model=str(tmp_path / "missing.safetensors"))
+    w = AdaptWorker(_scene(), _cams(), LevelCache("h", "s", None), s, render_threads=1)
+    try:
+        w.request(2)
+        assert w.wait_idle(60)
+        assert w.status().phase == "error" and "missing.safetensors" in w.status().error
+    finally:
+        w.shutdown()
+
+
+def test_worker_threads_are_limited_inside_the_worker_only(worker):
+    seen = {}
+
+    def probe():
+        seen["main"] = torch.get_num_threads()
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    before = torch.get_num_threads()
+    worker.request(-1)
+    assert worker.wait_idle(120)
+    assert torch.get_num_threads() == before  # the caller's pool is untouched
+    worker.shutdown()
+    assert not worker._thread.is_alive()

@@ -1,0 +1,191 @@
+"""`mipview adapt`: build one Mipmap-GS scale level headless.
+
+    mipview adapt MODEL|demo --level 1/4|x4 --out OUT.ply [--cameras cameras.json]
+        [--sr-model PATH] [--iters 1000] [--views N] [--seed S] [--base-size WxH]
+
+Base cameras: --cameras, else a cameras.json found beside the model, else the demo's
+own, else virtual cameras on a sphere framing the model at --base-size (800x800). A
+progress bar goes to stderr; a JSON summary goes to stdout: seconds, iterations,
+Gaussians before / after, and mean PSNR on held-out views (never adapted on) against
+the reference (zoom-out: the base rendered 8x supersampled and area-downsampled;
+zoom-in: the upsampled base render) of `vanilla` (base, 3DGS rasterizer), `mip`,
+`adaptive` and `adapted`. Exit 2 with a one-line error for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from adapt.finetune import FinetuneConfig
+from adapt.optimize import Cancelled
+from adapt.pseudo_gt import measure_level
+from adapt.scale import level_label, parse_level, virtual_base_cameras
+from adapt.upsample import make_upsampler
+from adapt.views import ViewSettings
+from adapt.worker import AdaptSettings, adapt_level
+from render.camera import Camera
+from render.gaussians import Gaussians
+
+EXIT_BAD_INPUT = 2
+
+
+class UsageError(Exception):
+    """Bad command line or input file: printed on one line, exit status 2."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model file (.ply / .splat) or 'demo' for the built-in chart")
+    p.add_argument("--level", required=True, help="1/8, 1/4, 1/2, x2, x4 or x8")
+    p.add_argument("--out", required=True, help="where to write the adapted .ply")
+    p.add_argument("--cameras", help="INRIA cameras.json with the training cameras")
+    p.add_argument("--sr-model", help="super-resolution checkpoint for zoom-in (spandrel: "
+                   "SwinIR, Real-ESRGAN, HAT, ...; .safetensors or .pth)")
+    p.add_argument("--iters", type=int, default=1000, help="finetune iterations (1000)")
+    p.add_argument("--views", type=int, default=24, help="adaptation views (24)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--base-size", default="800x800",
+                   help="resolution of the virtual base cameras when none are known")
+    p.add_argument("--no-eval", action="store_true", help="skip the PSNR measurement")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+        if w <= 0 or h <= 0:
+            raise ValueError
+        return w, h
+    except ValueError:
+        raise UsageError(f"--base-size {text!r}: expected WxH, e.g. 800x800") from None
+
+
+def load_scene(model: str, cameras: str | None,
+               base_size: tuple[int, int]) -> tuple[Gaussians, list[Camera], str, str]:
+    """(base set, base cameras, model name, where the cameras came from)."""
+    from render.io import GaussianFileError, load_inria_cameras, load_model
+
+    if model == "demo":
+        from render.demo import demo_scene
+
+        scene = demo_scene()
+        g, cams, source, name = scene.gaussians, list(scene.base_cameras), "demo", scene.name
+    else:
+        try:
+            loaded = load_model(model, find_cameras=cameras is None)
+        except GaussianFileError as exc:
+            raise UsageError(str(exc)) from None
+        g, name = loaded.gaussians, str(model)
+        cams, source = ([r.camera for r in loaded.cameras], str(loaded.cameras_path)) \
+            if loaded.cameras else ([], "")
+    if cameras is not None:
+        try:
+            cams, source = [r.camera for r in load_inria_cameras(cameras)], str(cameras)
+        except GaussianFileError as exc:
+            raise UsageError(str(exc)) from None
+        if not cams:
+            raise UsageError(f"{cameras}: holds no cameras")
+    if not cams:
+        cams = virtual_base_cameras(g, width=base_size[0], height=base_size[1])
+        source = f"virtual ({len(cams)} views at {base_size[0]}x{base_size[1]})"
+    if len(g) == 0:
+        raise UsageError(f"{model}: the model holds no Gaussians")
+    return g, cams, name, source
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, enabled: bool, width: int = 30) -> None:
+        self.enabled, self.width, self.t0, self.last = enabled, width, time.perf_counter(), 0.0
+
+    def show(self, label: str, done: int, total: int, extra: str = "") -> None:
+        now = time.perf_counter()
+        if not self.enabled or (now - self.last < 0.2 and done < total):
+            return
+        self.last = now
+        frac = done / total if total else 0.0
+        bar = "#" * int(frac * self.width)
+        sys.stderr.write(f"\r{label:<9} [{bar:<{self.width}}] {done}/{total} {extra}   ")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except UsageError as exc:
+        print(f"mipview adapt: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _run(args: argparse.Namespace) -> int:
+    from render.rasterize import auto_backend
+
+    # stdout carries only the JSON summary: the backend notice goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        auto_backend()
+    try:
+        level = parse_level(args.level)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if level == 0:
+        raise UsageError("level 1 is the base model itself; nothing to adapt")
+    if args.iters < 1 or args.views < 1:
+        raise UsageError("--iters and --views must be at least 1")
+    out = Path(args.out)
+    if out.suffix.lower() != ".ply":
+        raise UsageError(f"--out {out}: the adapted model is written as .ply")
+    if not out.parent.exists():
+        raise UsageError(f"--out {out}: folder {out.parent} does not exist")
+    try:
+        upsampler = make_upsampler(args.sr_model)
+    except (OSError, ValueError, ImportError) as exc:
+        raise UsageError(f"--sr-model: {exc}") from None
+    base, cams, name, source = load_scene(args.model, args.cameras, _parse_size(args.base_size))
+    settings = AdaptSettings(
+        finetune=FinetuneConfig(iters=args.iters, views=args.views, seed=args.seed),
+        views=ViewSettings(n_views=args.views, seed=args.seed), sr_model=args.sr_model,
+        use_current_view=False)
+    bar = ProgressBar(not args.quiet)
+
+    def on_step(it: int, loss: float, n: int) -> None:
+        elapsed = time.perf_counter() - bar.t0
+        bar.show("finetune", it, args.iters, f"loss {loss:.2e} N={n} {elapsed:.0f}s")
+
+    t0 = time.perf_counter()
+    try:
+        result = adapt_level(base, cams, level, settings, upsampler,
+                             on_phase=lambda ph, d, n: bar.show(ph, d, n), progress=on_step)
+    except Cancelled:  # nothing cancels a CLI run, but be explicit
+        raise UsageError("cancelled") from None
+    seconds = time.perf_counter() - t0
+    from render.io import save_ply
+
+    save_ply(result.gaussians, out)
+    summary = {
+        "model": name, "level": level_label(level), "scale": 2.0**level,
+        "base_cameras": source, "seconds": round(seconds, 2),
+        "iterations": result.iterations, "adaptation_views": result.n_views,
+        "held_out_views": len(result.held_out), "gaussians_before": len(base),
+        "gaussians_after": len(result.gaussians), "pseudo_gt": result.upsampler,
+        "out": str(out),
+    }
+    if not args.no_eval and result.held_out:
+        t1 = time.perf_counter()
+        scores = measure_level(base, result.gaussians, result.held_out, level, upsampler,
+                               settings.finetune.base_options(), settings.views,
+                               adapted_options=settings.finetune.render_options(level))
+        summary["psnr"] = {k: (round(v, 3) if math.isfinite(v) else None)
+                           for k, v in scores.items()}
+        summary["reference"] = ("base 8x supersampled, area-downsampled" if level < 0
+                                else f"upsampled base render ({result.upsampler})")
+        summary["eval_seconds"] = round(time.perf_counter() - t1, 2)
+    print(json.dumps(summary, indent=1))
+    return 0
