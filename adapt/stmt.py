@@ -283,7 +283,7 @@ def run_protocol(
             grid[(setting.name, "gt", scale)] = crop_for_grid(
                 test.images[config.grid_view], config.crop, config.grid_cell)
             for method in config.methods:
-                g = base
+                g, opts = base, method_options(method, zoom)
                 if method.adapt_on is not None:
                     if method.adapt_on == "train":
                         if scale not in train_views:
@@ -292,6 +292,8 @@ def run_protocol(
                     else:
                         views = test.cameras
                     g, secs, info = adapt_level(base, setting, zoom, method, views)
+                    # the adapted set is shown in the mode it was finetuned in
+                    opts = opts.replace(antialias=info.get("antialias", method.antialias))
                     res.adaptation.append({"setting": setting.name, "method": method.key,
                                            "scale": scale, "zoom": zoom, "seconds": secs,
                                            "ratio_to_base": secs / max(base_seconds, 1e-9),
@@ -302,7 +304,7 @@ def run_protocol(
                 if method.pseudo_gt:
                     renders = pseudo_gt_views(base, test.cameras, zoom, method.upsampler)
                 else:
-                    renders = render_views(g, test.cameras, method_options(method, zoom))
+                    renders = render_views(g, test.cameras, opts)
                 ms = (time.perf_counter() - t0) * 1e3 / max(1, len(renders))
                 p, s, lp = score_views(renders, test.images, with_lpips)
                 res.scores.append(Score(setting.name, method.key, scale, zoom,
@@ -326,6 +328,11 @@ class AdaptSettings:
         crop, crops_per_view, max_crop_pixels: large targets are cut into their busiest
             crops (see adapt.views.ViewSettings).
         seed: seeds view order, splits and crop ties.
+        zoom_out_supersample: the zoom-out pseudo-GT renders the base at max(N, this)
+            times the target resolution. 1 (default) is the paper's mipmap level, the base
+            at its own rate; on lego, rendering the base 8x finer than the target
+            (ViewSettings' default) makes a pseudo-GT 4-5 dB further from the real images
+            at x1/2, since the base seen finer than its training rate shows needles.
     """
 
     iters: int = 1000
@@ -334,6 +341,7 @@ class AdaptSettings:
     crops_per_view: int = 4
     max_crop_pixels: int = 320 * 320
     seed: int = 0
+    zoom_out_supersample: int = 1
 
 
 def evenly(items: list, n: int) -> list:
@@ -344,10 +352,14 @@ def evenly(items: list, n: int) -> list:
     return [items[i] for i in idx]
 
 
-def mipmap_adapter(settings: AdaptSettings, log: Callable[[str], None] = print) -> AdaptFn:
+def mipmap_adapter(settings: AdaptSettings, base_cameras: CamerasFn | None = None,
+                   log: Callable[[str], None] = print) -> AdaptFn:
     """An AdaptFn building the Mipmap-GS copy for a zoom: pseudo-GT of the base on the
     given views at the target scale (area-downsampled supersampled renders for zoom-out,
-    the method's upsampler for zoom-in), then the L2 finetune with the vanilla rasterizer.
+    the method's upsampler for zoom-in), then adapt.finetune's L2 finetune in the render
+    mode adapt.finetune picks for the level (info["antialias"]: the adapted set must be
+    shown in it). base_cameras(split, scale) gives the train cameras at the base scale,
+    for the per-Gaussian base sampling rate of the finetune's warm start.
     """
     from adapt.finetune import FinetuneConfig, finetune
     from adapt.pseudo_gt import build_views
@@ -368,23 +380,32 @@ def mipmap_adapter(settings: AdaptSettings, log: Callable[[str], None] = print) 
         options = RenderOptions(background=WHITE)
         vs = ViewSettings(n_views=settings.n_views, crop=settings.crop,
                           crops_per_view=settings.crops_per_view,
-                          max_crop_pixels=settings.max_crop_pixels, seed=settings.seed)
+                          max_crop_pixels=settings.max_crop_pixels, seed=settings.seed,
+                          zoom_out_supersample=settings.zoom_out_supersample)
         cams = evenly(views, settings.n_views)
         t0 = time.perf_counter()
         pairs = build_views(base, cams, level, upsamplers[key], vs, options)
         t1 = time.perf_counter()
         cfg = FinetuneConfig(iters=settings.iters, background=WHITE, seed=settings.seed)
+        rate = None
+        if base_cameras is not None:
+            from adapt.scale import BaseSampling
+
+            rate = BaseSampling.from_cameras(base, base_cameras("train",
+                                                                setting.base_scale)).rate
         def progress(it: int, loss: float, n: int) -> None:
             if it % 100 == 0 or it == settings.iters:
                 log(f"[{setting.name}] {method.key} x{format_scale(zoom)}: step {it}/"
                     f"{settings.iters}, L2 {loss:.5f}, {n} Gaussians")
 
         g = finetune(base, level, [c for c, _ in pairs], [img for _, img in pairs], cfg,
-                     progress)
+                     progress, base_rate=rate)
         t2 = time.perf_counter()
         return g, t2 - t0, {"level": level, "views": len(cams), "targets": len(pairs),
                             "iters": settings.iters, "pseudo_gt_seconds": t1 - t0,
-                            "finetune_seconds": t2 - t1, "upsampler": key}
+                            "finetune_seconds": t2 - t1, "upsampler": key,
+                            "antialias": cfg.render_options(level).antialias,
+                            "zoom_out_supersample": settings.zoom_out_supersample}
 
     return adapt_level
 
@@ -433,11 +454,12 @@ def table_markdown(res: StmtResults) -> str:
                    f"{b['ssim']:.4f} |")
     if res.adaptation:
         out += ["", "**Adaptation time per level** (seconds; ratio to the base's training)", "",
-                "| setting | method | zoom | seconds | ratio | Gaussians |",
-                "|---|---|---|---|---|---|"]
+                "| setting | method | zoom | seconds | ratio | Gaussians | iters | shown with |",
+                "|---|---|---|---|---|---|---|---|"]
         for a in res.adaptation:
             out.append(f"| {a['setting']} | {a['method']} | ×{format_scale(a['zoom'])} | "
-                       f"{a['seconds']:.1f} | {a['ratio_to_base']:.3f} | {a['n_gaussians']} |")
+                       f"{a['seconds']:.1f} | {a['ratio_to_base']:.3f} | {a['n_gaussians']} | "
+                       f"{a.get('iters', '?')} | {a.get('antialias', 'classic')} |")
     return "\n".join(out) + "\n"
 
 

@@ -36,8 +36,8 @@ class TrainConfig:
         carve: drop init points that most views see over the plain background.
     """
 
-    iters: int = 3000
-    n_init: int = 50_000
+    iters: int = 1500
+    n_init: int = 30_000
     init_opacity: float = 0.1
     sh_degree: int = 1
     ssim_weight: float = 0.2
@@ -45,15 +45,28 @@ class TrainConfig:
     carve: bool = True
 
 
-def nearest_neighbour_scale(points: np.ndarray, k: int = 3) -> np.ndarray:
+def nearest_neighbour_scale(points: np.ndarray, k: int = 3, chunk: int = 2048) -> np.ndarray:
     """Root-mean-square distance of each point to its k nearest others, as 3DGS sizes its
-    initial Gaussians. [N, 3] -> [N] world units
-    """
-    from scipy.spatial import cKDTree
-
-    d, _ = cKDTree(points).query(points, k=k + 1)
-    d = d[:, 1:]
-    return np.sqrt(np.maximum((d**2).mean(axis=1), 1e-14))
+    initial Gaussians. [N, 3] -> [N] world units. A k-d tree when scipy is there (it
+    usually is), else exact brute force in row chunks (seconds for 10^4 points)."""
+    try:
+        from scipy.spatial import cKDTree
+    except ImportError:  # optional: the exact brute force below gives the same numbers
+        cKDTree = None
+    if cKDTree is not None and len(points) > k:
+        d, _ = cKDTree(points).query(points, k=k + 1)
+        return np.sqrt(np.maximum((d[:, 1:] ** 2).mean(axis=1), 1e-14))
+    pts = torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))
+    n = pts.shape[0]
+    kk = min(k, max(n - 1, 1))
+    out = torch.empty(n)
+    for start in range(0, n, chunk):
+        d2 = torch.cdist(pts[start:start + chunk], pts).square_()
+        rows = torch.arange(d2.shape[0])
+        d2[rows, rows + start] = float("inf")  # not its own neighbour
+        near = torch.topk(d2, kk, dim=1, largest=False).values if n > 1 else d2[:, :0]
+        out[start:start + chunk] = near.mean(dim=1) if n > 1 else 0.0
+    return np.sqrt(np.maximum(out.numpy().astype(np.float64), 1e-14))
 
 
 def random_init(lo: Tensor, hi: Tensor, n: int, sh_degree: int = 0, opacity: float = 0.1,

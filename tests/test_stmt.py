@@ -229,3 +229,19 @@ def test_merge_joins_settings_and_methods_of_separate_runs():
         other, g = run("zoom-in", 0.5, ["3dgs"])
         other.data = "chair"
         stmt.merge_results([run("zoom-out", 0.125, ["3dgs"]), (other, g)])
+
+
+def test_neighbour_scale_without_scipy_matches(monkeypatch):
+    import sys
+
+    from adapt.train import nearest_neighbour_scale
+
+    pts = np.random.default_rng(0).random((500, 3)).astype(np.float32)
+    with_scipy = nearest_neighbour_scale(pts)
+    monkeypatch.setitem(sys.modules, "scipy.spatial", None)  # import now fails
+    brute = nearest_neighbour_scale(pts, chunk=128)
+    assert np.allclose(with_scipy, brute, rtol=1e-4, atol=1e-6)
+    # one point on a regular grid of spacing 0.1 has its 3 nearest others at 0.1
+    grid = np.stack(np.meshgrid(*[np.arange(5) * 0.1] * 3), -1).reshape(-1, 3)
+    assert nearest_neighbour_scale(grid.astype(np.float32), chunk=50)[62] == \
+        pytest.approx(0.1, rel=1e-4)

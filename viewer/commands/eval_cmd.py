@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapt-crop", type=int, default=256,
                         help="large adaptation targets are cut into crops of this side")
     parser.add_argument("--crops-per-view", type=int, default=4)
+    parser.add_argument("--zoom-out-supersample", type=int, default=1,
+                        help="zoom-out pseudo-GT renders the base at max(N, this) x the "
+                             "target resolution (1: the base rate, as the paper)")
     parser.add_argument("--test-every", type=int, default=1, help="score every k-th test view")
     parser.add_argument("--test-limit", type=int, default=None, help="score at most n views")
     parser.add_argument("--sr-model", type=Path, default=None,
@@ -156,7 +159,8 @@ def _run(args, stmt, log) -> int:
                              crop=crop, grid_view=args.grid_view)
     adapt_settings = stmt.AdaptSettings(iters=args.adapt_iters, n_views=args.adapt_views,
                                         crop=args.adapt_crop,
-                                        crops_per_view=args.crops_per_view, seed=args.seed)
+                                        crops_per_view=args.crops_per_view, seed=args.seed,
+                                        zoom_out_supersample=args.zoom_out_supersample)
     torch.manual_seed(args.seed)
     t_start = time.perf_counter()
     bases = {}
@@ -182,13 +186,13 @@ def _run(args, stmt, log) -> int:
     def cameras(split: str, scale: float):
         return load_nerf_synthetic_cameras(args.data, split, scale)
 
-    adapter = stmt.mipmap_adapter(adapt_settings, log)
+    adapter = stmt.mipmap_adapter(adapt_settings, cameras, log)
     res, grid = stmt.run_protocol(bases, load, cameras, adapter, config,
                                   data_name=str(args.data), log=log)
     res.config = {"train_iters": args.train_iters, "train_init": args.train_init,
                   "adapt": {k: getattr(adapt_settings, k) for k in
                             ("iters", "n_views", "crop", "crops_per_view", "max_crop_pixels",
-                             "seed")},
+                             "seed", "zoom_out_supersample")},
                   "test_every": args.test_every, "test_limit": args.test_limit,
                   "torch_threads": torch.get_num_threads(),
                   "wall_seconds": time.perf_counter() - t_start,

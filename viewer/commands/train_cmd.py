@@ -18,8 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", type=Path, help="NeRF-synthetic folder (transforms_train.json)")
     parser.add_argument("--scale", default="1/4",
                         help="image scale to train at, relative to the files (default 1/4)")
-    parser.add_argument("--iters", type=int, default=3000, help="optimisation steps")
-    parser.add_argument("--init", type=int, default=50_000,
+    parser.add_argument("--iters", type=int, default=1500, help="optimisation steps (default 1500)")
+    parser.add_argument("--init", type=int, default=30_000,
                         help="random Gaussians in the scene box at the start")
     parser.add_argument("--sh-degree", type=int, default=1, choices=range(4))
     parser.add_argument("--seed", type=int, default=0)
@@ -55,7 +55,7 @@ class ProgressBar:
         self.stream.flush()
 
 
-def train_to_file(data_dir: Path, scale: float, iters: int, out: Path, n_init: int = 50_000,
+def train_to_file(data_dir: Path, scale: float, iters: int, out: Path, n_init: int = 30_000,
                   sh_degree: int = 1, seed: int = 0, carve: bool = True,
                   quiet: bool = False) -> dict:
     """Train a base, write it and its cameras; return a JSON-ready summary
