@@ -99,17 +99,19 @@ def _content(image: Tensor) -> float:
 
 
 def pick_crops(base: Gaussians, cam: Camera, level: int, settings: ViewSettings,
-                options: RenderOptions, rng: random.Random) -> list[Camera]:
-    """The crops of a large view with the most content (judged on a cheap render at the
-    base rate), at most settings.crops_per_view of them."""
+               options: RenderOptions, rng: random.Random) -> list[Camera]:
+    """The crops of a large view with the most content, at most settings.crops_per_view
+    of them, judged on one cheap render of the whole view at the base rate."""
     crops = crop_grid(cam, settings.crop)
     if len(crops) <= settings.crops_per_view:
         return crops
-    f = min(2.0 ** -level, 1.0)  # preview at the base rate, never finer than the target
+    f = min(2.0 ** -level, 1.0)  # the base rate, never finer than the target
+    preview = render_tiled(base, rescaled_exact(cam, f), options)
     scored = []
     for c in crops:
-        preview = render_tiled(base, rescaled_exact(c, f), options)
-        scored.append((-_content(preview), rng.random(), c))
+        x0, y0 = int((cam.cx - c.cx) * f), int((cam.cy - c.cy) * f)
+        region = preview[y0:y0 + max(1, int(c.height * f)), x0:x0 + max(1, int(c.width * f))]
+        scored.append((-_content(region), rng.random(), c))
     scored.sort(key=lambda s: (s[0], s[1]))
     return [s[2] for s in scored[: settings.crops_per_view]]
 

@@ -158,7 +158,8 @@ def adapt_level(
                  base_rate=rate)
     return LevelResult(g, time.perf_counter() - t0, settings.finetune.iters, len(pairs),
                        split.held_out, upsampler.describe(2 ** abs(level)) if level > 0
-                       else f"area /{2 ** -level}")
+                       else "base rendered at {0}x the target resolution, area /{0}".format(
+                           max(2 ** -level, settings.views.zoom_out_supersample)))
 
 
 def default_threads() -> int:
