@@ -56,9 +56,14 @@ log = logging.getLogger("mipview.viewer")
 
 LEVELS: tuple[int, ...] = tuple(lv for lv in range(MIN_LEVEL, MAX_LEVEL + 1) if lv != 0)
 A_LABEL = "vanilla"
-# Every source plugged in as B renders with the rasterizer the level was adapted for
-# (Mipmap-GS finetunes against the vanilla 3DGS dilation).
-B_OVERRIDES = {"antialias": "classic"}
+
+
+def b_overrides(level: int) -> dict:
+    """Render options of source B: each level is drawn with the rasterizer mode it was
+    finetuned in (`mip` for zoom-out levels by default, vanilla 3DGS for zoom-in); the
+    base set (level 0) is the vanilla model."""
+    mode = "classic" if level == 0 else AdaptSettings().finetune.antialias_for(level)
+    return {"antialias": mode}
 
 
 def b_label(level: int) -> str:
@@ -335,7 +340,7 @@ class AdaptController:
             g = self._source.gaussians if self._source is not None else self._gaussians
         key = (in_use, id(g))
         if key != self._source_key:
-            self._source = Source(g, b_label(in_use), dict(B_OVERRIDES))
+            self._source = Source(g, b_label(in_use), b_overrides(in_use))
             self._source_key = key
             self.level_in_use = in_use
         cmp = app.state.compare
