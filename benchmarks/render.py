@@ -18,8 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+# As `mipview` does (viewer/cli.py), before torch loads its OpenMP runtime: idle OpenMP
+# threads sleep instead of spinning on the cores the rasterizer's threads need.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))

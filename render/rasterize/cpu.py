@@ -45,7 +45,7 @@ def depth_order(visible: np.ndarray, depths: np.ndarray) -> np.ndarray:
 class _State:
     """What the forward pass leaves for the backward pass (numpy arrays)."""
 
-    __slots__ = ("order", "rec", "box", "tile_start", "pairs", "rank_start", "rank_pairs",
+    __slots__ = ("order", "rec", "box", "tile_start", "pairs", "rank_start", "pair_row",
                  "T", "last", "depth", "tiles_x", "width", "height", "background",
                  "with_depth", "n")
 
@@ -63,8 +63,8 @@ def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
                _f32(colors), _f32(depths), width, height, rec, box)
     tiles_x = (width + K.TILE - 1) // K.TILE
     tiles_y = (height + K.TILE - 1) // K.TILE
-    tile_start, pairs, rank_start, rank_pairs = K.bin_tiles(rec, box, tiles_x, tiles_y, threads,
-                                                               run_chunks)
+    tile_start, pairs, rank_start, pair_row = K.bin_tiles(rec, box, tiles_x, tiles_y, threads,
+                                                           run_chunks)
     rgb = np.empty((height, width, 3), np.float32)
     alpha = np.empty((height, width), np.float32)
     depth = np.zeros((height, width), np.float32)
@@ -76,7 +76,7 @@ def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     st = _State()
     st.order, st.rec, st.box = order, rec, box
     st.tile_start, st.pairs = tile_start, pairs
-    st.rank_start, st.rank_pairs = rank_start, rank_pairs
+    st.rank_start, st.pair_row = rank_start, pair_row
     st.T, st.last, st.depth = T, last, depth
     st.tiles_x, st.width, st.height = tiles_x, width, height
     st.background, st.with_depth, st.n = background, with_depth, means2d.shape[0]
@@ -90,9 +90,9 @@ def _backward(st: _State, v_rgb: np.ndarray, v_alpha: np.ndarray, v_depth: np.nd
     threads = num_threads()
     run_chunks(K.backward, _tile_chunks(threads), st.rec, st.box, st.tile_start, st.pairs,
                st.width, st.height, st.tiles_x, st.background, st.with_depth, st.T, st.last,
-               st.depth, v_rgb, v_alpha, v_depth, pair_grad)
+               st.depth, v_rgb, v_alpha, v_depth, st.pair_row, pair_grad)
     out = np.zeros((st.n, K.GRAD_COLS), np.float32)
-    run_chunks(K.gather_grads, threads, st.order, st.rank_start, st.rank_pairs, pair_grad, out)
+    run_chunks(K.gather_grads, threads, st.order, st.rank_start, pair_grad, out)
     return out
 
 

@@ -18,7 +18,8 @@ Data layout (all float32 / int32, C-contiguous):
   branch-free so that they vectorise (exp is an inline polynomial for the same reason).
   Every evaluated pixel gets the exact per-pixel test, so the shortcuts only skip
   pixels where alpha < 1/255. A pixel stops like gsplat's (the Gaussian that would take
-  T to <= 1e-4 is not blended); rows and whole tiles stop once all their pixels have.
+  T to <= 1e-4 is not blended); rows and whole tiles stop once all their pixels have
+  (noticed by a recount of the live pixels every LIVE_EVERY pairs, see :func:`forward`).
 
 The backward pass walks each tile's list back to front from the saved final
 transmittance and the per-pixel count of processed Gaussians (as gsplat does), writing
@@ -148,8 +149,9 @@ def _band_tiles(rec, box, r, ty, tiles_x):
 @njit(**_JIT)
 def _bands(rec, box, tiles_x, row_start, band, per_rank, chunk, n_chunks):
     """For each rank, per tile row of its box (slots row_start[r]:row_start[r + 1], top
-    to bottom), the tile columns its ellipse reaches: band [S, 2] int32 (tx0, tx1; tx1 <
-    tx0 when the row is missed), and its number of tiles per_rank [M]."""
+    to bottom), the tile columns its ellipse reaches and how many tiles the rank has in
+    the rows above: band [S, 3] int32 (tx0, tx1, before; tx1 < tx0 when the row is
+    missed), and its number of tiles per_rank [M]."""
     for r in range(chunk, box.shape[0], n_chunks):
         j = row_start[r]
         n = 0
@@ -157,60 +159,78 @@ def _bands(rec, box, tiles_x, row_start, band, per_rank, chunk, n_chunks):
             tx0, tx1 = _band_tiles(rec, box, r, box[r, 2] // TILE + i, tiles_x)
             band[j + i, 0] = tx0
             band[j + i, 1] = tx1
+            band[j + i, 2] = n
             n += max(tx1 - tx0 + 1, 0)
         per_rank[r] = n
 
 
 @njit(**_JIT)
-def _fill_tiles(box, row_start, band, per_rank, tiles_x, tiles_y):
-    m = box.shape[0]
-    n_tiles = tiles_x * tiles_y
-    counts = np.zeros(n_tiles + 1, np.int64)
-    for r in range(m):
+def _count_tiles(box, row_start, band, tiles_x, counts, chunk, n_chunks):
+    """counts[t + 1] = number of ranks touching tile t, for the tile rows ty with
+    ty % n_chunks == chunk (each tile row belongs to one chunk: no write is shared)."""
+    for r in range(box.shape[0]):
         ty0 = box[r, 2] // TILE
         for j in range(row_start[r], row_start[r + 1]):
-            row = (ty0 + j - row_start[r]) * tiles_x + 1
+            ty = ty0 + j - row_start[r]
+            if ty % n_chunks != chunk:
+                continue
+            row = ty * tiles_x + 1
             for tx in range(band[j, 0], band[j, 1] + 1):
                 counts[row + tx] += 1
-    tile_start = np.cumsum(counts)
-    rank_start = np.zeros(m + 1, np.int64)
-    rank_start[1:] = np.cumsum(per_rank)
-    n_pairs = tile_start[n_tiles]
-    pairs = np.empty(n_pairs, np.int32)
-    rank_pairs = np.empty(n_pairs, np.int32)
-    cursor = tile_start[:n_tiles].copy()
-    for r in range(m):
+
+
+@njit(**_JIT)
+def _fill_tiles(box, row_start, band, rank_start, tiles_x, cursor, pairs, pair_row, chunk,
+                n_chunks):
+    """Write the ranks of the tile rows ty % n_chunks == chunk into their lists, in rank
+    order (so every list is front to back without a sort). cursor [T] starts at each
+    tile's first slot; pair_row [P] gets each slot's row in rank-major order."""
+    for r in range(box.shape[0]):
         ty0 = box[r, 2] // TILE
-        k = rank_start[r]
         for j in range(row_start[r], row_start[r + 1]):
-            row = (ty0 + j - row_start[r]) * tiles_x
+            ty = ty0 + j - row_start[r]
+            if ty % n_chunks != chunk:
+                continue
+            row = ty * tiles_x
+            k = rank_start[r] + band[j, 2] - band[j, 0]
             for tx in range(band[j, 0], band[j, 1] + 1):
                 slot = cursor[row + tx]
                 pairs[slot] = r
-                rank_pairs[k] = slot
+                pair_row[slot] = k + tx
                 cursor[row + tx] = slot + 1
-                k += 1
-    return tile_start, pairs, rank_start, rank_pairs
 
 
 def bin_tiles(rec, box, tiles_x, tiles_y, n_chunks, run_chunks):
     """Per-tile front-to-back lists of ranks, and per-rank lists of its pair slots.
 
-    Returns tile_start [T + 1], pairs [P] (ranks), rank_start [M + 1], rank_pairs [P]
-    (pair slots of each rank, so gradients can be summed per Gaussian without atomics).
-    The ellipse-versus-tile tests run in parallel; the count and fill passes that follow
-    are sequential and cheap, and walking the ranks in depth order leaves every tile's
-    list sorted without a sort.
+    Returns tile_start [T + 1], pairs [P] (ranks), rank_start [M + 1], pair_row [P]:
+    the row of each pair slot in rank-major order (rank r's pairs are rows
+    rank_start[r]:rank_start[r + 1]), where the backward writes its gradient, so that
+    they are summed per Gaussian by one sequential pass and without atomics.
+    All three passes (ellipse-versus-tile tests, counts, fill) run on the threads; walking
+    the ranks in depth order leaves every tile's list sorted without a sort.
     """
     m = box.shape[0]
     valid = box[:, 1] >= box[:, 0]
     n_rows = np.where(valid, box[:, 3] // TILE - box[:, 2] // TILE + 1, 0)
     row_start = np.zeros(m + 1, np.int64)
     np.cumsum(n_rows, out=row_start[1:])
-    band = np.empty((int(row_start[m]), 2), np.int32)
+    band = np.empty((int(row_start[m]), 3), np.int32)
     per_rank = np.zeros(m, np.int64)
     run_chunks(_bands, n_chunks, rec, box, tiles_x, row_start, band, per_rank)
-    return _fill_tiles(box, row_start, band, per_rank, tiles_x, tiles_y)
+    n_tiles = tiles_x * tiles_y
+    counts = np.zeros(n_tiles + 1, np.int64)
+    run_chunks(_count_tiles, n_chunks, box, row_start, band, tiles_x, counts)
+    tile_start = np.cumsum(counts)
+    rank_start = np.zeros(m + 1, np.int64)
+    np.cumsum(per_rank, out=rank_start[1:])
+    n_pairs = int(tile_start[n_tiles])
+    pairs = np.empty(n_pairs, np.int32)
+    pair_row = np.empty(n_pairs, np.int32)
+    cursor = tile_start[:n_tiles].copy()
+    run_chunks(_fill_tiles, n_chunks, box, row_start, band, rank_start, tiles_x, cursor, pairs,
+               pair_row)
+    return tile_start, pairs, rank_start, pair_row
 
 
 @intrinsic
@@ -280,9 +300,14 @@ def _span(mx, dy, inv_a, b, c, smax, x_origin, lo_clip, hi_clip):
 # pointer, so the compiler sees that the fields never overlap and can vectorise the
 # LANES-wide pixel windows. Rows have a stride of TILE + LANES: a window that starts
 # near the right edge of the tile runs into padding slots that are never live.
-# Window widths: one 8-wide float32 vector for the forward pass; for the backward pass
-# 8 and 16 measured the same within noise on the 2-core test machine.
+# Window widths: one 8-wide float32 vector for the forward pass; 16 for the backward pass,
+# whose windows start on a multiple of 16, so a tile row is exactly one window (8 lanes:
+# 3x slower, 32: 30 % slower, unaligned 16: ~4 % slower, measured on the 2-core machine).
 LANES_F = 8
+# Pairs between recounts of a tile's live pixels. Counting the stops inside the window
+# loop put two horizontal sums on its loop-carried path (measured: the forward kernel
+# ~12 % slower); a late recount only costs a few extra pairs whose pixels are all masked.
+LIVE_EVERY = 8
 STRIDE_F = TILE + LANES_F
 QN_F = TILE * STRIDE_F
 LANES_B = 16
@@ -292,12 +317,22 @@ QN_B = TILE * STRIDE_B
 # make LLVM size the vectors for 64-bit lanes (half the width).
 _LANE_X = np.arange(max(LANES_F, LANES_B), dtype=np.float32)
 # forward fields (unsigned, so that numba emits no negative-index wraparound code in the
-# hot loop). T holds the transmittance of a live pixel and minus it once the pixel stopped.
-F_T, F_R, F_G, F_B, F_Z, F_LAST = (np.uint64(i * QN_F) for i in range(6))
-F_FIELDS = 6
+# hot loop). T holds the transmittance of a live pixel and minus it once the pixel stopped;
+# N counts the Gaussians blended into the pixel (a statistic).
+F_T, F_R, F_G, F_B, F_Z, F_LAST, F_N = (np.uint64(i * QN_F) for i in range(7))
+F_FIELDS = 7
 # backward fields
 B_T, B_S, B_GR, B_GG, B_GB, B_GA, B_GZ, B_LAST = (np.uint64(i * QN_B) for i in range(8))
 B_FIELDS = 8
+# The backward sums each pair's gradient per lane in a small separate array (acc, A_N
+# fields of LANES_B, in the column order of the gradient rows) and across lanes once per
+# pair: scalar sums in the window loop became horizontal reductions on its loop-carried
+# path in every window (measured: the backward kernel ~20 % slower). It must be its own
+# array: inside `st` the compiler cannot prove it apart from the pixel fields and does
+# not vectorise at all (3x slower).
+A_MX, A_MY, A_A, A_BB, A_C, A_O, A_R, A_G, A_B, A_Z, A_AX, A_AY = (
+    np.uint64(i * LANES_B) for i in range(12))
+A_N = 12
 
 
 @njit(**_JIT)
@@ -321,11 +356,21 @@ def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, wit
             for lx in range(tw):
                 q = np.uint64(ly * STRIDE_F + lx)
                 st[F_T + q] = 1.0
-        n_live = tw * th
         row_live = np.full(TILE, tw, np.int64)  # live pixels per row
-        blended = 0
         s0 = tile_start[t]
         for k in range(s0, tile_start[t + 1]):
+            if k > s0 and (k - s0) % LIVE_EVERY == 0:
+                # Recount the live pixels from T now and then (see LIVE_EVERY).
+                n_live = 0
+                for ly in range(th):
+                    cnt = np.float32(0.0)
+                    for lx in range(TILE):
+                        cnt += np.float32(1.0) if st[F_T + np.uint64(ly * STRIDE_F + lx)] > 0.0 \
+                            else np.float32(0.0)
+                    row_live[ly] = np.int64(cnt)
+                    n_live += np.int64(cnt)
+                if n_live == 0:
+                    break
             r = pairs[k]
             mx, my = rec[r, MX], rec[r, MY]
             a, b, c, o = rec[r, CA], rec[r, CB], rec[r, CC], rec[r, OP]
@@ -335,7 +380,6 @@ def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, wit
             kf1 = kf + np.float32(1.0)
             xa = max(box[r, 0], tx0) - tx0
             xb = min(box[r, 1], tx0 + tw - 1) - tx0
-            n_stop = 0
             smax = rec[r, SMAX]
             inv_a = np.float32(1.0) / a
             for ly in range(max(box[r, 2], ty0) - ty0, min(box[r, 3], ty0 + th - 1) - ty0 + 1):
@@ -345,10 +389,6 @@ def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, wit
                 x0, x1 = _span(mx, dy, inv_a, b, c, smax, tx0, xa, xb)
                 hcdy2 = hc * dy * dy
                 bdy = b * dy
-                # float32 counters: integer ones would be int64 in numba, and 64-bit lanes
-                # halve the vector width of the loop.
-                row_stop = np.float32(0.0)
-                row_blend = np.float32(0.0)
                 for w0 in range(x0, x1 + 1, LANES_F):
                     dx0 = np.float32(tx0 + w0) + np.float32(0.5) - mx
                     base = np.uint64(ly * STRIDE_F + w0)
@@ -375,15 +415,8 @@ def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, wit
                         st[F_T + q] = t_next if blend else t_keep
                         last = kf1 if blend else last
                         st[F_LAST + q] = kf if stop else last
-                        row_stop += np.float32(1.0) if stop else np.float32(0.0)
-                        row_blend += np.float32(1.0) if blend else np.float32(0.0)
-                row_live[ly] -= np.int64(row_stop)
-                blended += np.int64(row_blend)
-                n_stop += row_stop
-            n_live -= n_stop
-            if n_live <= 0:
-                break
-        tile_blended[t] = blended
+                        st[F_N + q] += np.float32(1.0) if blend else np.float32(0.0)
+        blended = 0
         for ly in range(th):
             for lx in range(tw):
                 q = np.uint64(ly * STRIDE_F + lx)
@@ -396,14 +429,18 @@ def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, wit
                 out_alpha[y, x] = a_px
                 out_T[y, x] = T
                 out_last[y, x] = np.int32(st[F_LAST + q])
+                blended += np.int64(st[F_N + q])
                 if with_depth:
                     out_depth[y, x] = st[F_Z + q] / max(a_px, np.float32(1e-10))
+        tile_blended[t] = blended
 
 
 @njit(**_JIT)
 def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, with_depth,
-             img_T, img_last, img_depth, v_rgb, v_alpha, v_depth, pair_grad, chunk, n_chunks):
-    """Adjoint of :func:`forward`: one gradient row per pair into pair_grad [P, GRAD_COLS].
+             img_T, img_last, img_depth, v_rgb, v_alpha, v_depth, pair_row, pair_grad, chunk,
+             n_chunks):
+    """Adjoint of :func:`forward`: one gradient row per pair into pair_grad [P, GRAD_COLS],
+    pair slot k at row pair_row[k] (rank-major, see :func:`bin_tiles`).
 
     v_rgb [H, W, 3], v_alpha [H, W], v_depth [H, W] are dL/d(output). Rows: dL/d means2d
     (x, y), conic (a, b, c), opacity, colour (r, g, b), depth, and the per-pixel sums of
@@ -414,6 +451,7 @@ def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, wi
     alpha_i) where S_i sums w_j phi_j over the Gaussians behind i: walked back to front.
     """
     n_tiles = tile_start.shape[0] - 1
+    acc = np.zeros(A_N * LANES_B, np.float32)
     for t in range(chunk, n_tiles, n_chunks):  # interleaved: busy tiles spread out
         tx0 = (t % tiles_x) * TILE
         ty0 = (t // tiles_x) * TILE
@@ -449,8 +487,9 @@ def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, wi
         s0 = tile_start[t]
         s1 = tile_start[t + 1]
         for k in range(s0 + max_last, s1):
+            row = pair_row[k]
             for col in range(GRAD_COLS):
-                pair_grad[k, col] = 0.0
+                pair_grad[row, col] = 0.0
         for k in range(s0 + max_last - 1, s0 - 1, -1):
             r = pairs[k]
             kf = np.float32(k - s0)
@@ -460,18 +499,7 @@ def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, wi
             cr, cg, cb, cz = rec[r, CR], rec[r, CG], rec[r, CBL], rec[r, DZ]
             xa = max(box[r, 0], tx0) - tx0
             xb = min(box[r, 1], tx0 + tw - 1) - tx0
-            d_r = np.float32(0.0)
-            d_g = np.float32(0.0)
-            d_bl = np.float32(0.0)
-            d_z = np.float32(0.0)
-            d_o = np.float32(0.0)
-            d_a = np.float32(0.0)
-            d_b = np.float32(0.0)
-            d_c = np.float32(0.0)
-            d_mx = np.float32(0.0)
-            d_my = np.float32(0.0)
-            abs_x = np.float32(0.0)
-            abs_y = np.float32(0.0)
+            acc[:] = 0.0
             smax = rec[r, SMAX]
             inv_a = np.float32(1.0) / a
             for ly in range(max(box[r, 2], ty0) - ty0, min(box[r, 3], ty0 + th - 1) - ty0 + 1):
@@ -482,13 +510,14 @@ def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, wi
                 hcdy2 = hc * dy * dy
                 bdy = b * dy
                 cdy = c * dy
-                row_vs = np.float32(0.0)  # sum of dL/dsigma over the row
-                row_dxvs = np.float32(0.0)  # sum of dx dL/dsigma
-                for w0 in range(x0, x1 + 1, LANES_B):
+                dy2 = dy * dy
+                # Aligned windows: lanes outside the span get the exact per-pixel test.
+                for w0 in range(x0 - x0 % LANES_B, x1 + 1, LANES_B):
                     dx0 = np.float32(tx0 + w0) + np.float32(0.5) - mx
                     base = np.uint64(ly * STRIDE_B + w0)
                     for j in range(LANES_B):
                         q = base + np.uint64(j)
+                        u = np.uint64(j)
                         dx = dx0 + _LANE_X[j]
                         sigma = ha * dx * dx + bdy * dx + hcdy2
                         vis = _exp_neg(sigma)
@@ -508,48 +537,45 @@ def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, wi
                         v_al = t_i * phi - s_behind * inv_om
                         st[B_S + q] = s_behind + w * phi
                         st[B_T + q] = t_i
-                        d_r += w * gcr
-                        d_g += w * gcg
-                        d_bl += w * gcb
-                        d_z += w * gcz
+                        acc[u + A_R] += w * gcr
+                        acc[u + A_G] += w * gcg
+                        acc[u + A_B] += w * gcb
+                        acc[u + A_Z] += w * gcz
                         # The clamp at 0.999 passes no gradient to opacity or shape.
                         v_al = v_al if (ok & (raw <= ALPHA_MAX)) else np.float32(0.0)
-                        d_o += vis * v_al
+                        acc[u + A_O] += vis * v_al
                         v_s = -alpha * v_al
-                        row_vs += v_s
-                        row_dxvs += dx * v_s
-                        d_a += dx * dx * v_s
+                        dxvs = dx * v_s
+                        acc[u + A_A] += dx * dxvs
+                        acc[u + A_BB] += dy * dxvs
+                        acc[u + A_C] += dy2 * v_s
                         gx = -(a * dx + bdy) * v_s
                         gy = -(b * dx + cdy) * v_s
-                        abs_x += abs(gx)
-                        abs_y += abs(gy)
-                d_b += dy * row_dxvs
-                d_c += dy * dy * row_vs
-                # sum over the row of -(a dx + b dy) v_s and -(b dx + c dy) v_s
-                d_mx -= a * row_dxvs + bdy * row_vs
-                d_my -= b * row_dxvs + cdy * row_vs
-            pair_grad[k, G_MX] = d_mx
-            pair_grad[k, G_MY] = d_my
-            pair_grad[k, G_CA] = np.float32(0.5) * d_a
-            pair_grad[k, G_CB] = d_b
-            pair_grad[k, G_CC] = np.float32(0.5) * d_c
-            pair_grad[k, G_OP] = d_o
-            pair_grad[k, G_R] = d_r
-            pair_grad[k, G_G] = d_g
-            pair_grad[k, G_B] = d_bl
-            pair_grad[k, G_Z] = d_z
-            pair_grad[k, G_ABSX] = abs_x
-            pair_grad[k, G_ABSY] = abs_y
+                        acc[u + A_MX] += gx
+                        acc[u + A_MY] += gy
+                        acc[u + A_AX] += abs(gx)
+                        acc[u + A_AY] += abs(gy)
+            row = pair_row[k]
+            for i in range(A_N):
+                sm = np.float32(0.0)
+                for j in range(LANES_B):
+                    sm += acc[i * LANES_B + j]
+                pair_grad[row, i] = sm
+            # sigma = 0.5 a dx^2 + b dx dy + 0.5 c dy^2: the halves of a and c.
+            pair_grad[row, G_CA] *= np.float32(0.5)
+            pair_grad[row, G_CC] *= np.float32(0.5)
 
 
 @njit(**_JIT)
-def gather_grads(order, rank_start, rank_pairs, pair_grad, out, chunk, n_chunks):
-    """Sum each Gaussian's pair rows into out [N, GRAD_COLS] (rows of unranked ones stay 0)."""
-    for r in range(chunk, order.shape[0], n_chunks):
+def gather_grads(order, rank_start, pair_grad, out, chunk, n_chunks):
+    """Sum each Gaussian's pair rows into out [N, GRAD_COLS] (rows of unranked ones stay 0).
+    The rows of a rank are contiguous: one sequential pass over pair_grad."""
+    m = order.shape[0]
+    acc = np.zeros(GRAD_COLS, np.float32)  # one allocation, not one per Gaussian
+    for r in range(chunk * m // n_chunks, (chunk + 1) * m // n_chunks):
         g = order[r]
-        acc = np.zeros(GRAD_COLS, np.float32)
-        for j in range(rank_start[r], rank_start[r + 1]):
-            row = rank_pairs[j]  # one cache line per pair, read once
+        acc[:] = 0.0
+        for row in range(rank_start[r], rank_start[r + 1]):
             for col in range(GRAD_COLS):
                 acc[col] += pair_grad[row, col]
         for col in range(GRAD_COLS):
