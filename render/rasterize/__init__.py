@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 
 import torch
@@ -31,7 +32,9 @@ def auto_backend() -> tuple[str, str]:
 
         ok, why = gsplat_backend.available()
         _auto_choice = ("cuda", why) if ok else ("cpu", why)
-        print(f"mipview: rendering with the {_auto_choice[0]} backend ({why})", flush=True)
+        # stderr: stdout carries the JSON that some subcommands print
+        print(f"mipview: rendering with the {_auto_choice[0]} backend ({why})", file=sys.stderr,
+              flush=True)
     return _auto_choice
 
 

@@ -9,6 +9,7 @@ is tested on machines without a GPU.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
@@ -35,7 +36,7 @@ def _probe() -> tuple[bool, str]:
     if not torch.cuda.is_available():
         return False, "torch sees no CUDA GPU"
     print("mipview: loading gsplat's CUDA kernels (the first time on a machine they compile, "
-          "which takes several minutes)...", flush=True)
+          "which takes several minutes)...", file=sys.stderr, flush=True)
     try:
         from gsplat.cuda import _backend
 
