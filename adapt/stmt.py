@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from adapt.metrics import lpips, lpips_unavailable_reason, psnr, ssim
+from adapt.views import ViewSettings
 from render import Camera, Gaussians, RenderOptions, render
 from render.io.nerf_synthetic import PosedImages, format_scale
 
@@ -318,30 +319,26 @@ def run_protocol(
 
 # -- Mipmap-GS per level, through adapt.pseudo_gt and adapt.finetune ---------------------------
 
+def _protocol_views() -> ViewSettings:
+    # The paper's mipmap level: the zoom-out pseudo-GT is the base at its own rate. On lego,
+    # rendering the base 8x finer than the target (ViewSettings' default) makes a pseudo-GT
+    # 4-5 dB further from the real images at x1/2: the base seen finer than its training
+    # rate shows needles.
+    return ViewSettings(zoom_out_supersample=1)
+
+
 @dataclass(frozen=True)
-class AdaptSettings:
+class LevelSettings:
     """Sizes of one level's adaptation in the protocol.
 
     Attributes:
         iters: finetune steps (paper: 1,000).
-        n_views: adaptation views, evenly chosen among those given (all when fewer).
-        crop, crops_per_view, max_crop_pixels: large targets are cut into their busiest
-            crops (see adapt.views.ViewSettings).
-        seed: seeds view order, splits and crop ties.
-        zoom_out_supersample: the zoom-out pseudo-GT renders the base at max(N, this)
-            times the target resolution. 1 (default) is the paper's mipmap level, the base
-            at its own rate; on lego, rendering the base 8x finer than the target
-            (ViewSettings' default) makes a pseudo-GT 4-5 dB further from the real images
-            at x1/2, since the base seen finer than its training rate shows needles.
+        views: adaptation views and crops (adapt.views.ViewSettings); `n_views` of the
+            given views are chosen evenly, its seed also seeds the finetune.
     """
 
     iters: int = 1000
-    n_views: int = 24
-    crop: int = 256
-    crops_per_view: int = 4
-    max_crop_pixels: int = 320 * 320
-    seed: int = 0
-    zoom_out_supersample: int = 1
+    views: ViewSettings = field(default_factory=_protocol_views)
 
 
 def evenly(items: list, n: int) -> list:
@@ -352,7 +349,7 @@ def evenly(items: list, n: int) -> list:
     return [items[i] for i in idx]
 
 
-def mipmap_adapter(settings: AdaptSettings, base_cameras: CamerasFn | None = None,
+def mipmap_adapter(settings: LevelSettings, base_cameras: CamerasFn | None = None,
                    log: Callable[[str], None] = print) -> AdaptFn:
     """An AdaptFn building the Mipmap-GS copy for a zoom: pseudo-GT of the base on the
     given views at the target scale (area-downsampled supersampled renders for zoom-out,
@@ -365,7 +362,6 @@ def mipmap_adapter(settings: AdaptSettings, base_cameras: CamerasFn | None = Non
     from adapt.pseudo_gt import build_views
     from adapt.scale import level_for_scale
     from adapt.upsample import make_upsampler
-    from adapt.views import ViewSettings
 
     upsamplers: dict[str, object] = {}
 
@@ -378,15 +374,12 @@ def mipmap_adapter(settings: AdaptSettings, base_cameras: CamerasFn | None = Non
         if key not in upsamplers:
             upsamplers[key] = make_upsampler(None if key == "bicubic" else key)
         options = RenderOptions(background=WHITE)
-        vs = ViewSettings(n_views=settings.n_views, crop=settings.crop,
-                          crops_per_view=settings.crops_per_view,
-                          max_crop_pixels=settings.max_crop_pixels, seed=settings.seed,
-                          zoom_out_supersample=settings.zoom_out_supersample)
-        cams = evenly(views, settings.n_views)
+        vs = settings.views
+        cams = evenly(views, vs.n_views)
         t0 = time.perf_counter()
         pairs = build_views(base, cams, level, upsamplers[key], vs, options)
         t1 = time.perf_counter()
-        cfg = FinetuneConfig(iters=settings.iters, background=WHITE, seed=settings.seed)
+        cfg = FinetuneConfig(iters=settings.iters, background=WHITE, seed=vs.seed)
         rate = None
         if base_cameras is not None:
             from adapt.scale import BaseSampling
@@ -405,7 +398,7 @@ def mipmap_adapter(settings: AdaptSettings, base_cameras: CamerasFn | None = Non
                             "iters": settings.iters, "pseudo_gt_seconds": t1 - t0,
                             "finetune_seconds": t2 - t1, "upsampler": key,
                             "antialias": cfg.render_options(level).antialias,
-                            "zoom_out_supersample": settings.zoom_out_supersample}
+                            "zoom_out_supersample": vs.zoom_out_supersample}
 
     return adapt_level
 

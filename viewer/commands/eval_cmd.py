@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 
@@ -127,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args, stmt, log) -> int:
     import torch
 
+    from adapt.views import ViewSettings
     from render.io import load_model
     from render.io.nerf_synthetic import (
         load_nerf_synthetic,
@@ -157,10 +159,11 @@ def _run(args, stmt, log) -> int:
     config = stmt.StmtConfig(settings=tuple(settings), methods=tuple(methods),
                              test_every=args.test_every, test_limit=args.test_limit,
                              crop=crop, grid_view=args.grid_view)
-    adapt_settings = stmt.AdaptSettings(iters=args.adapt_iters, n_views=args.adapt_views,
-                                        crop=args.adapt_crop,
-                                        crops_per_view=args.crops_per_view, seed=args.seed,
-                                        zoom_out_supersample=args.zoom_out_supersample)
+    adapt_settings = stmt.LevelSettings(
+        iters=args.adapt_iters,
+        views=ViewSettings(n_views=args.adapt_views, crop=args.adapt_crop,
+                           crops_per_view=args.crops_per_view, seed=args.seed,
+                           zoom_out_supersample=args.zoom_out_supersample))
     torch.manual_seed(args.seed)
     t_start = time.perf_counter()
     bases = {}
@@ -190,9 +193,7 @@ def _run(args, stmt, log) -> int:
     res, grid = stmt.run_protocol(bases, load, cameras, adapter, config,
                                   data_name=str(args.data), log=log)
     res.config = {"train_iters": args.train_iters, "train_init": args.train_init,
-                  "adapt": {k: getattr(adapt_settings, k) for k in
-                            ("iters", "n_views", "crop", "crops_per_view", "max_crop_pixels",
-                             "seed", "zoom_out_supersample")},
+                  "adapt": {"iters": adapt_settings.iters, **asdict(adapt_settings.views)},
                   "test_every": args.test_every, "test_limit": args.test_limit,
                   "torch_threads": torch.get_num_threads(),
                   "wall_seconds": time.perf_counter() - t_start,
