@@ -24,9 +24,10 @@ def _f32(t: Tensor) -> np.ndarray:
 
 
 def _tile_chunks(threads: int) -> int:
-    """Tile loops run as a few interleaved shares per thread, so that a thread that is
-    held up (shared cores) leaves its later shares to the others."""
-    return 1 if threads == 1 else 3 * threads
+    """Tile loops run as several runs of tiles per thread, taken in turn by the threads
+    that are free, so that a thread that is held up (shared cores) or has the busy part of
+    the image leaves its later runs to the others."""
+    return 1 if threads == 1 else 6 * threads
 
 
 def depth_order(visible: np.ndarray, depths: np.ndarray) -> np.ndarray:
@@ -64,7 +65,7 @@ def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     tiles_x = (width + K.TILE - 1) // K.TILE
     tiles_y = (height + K.TILE - 1) // K.TILE
     tile_start, pairs, rank_start, pair_row = K.bin_tiles(rec, box, tiles_x, tiles_y, threads,
-                                                           run_chunks)
+                                                          run_chunks)
     rgb = np.empty((height, width, 3), np.float32)
     alpha = np.empty((height, width), np.float32)
     depth = np.zeros((height, width), np.float32)
@@ -72,7 +73,7 @@ def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     last = np.empty((height, width), np.int32)
     blended = np.empty(tiles_x * tiles_y, np.int64)
     run_chunks(K.forward, _tile_chunks(threads), rec, box, tile_start, pairs, width, height,
-               tiles_x, background, with_depth, rgb, alpha, depth, T, last, blended)
+               tiles_x, background, with_depth, K.CONSTS, rgb, alpha, depth, T, last, blended)
     st = _State()
     st.order, st.rec, st.box = order, rec, box
     st.tile_start, st.pairs = tile_start, pairs
@@ -89,7 +90,8 @@ def _backward(st: _State, v_rgb: np.ndarray, v_alpha: np.ndarray, v_depth: np.nd
     pair_grad = np.empty((st.pairs.shape[0], K.GRAD_COLS), np.float32)
     threads = num_threads()
     run_chunks(K.backward, _tile_chunks(threads), st.rec, st.box, st.tile_start, st.pairs,
-               st.width, st.height, st.tiles_x, st.background, st.with_depth, st.T, st.last,
+               st.width, st.height, st.tiles_x, st.background, st.with_depth, K.CONSTS, st.T,
+               st.last,
                st.depth, v_rgb, v_alpha, v_depth, st.pair_row, pair_grad)
     out = np.zeros((st.n, K.GRAD_COLS), np.float32)
     run_chunks(K.gather_grads, threads, st.order, st.rank_start, pair_grad, out)

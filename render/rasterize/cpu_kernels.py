@@ -35,6 +35,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 TILE = 16
@@ -146,58 +147,54 @@ def _band_tiles(rec, box, r, ty, tiles_x):
     return np.int64(lo) // TILE, np.int64(hi) // TILE
 
 
+@njit(inline="always", **_JIT)
+def _rank_range(m, chunk, n_chunks):
+    """The ranks of one binning chunk: a contiguous run, so that every chunk's ranks are
+    in depth order and the chunks' runs follow each other."""
+    return chunk * m // n_chunks, (chunk + 1) * m // n_chunks
+
+
 @njit(**_JIT)
-def _bands(rec, box, tiles_x, row_start, band, per_rank, chunk, n_chunks):
-    """For each rank, per tile row of its box (slots row_start[r]:row_start[r + 1], top
-    to bottom), the tile columns its ellipse reaches and how many tiles the rank has in
-    the rows above: band [S, 3] int32 (tx0, tx1, before; tx1 < tx0 when the row is
-    missed), and its number of tiles per_rank [M]."""
-    for r in range(chunk, box.shape[0], n_chunks):
+def _count_tiles(rec, box, tiles_x, row_start, band, per_rank, counts, chunk, n_chunks):
+    """For the ranks of this chunk: per tile row of the rank's box (slots
+    row_start[r]:row_start[r + 1], top to bottom) the tile columns its ellipse reaches and
+    how many tiles the rank has in the rows above, band [S, 3] int32 (tx0, tx1, before;
+    tx1 < tx0 when the row is missed); its number of tiles per_rank [M]; and
+    counts[chunk, t] += 1 for every tile t it touches (counts [n_chunks, T])."""
+    r0, r1 = _rank_range(box.shape[0], chunk, n_chunks)
+    for r in range(r0, r1):
         j = row_start[r]
+        ty0 = box[r, 2] // TILE
         n = 0
         for i in range(row_start[r + 1] - j):
-            tx0, tx1 = _band_tiles(rec, box, r, box[r, 2] // TILE + i, tiles_x)
+            tx0, tx1 = _band_tiles(rec, box, r, ty0 + i, tiles_x)
             band[j + i, 0] = tx0
             band[j + i, 1] = tx1
             band[j + i, 2] = n
             n += max(tx1 - tx0 + 1, 0)
+            row = (ty0 + i) * tiles_x
+            for tx in range(tx0, tx1 + 1):
+                counts[chunk, row + tx] += 1
         per_rank[r] = n
-
-
-@njit(**_JIT)
-def _count_tiles(box, row_start, band, tiles_x, counts, chunk, n_chunks):
-    """counts[t + 1] = number of ranks touching tile t, for the tile rows ty with
-    ty % n_chunks == chunk (each tile row belongs to one chunk: no write is shared)."""
-    for r in range(box.shape[0]):
-        ty0 = box[r, 2] // TILE
-        for j in range(row_start[r], row_start[r + 1]):
-            ty = ty0 + j - row_start[r]
-            if ty % n_chunks != chunk:
-                continue
-            row = ty * tiles_x + 1
-            for tx in range(band[j, 0], band[j, 1] + 1):
-                counts[row + tx] += 1
 
 
 @njit(**_JIT)
 def _fill_tiles(box, row_start, band, rank_start, tiles_x, cursor, pairs, pair_row, chunk,
                 n_chunks):
-    """Write the ranks of the tile rows ty % n_chunks == chunk into their lists, in rank
-    order (so every list is front to back without a sort). cursor [T] starts at each
-    tile's first slot; pair_row [P] gets each slot's row in rank-major order."""
-    for r in range(box.shape[0]):
+    """Write the ranks of this chunk into their tiles' lists, in rank order, from
+    cursor[chunk, t] on (the chunk's first slot in tile t): every list comes out front to
+    back without a sort. pair_row [P] gets each slot's row in rank-major order."""
+    r0, r1 = _rank_range(box.shape[0], chunk, n_chunks)
+    for r in range(r0, r1):
         ty0 = box[r, 2] // TILE
         for j in range(row_start[r], row_start[r + 1]):
-            ty = ty0 + j - row_start[r]
-            if ty % n_chunks != chunk:
-                continue
-            row = ty * tiles_x
+            row = (ty0 + j - row_start[r]) * tiles_x
             k = rank_start[r] + band[j, 2] - band[j, 0]
             for tx in range(band[j, 0], band[j, 1] + 1):
-                slot = cursor[row + tx]
+                slot = cursor[chunk, row + tx]
                 pairs[slot] = r
                 pair_row[slot] = k + tx
-                cursor[row + tx] = slot + 1
+                cursor[chunk, row + tx] = slot + 1
 
 
 def bin_tiles(rec, box, tiles_x, tiles_y, n_chunks, run_chunks):
@@ -207,8 +204,9 @@ def bin_tiles(rec, box, tiles_x, tiles_y, n_chunks, run_chunks):
     the row of each pair slot in rank-major order (rank r's pairs are rows
     rank_start[r]:rank_start[r + 1]), where the backward writes its gradient, so that
     they are summed per Gaussian by one sequential pass and without atomics.
-    All three passes (ellipse-versus-tile tests, counts, fill) run on the threads; walking
-    the ranks in depth order leaves every tile's list sorted without a sort.
+    Both passes (ellipse-versus-tile tests with counts, then the fill) split the ranks
+    into contiguous runs, one per chunk; each chunk writes its run after the runs before
+    it in every tile, so every list is in depth order without a sort.
     """
     m = box.shape[0]
     valid = box[:, 1] >= box[:, 0]
@@ -217,20 +215,43 @@ def bin_tiles(rec, box, tiles_x, tiles_y, n_chunks, run_chunks):
     np.cumsum(n_rows, out=row_start[1:])
     band = np.empty((int(row_start[m]), 3), np.int32)
     per_rank = np.zeros(m, np.int64)
-    run_chunks(_bands, n_chunks, rec, box, tiles_x, row_start, band, per_rank)
     n_tiles = tiles_x * tiles_y
-    counts = np.zeros(n_tiles + 1, np.int64)
-    run_chunks(_count_tiles, n_chunks, box, row_start, band, tiles_x, counts)
-    tile_start = np.cumsum(counts)
+    counts = np.zeros((n_chunks, n_tiles), np.int64)
+    run_chunks(_count_tiles, n_chunks, rec, box, tiles_x, row_start, band, per_rank, counts)
+    tile_start = np.zeros(n_tiles + 1, np.int64)
+    np.cumsum(counts.sum(axis=0), out=tile_start[1:])
+    cursor = tile_start[:n_tiles] + np.cumsum(counts, axis=0) - counts
     rank_start = np.zeros(m + 1, np.int64)
     np.cumsum(per_rank, out=rank_start[1:])
     n_pairs = int(tile_start[n_tiles])
     pairs = np.empty(n_pairs, np.int32)
     pair_row = np.empty(n_pairs, np.int32)
-    cursor = tile_start[:n_tiles].copy()
     run_chunks(_fill_tiles, n_chunks, box, row_start, band, rank_start, tiles_x, cursor, pairs,
                pair_row)
     return tile_start, pairs, rank_start, pair_row
+
+
+@intrinsic
+def _prefetch_row(typingctx, arr, row):
+    """Ask the cache for row `row` of a 2D C-contiguous array (llvm.prefetch, for reading):
+    the blending loops know their next Gaussians before they need their records, and a
+    record fetched from memory on demand stalled the forward loop ~9 % of its time."""
+    sig = types.void(arr, types.intp)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        zero = context.get_constant(types.intp, 0)
+        ptr = cgutils.get_item_pointer(context, builder, signature.args[0], ary,
+                                       [args[1], zero])
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+            "llvm.prefetch.p0i8")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @intrinsic
@@ -244,56 +265,48 @@ def _bits_to_f32(typingctx, bits):
     return sig, codegen
 
 
-_LOG2E = np.float32(1.4426950408889634)
-_LN2 = np.float32(0.6931471805599453)
-_SIGMA_CAP = np.float32(16.0)  # exp(-16) * 0.999 < 1/255: always rejected, never overflows
+_SIGMA_CAP = 16.0  # exp(-16) * 0.999 < 1/255: always rejected, never overflows
+# exp(x) on |x| <= ln2 / 2 as a degree-5 polynomial (a Chebyshev fit weighted for relative
+# error: 8e-8 in exact arithmetic, 2.5e-7 evaluated in float32), times exp(-ln2 / 2) (see
+# _exp_neg), lowest degree first.
+_EXP_POLY = np.array([1.0000000710297017, 0.9999996661619783, 0.49998899075795783,
+                      0.16667662837729866, 0.041915028542138376, 0.008291716684988421])
+_EXP_POLY = _EXP_POLY * np.sqrt(0.5)
+# The constants of the pixel loops, handed to the kernels as an array and read into locals
+# once per call. As literals, numba puts them in a constant pool that x86 code reaches
+# through 64-bit absolute addresses, and LLVM re-fetched them (movabs + broadcast) in every
+# window, a third of the forward loop's instructions; runtime values stay in registers.
+# Layout: _exp_neg's 14 (floor 0, cap, log2 e, ln 2, centre ln2 / 2, the 6 coefficients,
+# 127, 2^23, 1), then ALPHA_MAX, ALPHA_MIN, T_MIN.
+CONSTS = np.array([0.0, _SIGMA_CAP, 1.4426950408889634, 0.6931471805599453,
+                   0.34657359027997264, *_EXP_POLY, 127.0, 8388608.0, 1.0,
+                   ALPHA_MAX, ALPHA_MIN, T_MIN], np.float32)
+C_ALPHA_MAX, C_ALPHA_MIN, C_T_MIN = 14, 15, 16
 
 
 @njit(inline="always", **_JIT)
-def _exp_neg(sigma):
+def _exp_consts(kc):
+    """The first 14 entries of CONSTS as a tuple of scalars (for :func:`_exp_neg`)."""
+    return (kc[0], kc[1], kc[2], kc[3], kc[4], kc[5], kc[6], kc[7], kc[8], kc[9], kc[10],
+            kc[11], kc[12], kc[13])
+
+
+@njit(inline="always", **_JIT)
+def _exp_neg(sigma, ec):
     """exp(-sigma) for sigma >= 0 (values below 0 and above 16 are clamped), float32,
-    relative error ~1e-7. Inline polynomial, so the pixel loop vectorises (no libm call).
+    relative error < 3e-7; ec = _exp_consts(CONSTS). Inline arithmetic, so the pixel loop
+    vectorises (no libm call), with a short dependency chain: the loop is latency-bound.
     """
-    s = min(max(sigma, np.float32(0.0)), _SIGMA_CAP)
-    nf = np.float32(np.int32(s * _LOG2E))  # s >= 0, so truncation is floor
-    r = s - nf * _LN2  # in [0, ln 2)
-    x = np.float32(0.34657359027997264) - r  # centred: exp(-r) = exp(-ln2/2) exp(x)
-    # Taylor series of exp(x) on |x| <= 0.347, degree 7 (truncation error < 1e-8).
-    p = np.float32(1.0 / 5040.0)
-    p = p * x + np.float32(1.0 / 720.0)
-    p = p * x + np.float32(1.0 / 120.0)
-    p = p * x + np.float32(1.0 / 24.0)
-    p = p * x + np.float32(1.0 / 6.0)
-    p = p * x + np.float32(0.5)
-    p = p * x + np.float32(1.0)
-    p = p * x + np.float32(1.0)
+    s = min(max(sigma, ec[0]), ec[1])
+    nf = np.float32(np.int32(s * ec[2]))  # s >= 0, so truncation is floor
+    r = s - nf * ec[3]  # in [0, ln 2)
+    x = ec[4] - r  # exp(-r) = exp(-ln2/2) exp(x), |x| <= ln2 / 2
+    # Estrin's scheme: three independent pairs, then two levels, not a chain of five.
+    x2 = x * x
+    p = (ec[5] + ec[6] * x) + x2 * ((ec[7] + ec[8] * x) + x2 * (ec[9] + ec[10] * x))
     # 2^-n from its bit pattern (127 - n) << 23, formed in float32 (exact): numba would
     # widen int32 arithmetic to int64, and 64-bit lanes halve the vector width.
-    scale = _bits_to_f32(np.int32((np.float32(127.0) - nf) * np.float32(8388608.0)))
-    return p * np.float32(0.7071067811865476) * scale
-
-
-@njit(inline="always", **_JIT)
-def _span(mx, dy, inv_a, b, c, smax, x_origin, lo_clip, hi_clip):
-    """Local columns [x0, x1] (clipped to [lo_clip, hi_clip]) of the row at offset dy from
-    the mean whose pixel centres can lie inside the ellipse sigma <= smax; x1 < x0 if none.
-    """
-    # 0.5 a dx^2 + b dy dx + 0.5 c dy^2 <= smax is a quadratic in dx; with a = 1 / inv_a:
-    # dx = (-b dy +- sqrt(b^2 dy^2 - a (c dy^2 - 2 smax))) / a.
-    disc = (b * b * inv_a - c) * dy * dy + np.float32(2.0) * smax
-    if disc < 0.0:
-        return 1, 0
-    half = math.sqrt(disc * inv_a) * np.float32(1.001) + np.float32(0.01)
-    centre = mx - b * dy * inv_a - np.float32(0.5) - np.float32(x_origin)
-    # Clip in float first (huge ellipses), then round outwards with integer truncation:
-    # libm's ceilf/floorf calls would cost more than the pixels of a small splat.
-    lo = max(centre - half, np.float32(lo_clip - 1))
-    hi = min(centre + half, np.float32(hi_clip + 1))
-    x0 = np.int64(lo)
-    x0 += np.int64(np.float32(x0) < lo)  # ceil
-    x1 = np.int64(hi)
-    x1 -= np.int64(np.float32(x1) > hi)  # floor
-    return max(x0, lo_clip), min(x1, hi_clip)
+    return p * _bits_to_f32(np.int32((ec[11] - nf) * ec[12]))
 
 
 # Per-tile pixel state lives in one float32 array of NF fields x QN slots: one base
@@ -308,6 +321,8 @@ LANES_F = 8
 # loop put two horizontal sums on its loop-carried path (measured: the forward kernel
 # ~12 % slower); a late recount only costs a few extra pairs whose pixels are all masked.
 LIVE_EVERY = 8
+# How many pairs ahead the blending loops prefetch Gaussian records.
+PREFETCH_AHEAD = 4
 STRIDE_F = TILE + LANES_F
 QN_F = TILE * STRIDE_F
 LANES_B = 16
@@ -335,18 +350,59 @@ A_MX, A_MY, A_A, A_BB, A_C, A_O, A_R, A_G, A_B, A_Z, A_AX, A_AY = (
 A_N = 12
 
 
+@njit(inline="always", **_JIT)
+def _tile_range(n_tiles, chunk, n_chunks):
+    """The tiles of one chunk: a contiguous run (neighbouring tiles share most of their
+    Gaussians, so a thread walking a run finds their records in its cache)."""
+    return chunk * n_tiles // n_chunks, (chunk + 1) * n_tiles // n_chunks
+
+
+@njit(inline="always", **_JIT)
+def _blend_window(st, base, dx0, ha, bdy, hcdy2, o, gr, gg, gb, gz, kf, kf1, ec, amax,
+                  amin, tmin):
+    """Blend one Gaussian into the LANES_F pixels st[.. + base + j] (see :func:`forward`)."""
+    zero = ec[0]
+    one = ec[13]
+    for j in range(LANES_F):
+        q = base + np.uint64(j)
+        dx = dx0 + _LANE_X[j]
+        sigma = ha * dx * dx + bdy * dx + hcdy2
+        alpha = min(amax, o * _exp_neg(sigma, ec))
+        # Load everything first: selects between loaded values vectorise, branches
+        # around loads do not.
+        t_now = st[F_T + q]
+        last = st[F_LAST + q]
+        # t_now <= 0: the pixel stopped (or is padding).
+        ok = (sigma >= zero) & (alpha >= amin) & (t_now > zero)
+        t_next = t_now * (one - alpha)
+        stop = ok & (t_next <= tmin)
+        blend = ok & (t_next > tmin)
+        w = alpha * t_now if blend else zero
+        st[F_R + q] += w * gr
+        st[F_G + q] += w * gg
+        st[F_B + q] += w * gb
+        st[F_Z + q] += w * gz
+        t_keep = -t_now if stop else t_now
+        st[F_T + q] = t_next if blend else t_keep
+        last = kf1 if blend else last
+        st[F_LAST + q] = kf if stop else last
+        st[F_N + q] += one if blend else zero
+
+
 @njit(**_JIT)
-def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, with_depth,
+def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, with_depth, kc,
             out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended, chunk, n_chunks):
     """Blend every tile front to back.
 
-    Writes out_rgb [H, W, 3] (over the background), out_alpha [H, W], out_depth [H, W]
-    (expected depth when with_depth), out_T [H, W] final transmittance, out_last [H, W]
-    how many entries of the tile list the pixel went through (the Gaussian that
-    terminated it excluded), tile_blended [T] pairs blended per tile.
+    kc is CONSTS. Writes out_rgb [H, W, 3] (over the background), out_alpha [H, W],
+    out_depth [H, W] (expected depth when with_depth), out_T [H, W] final transmittance,
+    out_last [H, W] how many entries of the tile list the pixel went through (the
+    Gaussian that terminated it excluded), tile_blended [T] pairs blended per tile.
     """
-    n_tiles = tile_start.shape[0] - 1
-    for t in range(chunk, n_tiles, n_chunks):  # interleaved: busy tiles spread out
+    ec = _exp_consts(kc)
+    amax, amin, tmin = kc[C_ALPHA_MAX], kc[C_ALPHA_MIN], kc[C_T_MIN]
+    t_lo, t_hi = _tile_range(tile_start.shape[0] - 1, chunk, n_chunks)
+    for t in range(t_lo, t_hi):
         tx0 = (t % tiles_x) * TILE
         ty0 = (t // tiles_x) * TILE
         tw = min(TILE, width - tx0)
@@ -358,7 +414,8 @@ def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, wit
                 st[F_T + q] = 1.0
         row_live = np.full(TILE, tw, np.int64)  # live pixels per row
         s0 = tile_start[t]
-        for k in range(s0, tile_start[t + 1]):
+        s1 = tile_start[t + 1]
+        for k in range(s0, s1):
             if k > s0 and (k - s0) % LIVE_EVERY == 0:
                 # Recount the live pixels from T now and then (see LIVE_EVERY).
                 n_live = 0
@@ -371,6 +428,8 @@ def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, wit
                     n_live += np.int64(cnt)
                 if n_live == 0:
                     break
+            if k + PREFETCH_AHEAD < s1:
+                _prefetch_row(rec, np.intp(pairs[k + PREFETCH_AHEAD]))
             r = pairs[k]
             mx, my = rec[r, MX], rec[r, MY]
             a, b, c, o = rec[r, CA], rec[r, CB], rec[r, CC], rec[r, OP]
@@ -380,42 +439,30 @@ def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, wit
             kf1 = kf + np.float32(1.0)
             xa = max(box[r, 0], tx0) - tx0
             xb = min(box[r, 1], tx0 + tw - 1) - tx0
-            smax = rec[r, SMAX]
-            inv_a = np.float32(1.0) / a
-            for ly in range(max(box[r, 2], ty0) - ty0, min(box[r, 3], ty0 + th - 1) - ty0 + 1):
+            ya = max(box[r, 2], ty0) - ty0
+            yb = min(box[r, 3], ty0 + th - 1) - ty0
+            if xb - xa < LANES_F:
+                # The box's columns fit one window (the common case, kept apart from the
+                # loop below because it is: measured 5 % faster).
+                dx0 = np.float32(tx0 + xa) + np.float32(0.5) - mx
+                for ly in range(ya, yb + 1):
+                    if row_live[ly] == 0:
+                        continue
+                    dy = np.float32(ty0 + ly) + np.float32(0.5) - my
+                    _blend_window(st, np.uint64(ly * STRIDE_F + xa), dx0, ha, b * dy,
+                                  hc * dy * dy, o, gr, gg, gb, gz, kf, kf1, ec, amax, amin,
+                                  tmin)
+                continue
+            for ly in range(ya, yb + 1):
                 if row_live[ly] == 0:
                     continue
                 dy = np.float32(ty0 + ly) + np.float32(0.5) - my
-                x0, x1 = _span(mx, dy, inv_a, b, c, smax, tx0, xa, xb)
                 hcdy2 = hc * dy * dy
                 bdy = b * dy
-                for w0 in range(x0, x1 + 1, LANES_F):
-                    dx0 = np.float32(tx0 + w0) + np.float32(0.5) - mx
-                    base = np.uint64(ly * STRIDE_F + w0)
-                    for j in range(LANES_F):
-                        q = base + np.uint64(j)
-                        dx = dx0 + _LANE_X[j]
-                        sigma = ha * dx * dx + bdy * dx + hcdy2
-                        alpha = min(ALPHA_MAX, o * _exp_neg(sigma))
-                        # Load everything first: selects between loaded values vectorise,
-                        # branches around loads do not.
-                        t_now = st[F_T + q]
-                        last = st[F_LAST + q]
-                        # t_now <= 0: the pixel stopped (or is padding).
-                        ok = (sigma >= 0.0) & (alpha >= ALPHA_MIN) & (t_now > 0.0)
-                        t_next = t_now * (np.float32(1.0) - alpha)
-                        stop = ok & (t_next <= T_MIN)
-                        blend = ok & (t_next > T_MIN)
-                        w = alpha * t_now if blend else np.float32(0.0)
-                        st[F_R + q] += w * gr
-                        st[F_G + q] += w * gg
-                        st[F_B + q] += w * gb
-                        st[F_Z + q] += w * gz
-                        t_keep = -t_now if stop else t_now
-                        st[F_T + q] = t_next if blend else t_keep
-                        last = kf1 if blend else last
-                        st[F_LAST + q] = kf if stop else last
-                        st[F_N + q] += np.float32(1.0) if blend else np.float32(0.0)
+                for w0 in range(xa, xb + 1, LANES_F):
+                    _blend_window(st, np.uint64(ly * STRIDE_F + w0),
+                                  np.float32(tx0 + w0) + np.float32(0.5) - mx, ha, bdy, hcdy2,
+                                  o, gr, gg, gb, gz, kf, kf1, ec, amax, amin, tmin)
         blended = 0
         for ly in range(th):
             for lx in range(tw):
@@ -436,23 +483,26 @@ def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, wit
 
 
 @njit(**_JIT)
-def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, with_depth,
+def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, with_depth, kc,
              img_T, img_last, img_depth, v_rgb, v_alpha, v_depth, pair_row, pair_grad, chunk,
              n_chunks):
     """Adjoint of :func:`forward`: one gradient row per pair into pair_grad [P, GRAD_COLS],
     pair slot k at row pair_row[k] (rank-major, see :func:`bin_tiles`).
 
-    v_rgb [H, W, 3], v_alpha [H, W], v_depth [H, W] are dL/d(output). Rows: dL/d means2d
-    (x, y), conic (a, b, c), opacity, colour (r, g, b), depth, and the per-pixel sums of
-    |dL/d means2d| (x, y).
+    kc is CONSTS; v_rgb [H, W, 3], v_alpha [H, W], v_depth [H, W] are dL/d(output).
+    Rows: dL/d means2d (x, y), conic (a, b, c), opacity, colour (r, g, b), depth, and the
+    per-pixel sums of |dL/d means2d| (x, y).
 
     Per pixel, with w_i = alpha_i T_i and phi_i = v_rgb . (c_i - bg) + v_alpha + v_depth
     (z_i - depth) / A, L = sum_i w_i phi_i, so dL/d alpha_i = T_i phi_i - S_i / (1 -
     alpha_i) where S_i sums w_j phi_j over the Gaussians behind i: walked back to front.
     """
-    n_tiles = tile_start.shape[0] - 1
+    ec = _exp_consts(kc)
+    zero, one = ec[0], ec[13]
+    amax, amin = kc[C_ALPHA_MAX], kc[C_ALPHA_MIN]
     acc = np.zeros(A_N * LANES_B, np.float32)
-    for t in range(chunk, n_tiles, n_chunks):  # interleaved: busy tiles spread out
+    t_lo, t_hi = _tile_range(tile_start.shape[0] - 1, chunk, n_chunks)
+    for t in range(t_lo, t_hi):
         tx0 = (t % tiles_x) * TILE
         ty0 = (t // tiles_x) * TILE
         tw = min(TILE, width - tx0)
@@ -491,70 +541,66 @@ def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, wi
             for col in range(GRAD_COLS):
                 pair_grad[row, col] = 0.0
         for k in range(s0 + max_last - 1, s0 - 1, -1):
+            if k - PREFETCH_AHEAD >= s0:
+                _prefetch_row(rec, np.intp(pairs[k - PREFETCH_AHEAD]))
             r = pairs[k]
             kf = np.float32(k - s0)
             mx, my = rec[r, MX], rec[r, MY]
             a, b, c, o = rec[r, CA], rec[r, CB], rec[r, CC], rec[r, OP]
             ha, hc = np.float32(0.5) * a, np.float32(0.5) * c
             cr, cg, cb, cz = rec[r, CR], rec[r, CG], rec[r, CBL], rec[r, DZ]
-            xa = max(box[r, 0], tx0) - tx0
-            xb = min(box[r, 1], tx0 + tw - 1) - tx0
             acc[:] = 0.0
-            smax = rec[r, SMAX]
-            inv_a = np.float32(1.0) / a
+            dx0 = np.float32(tx0) + np.float32(0.5) - mx
             for ly in range(max(box[r, 2], ty0) - ty0, min(box[r, 3], ty0 + th - 1) - ty0 + 1):
                 if kf >= row_last[ly]:  # every pixel of the row stopped before this one
                     continue
                 dy = np.float32(ty0 + ly) + np.float32(0.5) - my
-                x0, x1 = _span(mx, dy, inv_a, b, c, smax, tx0, xa, xb)
                 hcdy2 = hc * dy * dy
                 bdy = b * dy
                 cdy = c * dy
                 dy2 = dy * dy
-                # Aligned windows: lanes outside the span get the exact per-pixel test.
-                for w0 in range(x0 - x0 % LANES_B, x1 + 1, LANES_B):
-                    dx0 = np.float32(tx0 + w0) + np.float32(0.5) - mx
-                    base = np.uint64(ly * STRIDE_B + w0)
-                    for j in range(LANES_B):
-                        q = base + np.uint64(j)
-                        u = np.uint64(j)
-                        dx = dx0 + _LANE_X[j]
-                        sigma = ha * dx * dx + bdy * dx + hcdy2
-                        vis = _exp_neg(sigma)
-                        raw = o * vis
-                        alpha = min(ALPHA_MAX, raw)
-                        last = st[B_LAST + q]
-                        t_after = st[B_T + q]
-                        gcr, gcg, gcb, gcz = st[B_GR + q], st[B_GG + q], st[B_GB + q], st[B_GZ + q]
-                        g_a = st[B_GA + q]
-                        s_behind = st[B_S + q]
-                        ok = (sigma >= 0.0) & (alpha >= ALPHA_MIN) & (kf < last)
-                        alpha = alpha if ok else np.float32(0.0)
-                        inv_om = np.float32(1.0) / (np.float32(1.0) - alpha)
-                        t_i = t_after * inv_om
-                        w = alpha * t_i
-                        phi = gcr * cr + gcg * cg + gcb * cb + g_a + gcz * cz
-                        v_al = t_i * phi - s_behind * inv_om
-                        st[B_S + q] = s_behind + w * phi
-                        st[B_T + q] = t_i
-                        acc[u + A_R] += w * gcr
-                        acc[u + A_G] += w * gcg
-                        acc[u + A_B] += w * gcb
-                        acc[u + A_Z] += w * gcz
-                        # The clamp at 0.999 passes no gradient to opacity or shape.
-                        v_al = v_al if (ok & (raw <= ALPHA_MAX)) else np.float32(0.0)
-                        acc[u + A_O] += vis * v_al
-                        v_s = -alpha * v_al
-                        dxvs = dx * v_s
-                        acc[u + A_A] += dx * dxvs
-                        acc[u + A_BB] += dy * dxvs
-                        acc[u + A_C] += dy2 * v_s
-                        gx = -(a * dx + bdy) * v_s
-                        gy = -(b * dx + cdy) * v_s
-                        acc[u + A_MX] += gx
-                        acc[u + A_MY] += gy
-                        acc[u + A_AX] += abs(gx)
-                        acc[u + A_AY] += abs(gy)
+                # The whole tile row is one window (LANES_B = TILE).
+                base = np.uint64(ly * STRIDE_B)
+                for j in range(LANES_B):
+                    q = base + np.uint64(j)
+                    u = np.uint64(j)
+                    dx = dx0 + _LANE_X[j]
+                    sigma = ha * dx * dx + bdy * dx + hcdy2
+                    vis = _exp_neg(sigma, ec)
+                    raw = o * vis
+                    alpha = min(amax, raw)
+                    last = st[B_LAST + q]
+                    t_after = st[B_T + q]
+                    gcr, gcg, gcb, gcz = st[B_GR + q], st[B_GG + q], st[B_GB + q], st[B_GZ + q]
+                    g_a = st[B_GA + q]
+                    s_behind = st[B_S + q]
+                    ok = (sigma >= zero) & (alpha >= amin) & (kf < last)
+                    alpha = alpha if ok else zero
+                    inv_om = one / (one - alpha)
+                    t_i = t_after * inv_om
+                    w = alpha * t_i
+                    phi = gcr * cr + gcg * cg + gcb * cb + g_a + gcz * cz
+                    v_al = t_i * phi - s_behind * inv_om
+                    st[B_S + q] = s_behind + w * phi
+                    st[B_T + q] = t_i
+                    acc[u + A_R] += w * gcr
+                    acc[u + A_G] += w * gcg
+                    acc[u + A_B] += w * gcb
+                    acc[u + A_Z] += w * gcz
+                    # The clamp at 0.999 passes no gradient to opacity or shape.
+                    v_al = v_al if (ok & (raw <= amax)) else zero
+                    acc[u + A_O] += vis * v_al
+                    v_s = -alpha * v_al
+                    dxvs = dx * v_s
+                    acc[u + A_A] += dx * dxvs
+                    acc[u + A_BB] += dy * dxvs
+                    acc[u + A_C] += dy2 * v_s
+                    gx = -(a * dx + bdy) * v_s
+                    gy = -(b * dx + cdy) * v_s
+                    acc[u + A_MX] += gx
+                    acc[u + A_MY] += gy
+                    acc[u + A_AX] += abs(gx)
+                    acc[u + A_AY] += abs(gy)
             row = pair_row[k]
             for i in range(A_N):
                 sm = np.float32(0.0)

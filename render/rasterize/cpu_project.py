@@ -110,6 +110,12 @@ def project_backward(means, quats, log_scales, opacity_logits, cam, eps, compens
     w, h = cam[16], cam[17]
     lim_xp, lim_xn = (w - cx) / fx + 0.15 * w / fx, cx / fx + 0.15 * w / fx
     lim_yp, lim_yn = (h - cy) / fy + 0.15 * h / fy, cy / fy + 0.15 * h / fy
+    # Scratch, allocated once per call: allocating it per Gaussian took half the pass.
+    mc = np.empty((3, 3))  # mc[i, j]: camera axis i of column j of M
+    uu = np.empty(3)
+    vv = np.empty(3)
+    v_mc = np.empty((3, 3))
+    g = np.empty(9)  # dL/dR_q, row-major
     for n in range(chunk * means.shape[0] // n_chunks, (chunk + 1) * means.shape[0] // n_chunks):
         gx, gy = np.float64(v_means2d[n, 0]), np.float64(v_means2d[n, 1])
         vA, vB, vC = (np.float64(v_conics[n, 0]), np.float64(v_conics[n, 1]),
@@ -146,9 +152,6 @@ def project_backward(means, quats, log_scales, opacity_logits, cam, eps, compens
         ycl = min(max(yr, -lim_yn), lim_yp)
         jx, jy = -fx * xcl * iz, -fy * ycl * iz
         ku, kv = fx * iz, fy * iz
-        mc = np.empty((3, 3))  # mc[i, j]: camera axis i of column j of M
-        uu = np.empty(3)
-        vv = np.empty(3)
         a0 = 0.0
         b0 = 0.0
         c0 = 0.0
@@ -198,7 +201,6 @@ def project_backward(means, quats, log_scales, opacity_logits, cam, eps, compens
         v_kv = 0.0
         v_jx = 0.0
         v_jy = 0.0
-        v_mc = np.empty((3, 3))
         for j in range(3):
             vu = 2.0 * v_a0 * uu[j] + v_b0 * vv[j]
             vv_ = 2.0 * v_c0 * vv[j] + v_b0 * uu[j]
@@ -231,7 +233,6 @@ def project_backward(means, quats, log_scales, opacity_logits, cam, eps, compens
         for k in range(3):
             v_means[n, k] = cam[k] * v_tx + cam[3 + k] * v_ty + cam[6 + k] * v_tz
         # ---- M = R R_q diag(s) ----------------------------------------------------------------
-        g = np.empty(9)  # dL/dR_q, row-major
         for j in range(3):
             v_s = 0.0
             for i in range(3):
