@@ -87,7 +87,10 @@ def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
 
 def _backward(st: _State, v_rgb: np.ndarray, v_alpha: np.ndarray, v_depth: np.ndarray):
     """Run the backward kernels. Returns grads [N, GRAD_COLS] (see cpu_kernels G_*)."""
-    pair_grad = np.empty((st.pairs.shape[0], K.GRAD_COLS), np.float32)
+    # Zeroed: the rows of pairs the backward never reaches (behind where their tile's
+    # pixels all stopped, often most of them) must sum as 0. A large np.zeros comes as
+    # fresh zero pages, cheaper than writing those scattered rows in the kernel.
+    pair_grad = np.zeros((st.pairs.shape[0], K.GRAD_COLS), np.float32)
     threads = num_threads()
     run_chunks(K.backward, _tile_chunks(threads), st.rec, st.box, st.tile_start, st.pairs,
                st.width, st.height, st.tiles_x, st.background, st.with_depth, K.CONSTS, st.T,

@@ -489,7 +489,8 @@ def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, wi
              img_T, img_last, img_depth, v_rgb, v_alpha, v_depth, pair_row, pair_grad, chunk,
              n_chunks):
     """Adjoint of :func:`forward`: one gradient row per pair into pair_grad [P, GRAD_COLS],
-    pair slot k at row pair_row[k] (rank-major, see :func:`bin_tiles`).
+    pair slot k at row pair_row[k] (rank-major, see :func:`bin_tiles`); pair_grad comes
+    zeroed, and the rows of the pairs behind a tile's last processed one stay so.
 
     kc is CONSTS; v_rgb [H, W, 3], v_alpha [H, W], v_depth [H, W] are dL/d(output).
     Rows: dL/d means2d (x, y), conic (a, b, c), opacity, colour (r, g, b), depth, and the
@@ -537,11 +538,6 @@ def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, wi
                         g_alpha -= v_depth[y, x] * img_depth[y, x] / a_safe
                 st[B_GA + q] = g_alpha
         s0 = tile_start[t]
-        s1 = tile_start[t + 1]
-        for k in range(s0 + max_last, s1):
-            row = pair_row[k]
-            for col in range(GRAD_COLS):
-                pair_grad[row, col] = 0.0
         for k in range(s0 + max_last - 1, s0 - 1, -1):
             if k - PREFETCH_AHEAD >= s0:
                 _prefetch_row(rec, np.intp(pairs[k - PREFETCH_AHEAD]))
