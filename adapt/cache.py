@@ -155,7 +155,15 @@ class LevelCache:
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, level: int) -> Gaussians | None:
-        """The adapted set of a level if it is ready (memory, else a valid disk entry)."""
+        """The adapted set of a level if it is ready (memory, else a valid disk entry).
+
+        A level in memory is returned without taking the lock: the viewer asks every
+        frame, on its GL thread, and must not wait while the worker holds the lock to
+        write another level's file (seconds for a large set). Reading one dict entry
+        is atomic in CPython, and entries are only ever replaced or removed whole."""
+        g = self._memory.get(level)
+        if g is not None:
+            return g
         with self._lock:
             if level in self._memory:
                 return self._memory[level]

@@ -85,6 +85,7 @@ class DensifyState:
         self.grad_sum = torch.zeros(n)
         self.count = torch.zeros(n)
         self.max_radii = torch.zeros(n)
+        self._cap: int | None = None  # set by cap(): below the config's max_gaussians
         self._warned_absgrad = False
 
     def reset(self, n: int) -> None:
@@ -156,8 +157,9 @@ class DensifyState:
         max_scale = torch.exp(t.params["log_scales"].detach().cpu()).max(dim=-1).values
         small = max_scale <= c.percent_dense * t.extent
         clone, split = hot & small, hot & ~small
-        if c.max_gaussians is not None:
-            room = c.max_gaussians - len(t)
+        limit = self.max_gaussians()
+        if limit is not None:
+            room = limit - len(t)
             # A split adds split_n - 1 Gaussians, a clone 1; the highest gradients win.
             cost = torch.where(split, float(c.split_n - 1), 1.0) * (clone | split).float()
             if cost.sum() > room:
@@ -212,6 +214,26 @@ class DensifyState:
             self.grad_sum, self.count = self.grad_sum[keep], self.count[keep]
             self.max_radii = self.max_radii[keep]
         return n
+
+    def keep(self, t: Trainable, keep: Tensor) -> None:
+        """Prune `t` to the Gaussians where keep [N] (bool) is True, keeping this state's
+        statistics in step."""
+        t.prune(keep)
+        if self.grad_sum.shape[0] == keep.shape[0]:
+            keep = keep.cpu()
+            self.grad_sum, self.count = self.grad_sum[keep], self.count[keep]
+            self.max_radii = self.max_radii[keep]
+        else:
+            self.reset(len(t))
+
+    def cap(self, n: int) -> None:
+        """Never grow beyond n Gaussians from now on (a lower cap than the config's)."""
+        self._cap = n if self._cap is None else min(self._cap, n)
+
+    def max_gaussians(self) -> int | None:
+        """The growth limit now: the config's max_gaussians, lowered by cap()."""
+        caps = [v for v in (self.config.max_gaussians, self._cap) if v is not None]
+        return min(caps) if caps else None
 
     def _reset_opacity(self, t: Trainable) -> None:
         v = self.config.opacity_reset_value

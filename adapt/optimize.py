@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from adapt.densify import DensifyConfig, DensifyState
+from adapt.importance import ImportancePrune, blend_weights, negligible
 from adapt.params import LearningRates, Trainable
 from render.camera import Camera
 from render.gaussians import Gaussians
@@ -74,6 +75,9 @@ class OptimizeConfig:
             iterations up to the model's degree (3DGS uses 1000 when training from scratch).
         extent: scene radius for the learning rates and densification; None = measured
             from the initial set.
+        importance: prune by blend weight over the views at the given iterations (see
+            adapt.importance); None = off. After such a prune, densification may no
+            longer grow the set past the count it left.
     """
 
     iters: int = 1000
@@ -85,6 +89,7 @@ class OptimizeConfig:
     options: RenderOptions = field(default_factory=RenderOptions)
     sh_degree_interval: int | None = None
     extent: float | None = None
+    importance: ImportancePrune | None = None
 
 
 def _sh_degree_at(it: int, config: OptimizeConfig, max_degree: int) -> int | None:
@@ -99,6 +104,7 @@ def optimize(
     config: OptimizeConfig | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    prune_views: Sequence[Camera] | None = None,
 ) -> Gaussians:
     """Fit `model` to the views and return the result (detached, quaternions normalised).
 
@@ -109,6 +115,9 @@ def optimize(
         config: settings; defaults if None.
         progress: called after every step with (iteration, loss, Gaussians).
         should_stop: polled before every step; when it returns True, raises Cancelled.
+        prune_views: the views the importance prune weighs the Gaussians over (whole
+            views rather than the crops trained on, so that a Gaussian outside the
+            chosen crops is not taken for a useless one); None = the training cameras.
     """
     config = config or OptimizeConfig()
     if not views:
@@ -156,8 +165,25 @@ def optimize(
         del g, results, res
         with torch.no_grad():
             state.step(trainable, it)
+        if config.importance is not None and it in config.importance.at:
+            _importance_prune(trainable, state, config,
+                              prune_views or [cam for cam, _ in views], it)
         if progress is not None:
             progress(it, float(loss.detach()), len(trainable))
     log.debug("optimize: %d iterations in %.1f s, %d Gaussians", config.iters,
               time.perf_counter() - t0, len(trainable))
     return trainable.snapshot()
+
+
+def _importance_prune(t: Trainable, state: DensifyState, config: OptimizeConfig,
+                      cameras: Sequence[Camera], it: int) -> None:
+    """Drop the Gaussians whose blend weight over `cameras` is negligible (see
+    adapt.importance.negligible) and cap densification at what is left."""
+    imp = config.importance
+    weights, seen = blend_weights(t.snapshot(), cameras, config.options)
+    drop = negligible(weights, seen, imp.weight_fraction, imp.max_fraction)
+    n = int(drop.sum())
+    if n:
+        state.keep(t, ~drop)
+    state.cap(len(t))
+    log.debug("importance prune at %d: %d dropped, %d left", it, n, len(t))

@@ -155,11 +155,26 @@ def adapt_level(
     rate = BaseSampling.from_cameras(base, base_cameras).rate
     g = finetune(base, level, [c for c, _ in pairs], [img for _, img in pairs],
                  settings.finetune, progress=progress, should_stop=should_stop,
-                 base_rate=rate)
+                 base_rate=rate, whole_views=split.adapt)
     return LevelResult(g, time.perf_counter() - t0, settings.finetune.iters, len(pairs),
                        split.held_out, upsampler.describe(2 ** abs(level)) if level > 0
                        else "base rendered at {0}x the target resolution, area /{0}".format(
                            max(2 ** -level, settings.views.zoom_out_supersample)))
+
+
+def warm_up_imports() -> None:
+    """Take the optimiser's one-off import cost now, when the worker starts.
+
+    torch.optim's first step imports torch._dynamo and sympy (about 800 modules, 1.7 s
+    on the 2-core test machine). In this thread that holds the import lock and the GIL
+    for up to a quarter of a second at a time, which stalled the viewer's UI frames
+    (241 ms frames, benchmarks/viewer_adapt.py --swap-only) in the middle of the first
+    level a user asks for. Started with the worker, it happens while the model opens.
+    """
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([p], lr=0.0, eps=1e-15)
+    p.grad = torch.zeros(1)
+    opt.step()
 
 
 def default_threads() -> int:
@@ -277,6 +292,10 @@ class AdaptWorker:
 
     def _run(self) -> None:
         self._limit_threads()
+        try:
+            warm_up_imports()
+        except Exception:  # only a head start: the first job imports the same
+            log.debug("warming up the optimiser imports failed", exc_info=True)
         while True:
             with self._cond:
                 while self._wanted is None and not self._shutdown:

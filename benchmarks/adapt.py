@@ -70,6 +70,10 @@ def main() -> None:
     p.add_argument("--fps-seconds", type=float, default=10.0)
     p.add_argument("--fps-scene", default="donut")
     p.add_argument("--no-fps", action="store_true", help="skip the render-rate measurement")
+    p.add_argument("--merge-px", type=float, default=FinetuneConfig.zoom_out_merge_px,
+                   help="zoom-out: merge Gaussians closer than this many target pixels (0 = off)")
+    p.add_argument("--prune-weight", type=float, default=FinetuneConfig.zoom_out_prune_weight,
+                   help="zoom-out: importance-prune this fraction of the blend weight (0 = off)")
     p.add_argument("--save-dir", help="also save each adapted level as <scene>_<level>.ply")
     args = p.parse_args()
     with contextlib.redirect_stdout(sys.stderr):
@@ -77,13 +81,16 @@ def main() -> None:
 
         backend = auto_backend()[0]
     out = {"backend": backend, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-           "iters": args.iters, "views": args.views, "levels": {}}
+           "iters": args.iters, "views": args.views, "merge_px": args.merge_px,
+           "prune_weight": args.prune_weight, "levels": {}}
     for scene in args.scenes.split(","):
         g, cams, _ = load(scene, args.base_size)
         out["levels"][scene] = {}
         for text in args.levels.split(","):
             level = parse_level(text)
-            settings = AdaptSettings(finetune=FinetuneConfig(iters=args.iters),
+            ft = FinetuneConfig(iters=args.iters, zoom_out_merge_px=args.merge_px,
+                                zoom_out_prune_weight=args.prune_weight)
+            settings = AdaptSettings(finetune=ft,
                                      views=ViewSettings(n_views=args.views),
                                      use_current_view=False)
             t0 = time.perf_counter()

@@ -15,6 +15,12 @@ FPS and render rate >= half of idle while a level adapts on the CPU.
 
     python benchmarks/viewer_adapt.py [--size 960x600] [--seconds 8] [--level 1/4]
 
+Only the swap (about 20 s): the view held still at the level's scale, a --swap-iters
+level built with 2 views, UI frame times before (by worker phase), at and after the
+frame that plugs the new set in as B, and how many frames until it is on screen.
+
+    python benchmarks/viewer_adapt.py --swap-only [--swap-iters 20]
+
 With --shots DIR it instead takes the README screenshots with the real window (panels
 hidden): zoom out to about 1/4, let auto-adapt build the level, save the split view
 (divider through the Siemens star) as DIR/split_quarter.png; pan to the chart's text,
@@ -225,32 +231,73 @@ def take_screenshots(args: argparse.Namespace) -> int:
 
 def time_swap(args: argparse.Namespace, app, m: Meter, level: int) -> dict | None:
     """Build a short level with the view held still (as a user waiting for it), then
-    time the UI frames around the moment B switches to it."""
+    time the UI frames around the moment B switches to it.
+
+    The level is pinned first (as "Build level now" + picking it in the panel does):
+    with auto-adapt off the controller shows the pinned level, and before this it was
+    pinned to the level in use when auto-adapt went off (the base), so B never switched
+    and the loop below waited its full 900 s (the earlier hang).
+    """
     from viewer.adaptation import AdaptOptions
 
     ctrl = app.adaptation
-    note("building a short level to time the swap")
+    note(f"building a short level ({args.swap_iters} iterations) to time the swap")
     ctrl.options = AdaptOptions(iters=args.swap_iters, views=2)
     ctrl.apply_settings()
-    ctrl.wait_ready(app, 120)
+    if not ctrl.wait_ready(app, 120):
+        raise SystemExit(f"the worker did not restart: {ctrl.error}")
+    ctrl.use_level(level)
     ctrl.build(level, app.view_camera())
     dtheta, m.dtheta = m.dtheta, 0.0
-    times = []
+    frames: list[tuple[float, float, int, str]] = []  # (UI frame s, render_ms, shown, phase)
+    st = app.state.stats
     t0 = time.perf_counter()
-    while time.perf_counter() - t0 < 900 and ctrl.level_in_use != level:
-        times.append(m.frame())
+    while time.perf_counter() - t0 < 300 and ctrl.level_in_use != level:
+        frames.append((m.frame(), st.render_ms, st.frames_shown, ctrl.status.phase))
+        if ctrl.status.phase in ("error", "cancelled"):
+            raise SystemExit(f"the short level failed: {ctrl.status}")
     if ctrl.level_in_use != level:
+        note("the level was not swapped in within 300 s")
         return None
-    swap_frame = times[-1]  # the frame whose update() plugged the new set in as B
-    after = [m.frame() for _ in range(60)]  # B's first frames render and reach the screen
+    secs = time.perf_counter() - t0
+    swap = frames[-1][0]  # the frame whose update() plugged the new set in as B
+    shown0 = st.frames_shown
+    # With the view held still, the swap makes B stale: the render thread renders the
+    # new set and the UI shows it; then the orbit resumes for a steady state.
+    after = []
+    while len(after) < 240 and (st.frames_shown == shown0 or len(after) < 60):
+        after.append((m.frame(), st.render_ms, st.frames_shown))
+    first_shown = next((i for i, f in enumerate(after) if f[2] > shown0), None)
     m.dtheta = dtheta
-    times.sort()
-    return {"seconds_to_level": round(time.perf_counter() - t0, 1),
-            "ui_frame_ms_swap_frame": round(1e3 * swap_frame, 1),
-            "ui_frame_ms_max_60_after": round(1e3 * max(after), 1),
-            "ui_frame_ms_median_while_building": round(1e3 * statistics.median(times), 1),
-            "ui_frame_ms_p95_while_building": round(1e3 * times[int(0.95 * (len(times) - 1))], 1),
-            "b_label": app.shown_frame.request.tag["labels"][1]}
+    steady = [m.frame() for _ in range(60)]
+    before = [f[0] for f in frames[-61:-1]]
+    worst = max(range(len(frames) - 1), key=lambda i: frames[i][0]) if len(frames) > 1 else None
+    phases: dict[str, list[float]] = {}
+    for f in frames[:-1]:
+        phases.setdefault(f[3], []).append(f[0])
+    ms = lambda v: round(1e3 * v, 1)  # noqa: E731
+    return {
+        "seconds_to_level": round(secs, 1),
+        "ui_frame_ms_median_60_before": ms(statistics.median(before)) if before else None,
+        "ui_frame_ms_max_60_before": ms(max(before)) if before else None,
+        "ui_frame_ms_swap_frame": ms(swap),
+        "ui_frame_ms_worst_while_building": ms(frames[worst][0]) if worst is not None else None,
+        "worst_frame_phase": frames[worst][3] if worst is not None else None,
+        "worst_frame_frames_before_swap": len(frames) - 1 - worst if worst is not None else None,
+        "ui_frame_ms_max_by_phase": {k: ms(max(v)) for k, v in phases.items()},
+        "ui_frame_ms_median_by_phase": {k: ms(statistics.median(v)) for k, v in phases.items()},
+        "ui_frame_ms_after": [ms(f[0]) for f in after[:10]],
+        "ui_frame_ms_max_60_after": ms(max(f[0] for f in after[:60])),
+        "ui_frame_ms_median_60_after": ms(statistics.median(f[0] for f in after[:60])),
+        "ui_frames_until_new_set_on_screen": first_shown,
+        "render_ms_first_frame_of_new_set": after[first_shown][1]
+        if first_shown is not None else None,
+        "ui_frame_ms_median_orbiting_after": ms(statistics.median(steady)),
+        "ui_frame_ms_max_orbiting_after": ms(max(steady)),
+        "b_label": app.shown_frame.request.tag["labels"][1],
+        "gaussians_base": len(app.state.model.gaussians),
+        "gaussians_level": ctrl.levels[level].gaussians if level in ctrl.levels else None,
+    }
 
 
 def note(text: str) -> None:

@@ -151,3 +151,34 @@ def test_concurrent_puts_and_gets_are_safe(model):
     again = LevelCache.for_model(_set(50), "s", model_path=model)
     assert sorted(again.levels()) == [-3, -2, -1, 1, 2, 3]
     assert all(info.gaussians == 12 for info in again.levels().values())
+
+
+def test_a_level_in_memory_is_read_while_another_level_is_being_written(model, monkeypatch):
+    # The viewer asks for the level in use every frame on its GL thread; the worker
+    # writing the next level's file must not stall it.
+    c = LevelCache.for_model(_set(50), "settings-a", model_path=model)
+    shown = _set(30, seed=1)
+    c.put(-2, shown)
+    writing, release = threading.Event(), threading.Event()
+    real_save = cache_mod.save_ply
+
+    def slow_save(g, path):
+        writing.set()
+        release.wait(30)
+        return real_save(g, path)
+
+    monkeypatch.setattr(cache_mod, "save_ply", slow_save)
+    writer = threading.Thread(target=c.put, args=(-3, _set(20, seed=2)))
+    writer.start()
+    try:
+        assert writing.wait(30)
+        got = []
+        reader = threading.Thread(target=lambda: got.append(c.get(-2)))
+        reader.start()
+        reader.join(10)
+        assert got and got[0] is not None, "get() of a level in memory waited for a write"
+        assert torch.equal(got[0].means, shown.means)
+    finally:
+        release.set()
+        writer.join(30)
+    assert c.get(-3) is not None

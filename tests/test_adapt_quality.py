@@ -1,6 +1,6 @@
 """What the user checks: on views never adapted on, the adapted level is closer to the
 ideal reference than the vanilla, `mip` and `adaptive` renders of the base set (zoom-out),
-with fewer Gaussians; and closer than vanilla to the upsampled base render (zoom-in).
+with fewer Gaussians than the base; and closer than vanilla to the upsampled base render (zoom-in).
 
 Small settings keep CI short (the full 1,000-iteration figures come from
 benchmarks/adapt.py): few views, a couple of hundred iterations, small images.
@@ -63,14 +63,10 @@ def test_zoom_out_level_beats_vanilla_mip_and_adaptive_on_held_out_views(scene, 
     assert scores["adapted"] > scores["vanilla"] + 1.0, msg
     assert scores["adapted"] > scores["mip"], msg
     assert scores["adapted"] > scores["adaptive"], msg
-    if scene == "donut":
-        # The real model has many faint Gaussians that the zoom-out level no longer needs:
-        # the finetune drives them below the 0.005 prune bar.
-        assert n_after < n_before, f"{msg}: {n_after} Gaussians vs {n_before} in the base"
-    else:
-        # The synthetic chart is all opaque (0.98) splats: within this short run none
-        # falls below the prune bar, and a zoom-out level never grows.
-        assert n_after <= n_before, f"{msg}: {n_after} Gaussians vs {n_before} in the base"
+    # A coarser level needs fewer splats: neighbours well inside one target pixel are
+    # merged before the finetune (FinetuneConfig.zoom_out_merge_px), and the faint ones
+    # the finetune drives below the 0.005 opacity bar are pruned.
+    assert n_after < n_before, f"{msg}: {n_after} Gaussians vs {n_before} in the base"
 
 
 @pytest.mark.parametrize("scene,level", [("demo", 1), ("donut", 2)])

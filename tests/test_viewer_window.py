@@ -284,6 +284,43 @@ def test_ui_keeps_running_while_a_frame_renders(tmp_path):
         a.close()
 
 
+def test_new_frame_reuses_the_cached_panels_as_drawn(app):
+    """A UI frame that only shows a new rendered frame composites the cached panel
+    layer instead of running ImGui: the window must look as if the panels were drawn."""
+    from viewer.app import DRAW_FRAME, DRAW_INPUT, DRAW_PANELS
+    from viewer.display import read_screen
+
+    app.state.ui.show_panels = True
+    app.state.compare.mode = "split"
+    settle(app)
+    size = app.framebuffer_size
+
+    def draw(reason):
+        app.presenter.draw((0, 0, *size), app.state.compare.divider)
+        app._draw_panels(reason, size)
+        return read_screen(app.ctx, *size).astype(int)
+
+    direct = draw(DRAW_INPUT)
+    assert not app.ui_layer.usable(size)  # input: ImGui drew onto the screen
+    refreshed = draw(DRAW_PANELS)
+    assert app.ui_layer.usable(size) and app.ui_layer.regions
+    cached = draw(DRAW_FRAME)
+    app.presenter.draw((0, 0, *size), app.state.compare.divider, ui=app.ui_layer.texture)
+    one_pass = read_screen(app.ctx, *size).astype(int)  # the layer in the present pass
+    panels = np.abs(direct - scene_free(app, size)).max(axis=-1) > 8
+    assert panels.mean() > 0.05  # the panels cover a good part of the window
+    for got in (refreshed, cached, one_pass):
+        assert np.abs(got - direct).max() <= 2  # 8-bit rounding of the layer only
+
+
+def scene_free(app, size) -> np.ndarray:
+    """The window with the present pass alone (no panels). [H, W, 3] int"""
+    from viewer.display import read_screen
+
+    app.presenter.draw((0, 0, *size), app.state.compare.divider)
+    return read_screen(app.ctx, *size).astype(int)
+
+
 def test_snapshot_command(tmp_path):
     from render.io import save_ply
 

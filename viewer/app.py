@@ -36,7 +36,7 @@ from render.camera import Camera  # noqa: E402
 from render.rasterize import auto_backend, backend_device, resolve_backend  # noqa: E402
 from viewer import controls as C  # noqa: E402
 from viewer.compare import Source, divider_px, pane_cameras  # noqa: E402
-from viewer.display import Presenter, read_screen  # noqa: E402
+from viewer.display import Presenter, UILayer, imgui_boxes, read_screen  # noqa: E402
 from viewer.frames import Frame, FrameRequest, RenderWorker  # noqa: E402
 from viewer.models import ModelLoader, demo_model, scale_function  # noqa: E402
 from viewer.state import (  # noqa: E402
@@ -58,7 +58,21 @@ STILL_AFTER_S = 0.15
 MIN_MOVING_SCALE = 0.25
 DIVIDER_GRAB_PX = 6.0
 IDLE_REDRAW_S = 0.25  # redraw at least this often (stats, loading text)
+STREAMING_REDRAW_S = 0.5  # the same while the render thread works (each costs it CPU)
 IDLE_WAIT_S = 0.02  # longest sleep between UI frames when nothing happens
+# UI frames that no new rendered frame asks for (input, hover, held keys) are paced to
+# these rates, measured from the start of the previous draw: with a software GL a draw
+# costs ~5-10 ms of CPU, and unpaced input (a mouse sends 100+ events a second) would
+# take a core from the rasterizer while a CPU frame renders. A new frame is drawn at once.
+UI_FPS_RENDERING = 40.0  # while the render thread works
+UI_FPS_IDLE = 60.0  # otherwise
+# Why a UI frame is drawn, by precedence. INPUT: ImGui runs and draws onto the screen.
+# PANELS (the periodic refresh): ImGui runs and draws into the cached UI layer
+# (viewer.display.UILayer), which the present pass composites. FRAME (only a new rendered
+# frame): the present pass composites the cached layer without running ImGui, as the
+# panels cannot have changed (no input, no refresh due). With llvmpipe this halves the
+# CPU a streamed frame costs the UI thread.
+DRAW_NONE, DRAW_FRAME, DRAW_PANELS, DRAW_INPUT = 0, 1, 2, 3
 FLY_KEYS = (glfw.KEY_W, glfw.KEY_A, glfw.KEY_S, glfw.KEY_D, glfw.KEY_Q, glfw.KEY_E)
 
 
@@ -142,6 +156,7 @@ class ViewerApp:
         self.backend_reason = auto_backend()[1] if backend == "auto" else "chosen"
         self.device = backend_device(backend)
         self.presenter = Presenter(self.ctx, allow_interop=allow_interop)
+        self.ui_layer = UILayer(self.ctx)
         # The render thread wakes the loop (sleeping in wait_events_timeout) when it takes
         # a view up and when a frame is done.
         self.worker = RenderWorker(keep_on_device=self.device.type == "cuda",
@@ -178,7 +193,9 @@ class ViewerApp:
         self._upload_ms = 0.0
         self._events = self._events_seen = 0
         self._draw_frames_left = 0
-        self._last_draw = -math.inf
+        self._draw_start = -math.inf  # when the last UI frame's draw started
+        self._draw_owed = DRAW_NONE  # a draw that pacing postponed (its DRAW_* reason)
+        self._last_panels_draw = -math.inf  # when ImGui last ran
         self._shown: Frame | None = None
         self._last_t = time.perf_counter()
         self._file_dialog = None
@@ -701,21 +718,35 @@ class ViewerApp:
                 and self._last_key == self._view_key() and self._last_request_full
                 and self._shown_seq == self._last_view_seq)
 
-    def _needs_draw(self, new_frame: bool, now: float) -> bool:
-        """Whether this UI frame must be drawn. The loop draws on input, on a new rendered
-        frame, while keys are held, a path plays, a capture or a load is under way, while
-        ImGui edits text, and at least every IDLE_REDRAW_S; otherwise it sleeps until the
-        next event, which leaves the CPU to the render thread."""
+    def _draw_reason(self, new_frame: bool, now: float) -> int:
+        """Why this UI frame must be drawn, if at all (DRAW_*). The loop draws on input,
+        while keys are held, a path plays, an error shows or ImGui edits text (INPUT); at
+        least every IDLE_REDRAW_S (STREAMING_REDRAW_S while the render thread works), so
+        the stats and readouts stay live (PANELS); on a new rendered frame (FRAME);
+        otherwise it sleeps until the next event, which leaves the CPU to the render
+        thread."""
         if self._events != self._events_seen:
             self._events_seen = self._events
             self._draw_frames_left = 3  # ImGui needs a few frames to settle hover states
         if self._draw_frames_left > 0:
             self._draw_frames_left -= 1
-            return True
+            return DRAW_INPUT
         io = imgui.get_io()
-        return (new_frame or bool(self.held) or self.path_editor.playing
-                or bool(self.state.ui.error_text) or io.want_text_input
-                or now - self._last_draw >= IDLE_REDRAW_S)
+        if (self.held or self.path_editor.playing or self.state.ui.error_text
+                or io.want_text_input):
+            return DRAW_INPUT
+        refresh = STREAMING_REDRAW_S if self.worker.busy else IDLE_REDRAW_S
+        if now - self._last_panels_draw >= refresh:
+            return DRAW_PANELS
+        return DRAW_FRAME if new_frame else DRAW_NONE
+
+    def _next_draw_at(self, new_frame: bool) -> float:
+        """When the owed UI frame may be drawn: at once for a newly rendered frame (it
+        counts once it is on screen), else paced from the start of the last draw."""
+        if new_frame:
+            return -math.inf
+        fps = UI_FPS_IDLE if self.worker.idle() else UI_FPS_RENDERING
+        return self._draw_start + 1.0 / fps
 
     def step(self, force_draw: bool = False) -> bool:
         """One UI frame: input, view requests, newest frame; then draw it, or, when nothing
@@ -738,21 +769,69 @@ class ViewerApp:
         self._request_view(t0)
         new_frame = self._show_newest()
         self._finish_captures()
-        if not (force_draw or self._needs_draw(new_frame, t0)):
-            # Woken early by input or by the render thread (glfw.post_empty_event).
-            glfw.wait_events_timeout(IDLE_WAIT_S)
-            return False
+        self._draw_owed = max(self._draw_reason(new_frame, t0), self._draw_owed)
+        if not force_draw:
+            if not self._draw_owed:
+                # Woken early by input or by the render thread (glfw.post_empty_event).
+                glfw.wait_events_timeout(IDLE_WAIT_S)
+                return False
+            early = self._next_draw_at(new_frame) - time.perf_counter()
+            if early > 0:  # paced: the draw stays owed; input wakes the loop early
+                glfw.wait_events_timeout(min(early, IDLE_WAIT_S))
+                return False
+        reason = DRAW_INPUT if force_draw else self._draw_owed
+        self._draw_owed = DRAW_NONE
 
         fw, fh = self.framebuffer_size
-        t1 = time.perf_counter()
+        size = (fw, fh)
+        t1 = self._draw_start = time.perf_counter()
+        # Without input the panels go through the cached UI layer (ImGui only when they
+        # are due a refresh), which the present pass composites as it draws the frame.
+        layer = self.ui_layer
+        via_layer = reason != DRAW_INPUT and self.presenter.has_frame
+        if via_layer and (reason == DRAW_PANELS or not layer.usable(size)):
+            layer.begin(size)
+            self._imgui_frame()
+            layer.set_regions(imgui_boxes(imgui.get_draw_data()))
+        t2 = time.perf_counter()
         self.ctx.screen.use()
         self.ctx.screen.viewport = (0, 0, fw, fh)
         if not self.presenter.has_frame:  # else the present pass covers every pixel
             bg = self.state.render.background
             self.ctx.clear(bg[0], bg[1], bg[2], 1.0)
-        self.presenter.draw((0, 0, fw, fh), self.state.compare.divider)
-        t2 = time.perf_counter()
+        self.presenter.draw((0, 0, fw, fh), self.state.compare.divider,
+                            ui=layer.texture if via_layer else None)
+        t3 = time.perf_counter()
+        if not via_layer:
+            self._draw_panels(reason, size)
+        t4 = time.perf_counter()
+        self._after_draw()
+        glfw.swap_buffers(self.window)
+        self._update_stats(t0, t3 - t2, (t2 - t1) + (t4 - t3))
+        self.frame_count += 1
+        return True
 
+    def _draw_panels(self, reason: int, size: tuple[int, int]) -> None:
+        """The panels over the frame just presented, in a pass of their own: ImGui onto
+        the screen (input), or into the cached UI layer and composited (refresh), or
+        only the cached layer composited (a new frame alone). step() uses it for input
+        and while no frame is shown; otherwise the present pass composites the layer."""
+        layer = self.ui_layer
+        if reason == DRAW_FRAME and layer.usable(size):
+            layer.composite()
+            return
+        cached = reason != DRAW_INPUT
+        if cached:
+            layer.begin(size)
+        else:
+            layer.valid = False  # input may change what the panels show
+        self._imgui_frame()
+        if cached:
+            layer.set_regions(imgui_boxes(imgui.get_draw_data()))
+            layer.composite()
+
+    def _imgui_frame(self) -> None:
+        """Run ImGui (input, every panel) and draw it into the bound framebuffer."""
         from viewer import panels
 
         imgui.backends.opengl3_new_frame()
@@ -761,13 +840,7 @@ class ViewerApp:
         panels.draw_all(self)
         imgui.render()
         imgui.backends.opengl3_render_draw_data(imgui.get_draw_data())
-        t3 = time.perf_counter()
-        self._after_draw()
-        glfw.swap_buffers(self.window)
-        self._last_draw = time.perf_counter()
-        self._update_stats(t0, t2 - t1, t3 - t2)
-        self.frame_count += 1
-        return True
+        self._last_panels_draw = time.perf_counter()
 
     def _after_draw(self) -> None:
         """Hook between drawing and the swap (the back buffer holds the finished frame)."""
@@ -842,6 +915,7 @@ class ViewerApp:
         self.worker.stop()
         for t in self.presenter.textures:
             t.release()
+        self.ui_layer.release()
         imgui.backends.opengl3_shutdown()
         imgui.backends.glfw_shutdown()
         imgui.destroy_context()

@@ -15,6 +15,7 @@ good and records why, which the stats panel shows.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.resources
 import logging
 
@@ -143,20 +144,42 @@ class FrameTexture:
 
 
 class Presenter:
-    """The present pass: the frame texture(s) into a viewport, split or side by side."""
+    """The present pass: the frame texture(s) into a viewport, split or side by side.
+
+    One shader source, compiled per (mode, sampling) on first use: `sampling` is "exact"
+    when every texture has its pane's size (texelFetch only), "scaled" when none has
+    (bilinear only), else "mixed" (chosen per pixel). See shaders/present.frag.
+    """
 
     def __init__(self, ctx: moderngl.Context, allow_interop: bool = True) -> None:
         self.ctx = ctx
-        self.program = ctx.program(vertex_shader=shader_source("present.vert"),
-                                   fragment_shader=shader_source("present.frag"))
-        self.vao = ctx.vertex_array(self.program, [])
+        self._vertex = shader_source("present.vert")
+        self._fragment = shader_source("present.frag")
+        self._variants: dict[tuple[str, str], tuple[moderngl.Program,
+                                                     moderngl.VertexArray]] = {}
         self.textures = [FrameTexture(ctx, allow_interop), FrameTexture(ctx, allow_interop)]
-        self.program["tex_a"] = 0
-        self.program["tex_b"] = 1
-        self.program["line_half"] = DIVIDER_HALF_WIDTH
-        self.program["line_rgb"] = tuple(c / 255.0 for c in DIVIDER_RGB)
         self.mode = "single"
         self.has_frame = False
+
+    def _variant(self, mode: str, sampling: str, ui: bool = False):
+        """(program, vertex array) of one shader variant, compiled on first use."""
+        key = (mode, sampling, ui)
+        if key not in self._variants:
+            defines = f"#define MODE {MODE_IDS[mode]}\n"
+            if sampling != "mixed":
+                defines += f"#define SAMPLE_{sampling.upper()}\n"
+            if ui:
+                defines += "#define UI_LAYER\n"
+            head, _, body = self._fragment.partition("\n")  # after the #version line
+            prog = self.ctx.program(vertex_shader=self._vertex,
+                                    fragment_shader=f"{head}\n{defines}{body}")
+            _set(prog, "tex_a", 0)
+            _set(prog, "tex_b", 1)
+            _set(prog, "ui", 2)
+            _set(prog, "line_half", DIVIDER_HALF_WIDTH)
+            _set(prog, "line_rgb", tuple(c / 255.0 for c in DIVIDER_RGB))
+            self._variants[key] = (prog, self.ctx.vertex_array(prog, []))
+        return self._variants[key]
 
     @property
     def path(self) -> tuple[str, str]:
@@ -172,22 +195,37 @@ class Presenter:
         self.has_frame = bool(images)
 
     def draw(self, viewport: tuple[int, int, int, int], divider: float,
-             framebuffer: moderngl.Framebuffer | None = None) -> None:
-        """Draw into viewport (x, y, w, h) of the framebuffer (the screen by default)."""
+             framebuffer: moderngl.Framebuffer | None = None,
+             ui: moderngl.Texture | None = None) -> None:
+        """Draw into viewport (x, y, w, h) of the framebuffer (the screen by default);
+        with `ui` (a UILayer texture of the framebuffer's size), the cached panels over
+        it in the same pass."""
         fbo = framebuffer or self.ctx.screen
         fbo.use()
-        x, y, w, h = viewport
         fbo.viewport = viewport
         if not self.has_frame:
             return
+        a = self.textures[0].texture
+        self._present(self.mode, [a, self.textures[1].texture or a], viewport, divider, ui)
+
+    def _present(self, mode: str, textures: list, viewport: tuple[int, int, int, int],
+                 divider: float, ui: moderngl.Texture | None = None) -> None:
+        """The fullscreen triangle with textures [A, B] (and the UI layer) into the
+        bound framebuffer."""
+        x, y, w, h = viewport
+        n = 1 if mode == "single" else 2  # the textures this mode samples
+        exact = [tex.size == pane for tex, pane in zip(textures[:n], pane_sizes(mode, w, h))]
+        sampling = "exact" if all(exact) else "scaled" if not any(exact) else "mixed"
+        prog, vao = self._variant(mode, sampling, ui is not None)
         self.ctx.disable(moderngl.BLEND | moderngl.DEPTH_TEST)
-        self.program["mode"] = MODE_IDS[self.mode]
-        self.program["origin"] = (float(x), float(y))
-        self.program["view_size"] = (float(w), float(h))
-        self.program["divider_px"] = float(divider_px(divider, w))
-        self.textures[0].texture.use(0)
-        (self.textures[1].texture or self.textures[0].texture).use(1)
-        self.vao.render(moderngl.TRIANGLES, vertices=3)
+        _set(prog, "origin", (float(x), float(y)))
+        _set(prog, "view_size", (float(w), float(h)))
+        _set(prog, "divider_px", float(divider_px(divider, w)))
+        textures[0].use(0)
+        textures[-1].use(1)
+        if ui is not None:
+            ui.use(2)
+        vao.render(moderngl.TRIANGLES, vertices=3)
 
     def render_offscreen(self, images: list, mode: str, divider: float,
                          width: int, height: int) -> np.ndarray:
@@ -201,17 +239,11 @@ class Presenter:
         try:
             for t, img in zip(texs, images):
                 t.put(img if not hasattr(img, "is_cuda") else img.cpu().numpy())
-            self.ctx.disable(moderngl.BLEND | moderngl.DEPTH_TEST)
             fbo.use()
             fbo.viewport = (0, 0, width, height)
             fbo.clear(0.0, 0.0, 0.0, 1.0)
-            self.program["mode"] = MODE_IDS[mode if len(images) > 1 else "single"]
-            self.program["origin"] = (0.0, 0.0)
-            self.program["view_size"] = (float(width), float(height))
-            self.program["divider_px"] = float(divider_px(divider, width))
-            texs[0].texture.use(0)
-            texs[-1].texture.use(1)
-            self.vao.render(moderngl.TRIANGLES, vertices=3)
+            self._present(mode if len(images) > 1 else "single", [t.texture for t in texs],
+                          (0, 0, width, height), divider)
             data = fbo.read(components=3, alignment=1)
             img = np.frombuffer(data, np.uint8).reshape(height, width, 3)
             return np.ascontiguousarray(img[::-1])
@@ -221,6 +253,146 @@ class Presenter:
             fbo.release()
             rbo.release()
             self.ctx.screen.use()
+
+
+class UILayer:
+    """The panels drawn once into a transparent texture of the window's size, to be put
+    back over later frames without running ImGui again.
+
+    ImGui's blending (src alpha, 1 - src alpha; alpha: one, 1 - src alpha) into a cleared
+    target leaves premultiplied colours and the layer's coverage, so compositing with
+    (one, 1 - src alpha) gives what drawing ImGui over the frame gives (to 8-bit
+    rounding). With a software GL that costs about half of drawing the panels.
+    """
+
+    def __init__(self, ctx: moderngl.Context) -> None:
+        self.ctx = ctx
+        self.program = ctx.program(vertex_shader=shader_source("present.vert"),
+                                   fragment_shader=shader_source("ui_layer.frag"))
+        self.vao = ctx.vertex_array(self.program, [])
+        self.texture: moderngl.Texture | None = None
+        self.fbo: moderngl.Framebuffer | None = None
+        self.valid = False  # holds the panels as they are now
+        # Disjoint boxes (x, y, w, h; GL pixels, y up) that hold everything the panels
+        # drew; None: the whole window. Compositing only these is ~half the cost.
+        self.regions: list[tuple[int, int, int, int]] | None = None
+
+    def usable(self, size: tuple[int, int]) -> bool:
+        """Whether the layer holds current panels for a window of this size."""
+        return self.valid and self.texture is not None and self.texture.size == size
+
+    def begin(self, size: tuple[int, int]) -> None:
+        """Bind the layer (cleared) as the target of the next ImGui render."""
+        if self.texture is None or self.texture.size != size:
+            self.release()
+            self.texture = self.ctx.texture(size, 4, dtype="f1")
+            self.fbo = self.ctx.framebuffer(color_attachments=[self.texture])
+        self.fbo.use()
+        self.fbo.viewport = (0, 0, *size)
+        self.fbo.clear(0.0, 0.0, 0.0, 0.0)
+        self.valid = True
+        self.regions = None
+
+    def set_regions(self, boxes: list[tuple[float, float, float, float]]) -> None:
+        """What the panels covered: boxes (x0, y0, x1, y1) in window pixels, y down (as
+        ImGui's), made whole-pixel, clipped to the layer and cut into disjoint boxes."""
+        w, h = self.texture.size
+        rects = []
+        for x0, y0, x1, y1 in boxes:
+            x0, y0 = max(int(x0) - 1, 0), max(int(y0) - 1, 0)  # -1/+1: antialiased edges
+            x1, y1 = min(int(np.ceil(x1)) + 1, w), min(int(np.ceil(y1)) + 1, h)
+            if x1 > x0 and y1 > y0:
+                rects.append([x0, y0, x1, y1])
+        disjoint: list[list[int]] = []  # a pixel must be composited exactly once
+        for r in rects:
+            pieces = [r]
+            for o in disjoint:
+                pieces = [p for q in pieces for p in _subtract(q, o)]
+            disjoint += pieces
+        rects = disjoint
+        self.regions = [(x0, h - y1, x1 - x0, y1 - y0) for x0, y0, x1, y1 in rects]
+
+    def composite(self) -> None:
+        """Draw the layer over the screen's back buffer."""
+        screen = self.ctx.screen
+        screen.use()
+        screen.viewport = (0, 0, *self.texture.size)
+        self.ctx.enable(moderngl.BLEND)
+        self.ctx.blend_equation = moderngl.FUNC_ADD
+        self.ctx.blend_func = moderngl.ONE, moderngl.ONE_MINUS_SRC_ALPHA
+        self.texture.use(0)
+        if self.regions is None:
+            self.vao.render(moderngl.TRIANGLES, vertices=3)
+        else:
+            for box in self.regions:
+                self.ctx.scissor = box
+                self.vao.render(moderngl.TRIANGLES, vertices=3)
+            self.ctx.scissor = None
+        self.ctx.disable(moderngl.BLEND)
+
+    def release(self) -> None:
+        if self.fbo is not None:
+            self.fbo.release()
+            self.fbo = None
+        if self.texture is not None:
+            self.texture.release()
+            self.texture = None
+        self.valid = False
+
+
+def _subtract(r: list[int], o: list[int]) -> list[list[int]]:
+    """Box r minus box o, as up to four disjoint boxes ([x0, y0, x1, y1], ends open)."""
+    if not (r[0] < o[2] and o[0] < r[2] and r[1] < o[3] and o[1] < r[3]):
+        return [r]
+    out = []
+    if r[1] < o[1]:
+        out.append([r[0], r[1], r[2], o[1]])  # above
+    if o[3] < r[3]:
+        out.append([r[0], o[3], r[2], r[3]])  # below
+    y0, y1 = max(r[1], o[1]), min(r[3], o[3])
+    if r[0] < o[0]:
+        out.append([r[0], y0, o[0], y1])  # left
+    if o[2] < r[2]:
+        out.append([o[2], y0, r[2], y1])  # right
+    return out
+
+
+def imgui_boxes(draw_data) -> list[tuple[float, float, float, float]]:
+    """Per ImGui draw list, the box (x0, y0, x1, y1; window pixels, y down) of its
+    vertices within its widest clip rectangle: what that list can have drawn."""
+    boxes = []
+    for dl in draw_data.cmd_lists:
+        n = dl.vtx_buffer.size()
+        if n == 0:
+            continue
+        raw = (ctypes.c_char * (n * _DRAW_VERT.itemsize)).from_address(
+            dl.vtx_buffer.data_address())
+        pos = np.frombuffer(raw, dtype=_DRAW_VERT)["pos"]
+        lo, hi = pos.min(axis=0), pos.max(axis=0)
+        clips = [c.clip_rect for c in dl.cmd_buffer]
+        cx0, cy0 = min(c.x for c in clips), min(c.y for c in clips)
+        cx1, cy1 = max(c.z for c in clips), max(c.w for c in clips)
+        boxes.append((max(lo[0], cx0), max(lo[1], cy0), min(hi[0], cx1), min(hi[1], cy1)))
+    return boxes
+
+
+# ImGui's ImDrawVert: position, texture coordinates, packed colour (20 bytes).
+_DRAW_VERT = np.dtype([("pos", "<f4", 2), ("uv", "<f4", 2), ("col", "<u4")])
+
+
+def pane_sizes(mode: str, width: int, height: int) -> list[tuple[int, int]]:
+    """The (width, height) in pixels of the panes [A, B] in a width x height viewport,
+    as the present shader lays them out."""
+    if mode == "side_by_side":
+        left = width // 2
+        return [(left, height), (width - left, height)]
+    return [(width, height), (width, height)]
+
+
+def _set(program: moderngl.Program, name: str, value) -> None:
+    """Set a uniform if this shader variant uses it (the compiler drops unused ones)."""
+    if name in program:
+        program[name] = value
 
 
 def read_screen(ctx: moderngl.Context, width: int, height: int) -> np.ndarray:

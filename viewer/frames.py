@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from numba import njit
 
 from render.camera import Camera
 from render.options import RenderOptions
@@ -78,7 +79,10 @@ class Frame:
 def to_rgba8(result, output: str) -> torch.Tensor:
     """RenderResult -> RGBA uint8 [H, W, 4] on the render device.
 
-    depth is shown as normalised inverse depth (near bright), alpha as grey.
+    depth is shown as normalised inverse depth (near bright), alpha as grey. On the CPU
+    the packing is one compiled pass (:func:`pack_rgba8`): the same arithmetic as torch's
+    clamp / scale / round / cat, at a twentieth of its time (it runs once per frame on
+    the render thread, so it counts against the frame rate).
     """
     if output == "depth" and result.depth is not None:
         d = result.depth[..., 0]
@@ -89,14 +93,45 @@ def to_rgba8(result, output: str) -> torch.Tensor:
             lo = torch.quantile(valid[:: max(1, valid.numel() // 100_000)].float(),
                                 torch.tensor([0.02, 0.98], device=valid.device))
             inv = ((inv - lo[0]) / (lo[1] - lo[0]).clamp_min(1e-12)).clamp(0, 1) * (a > 1e-3)
-        img = inv[..., None].expand(-1, -1, 3)
+        img = inv[..., None]
     elif output == "alpha":
-        img = result.alpha.expand(-1, -1, 3)
+        img = result.alpha
     else:
         img = result.rgb
-    img = (img.detach().float().clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
+    img = img.detach()
+    if img.device.type == "cpu":
+        src = np.ascontiguousarray(img.numpy(), dtype=np.float32)
+        out = np.empty((src.shape[0], src.shape[1], 4), np.uint8)
+        pack_rgba8(src.reshape(-1), src.shape[2], out.reshape(-1))
+        return torch.from_numpy(out)
+    img = (img.float().clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).expand(-1, -1, 3)
     alpha = torch.full_like(img[..., :1], 255)
     return torch.cat([img, alpha], dim=-1).contiguous()
+
+
+@njit(nogil=True, cache=True)
+def pack_rgba8(src: np.ndarray, channels: int, out: np.ndarray) -> None:
+    """Float colours in [0, 1] to opaque RGBA8, rounded to nearest, clamped (NaN -> 0).
+
+    src: float32 [P * channels], flat (channels 3: RGB, 1: grey); out: uint8 [P * 4].
+    Flat arrays and one branch-free loop per layout, so that the loops vectorise.
+    """
+    zero, one = np.float32(0.0), np.float32(1.0)
+    if channels == 1:
+        for i in range(src.shape[0]):
+            v = src[i]
+            g = np.uint8(min(max(v, zero), one) * np.float32(255.0) + np.float32(0.5))
+            out[4 * i] = g
+            out[4 * i + 1] = g
+            out[4 * i + 2] = g
+            out[4 * i + 3] = 255
+    else:
+        for i in range(src.shape[0] // 3):
+            for k in range(3):
+                v = src[3 * i + k]
+                out[4 * i + k] = np.uint8(min(max(v, zero), one) * np.float32(255.0)
+                                          + np.float32(0.5))
+            out[4 * i + 3] = 255
 
 
 def render_panes(request: FrameRequest, keep_on_device: bool) -> Frame:
@@ -140,10 +175,13 @@ class RenderWorker:
         self._stop = False
         self.busy = False
         # The zoom readout: scale_fn(camera) -> float, run here (not on the GL thread)
-        # at most every scale_interval_s, or whenever a full-resolution view is done.
+        # after a frame is published: at most every scale_interval_s while further
+        # views wait (a stream of frames: it would cost each frame ~5-10 ms of CPU), and
+        # always for the view the thread settles on (no request waiting).
         self._scale_fn = scale_fn
         self._scale_interval = scale_interval_s
         self._scale_t = -math.inf
+        self._scale_cost = 0.0  # seconds the last readout took
         self._scale_key = None
         self.scale: float | None = None
         self.scale_error: str | None = None
@@ -251,8 +289,11 @@ class RenderWorker:
         key = (tuple(np.round(cam.viewmat.numpy().ravel(), 7)), round(cam.fy, 5), cam.height,
                id(req.sources[0].gaussians))
         now = time.perf_counter()
-        if key == self._scale_key or (now - self._scale_t < self._scale_interval
-                                      and not req.full_res):
+        with self._cond:
+            settled = self._pending is None
+        # While views stream, the readout takes at most ~2 % of the thread's time.
+        interval = max(self._scale_interval, 50.0 * self._scale_cost)
+        if key == self._scale_key or (now - self._scale_t < interval and not settled):
             return
         try:
             with torch.no_grad():
@@ -260,4 +301,5 @@ class RenderWorker:
             self.scale, self.scale_error = s, None
         except Exception as exc:
             self.scale, self.scale_error = None, f"{type(exc).__name__}: {exc}"
+        self._scale_cost = time.perf_counter() - now
         self._scale_key, self._scale_t = key, now
