@@ -116,6 +116,18 @@ def test_zooming_out_builds_a_level_and_b_shows_it(app):
     # On disk beside nothing (demo): under cache_root, with a manifest.
     assert (ctrl.cache.directory / "manifest.json").is_file()
     assert (ctrl.cache.directory / "level_-2.ply").is_file()
+    # The single view shows the adapted set, swapped in; the flip key shows vanilla.
+    app.state.compare.mode = "single"
+    settle(app)
+    assert app.shown_frame.request.sources[0].gaussians is ctrl.cache.get(-2)
+    app.state.compare.flip()
+    settle(app)
+    assert app.shown_frame.request.sources[0].gaussians is app.state.model.gaussians
+    # Choosing an antialias mode changes A: a single view showing the level turns to A.
+    app.state.compare.flip()
+    assert app.state.compare.shown == "B"
+    app.set_antialias("adaptive")
+    assert app.state.compare.shown == "A" and app.state.render.antialias == "adaptive"
 
 
 def test_failing_jobs_show_their_error_and_change_nothing(app, tmp_path, monkeypatch):

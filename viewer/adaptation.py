@@ -61,9 +61,10 @@ A_LABEL = "vanilla"
 def b_overrides(level: int) -> dict:
     """Render options of source B: each level is drawn with the rasterizer mode it was
     finetuned in (`mip` for zoom-out levels by default, vanilla 3DGS for zoom-in); the
-    base set (level 0) is the vanilla model."""
-    mode = "classic" if level == 0 else AdaptSettings().finetune.antialias_for(level)
-    return {"antialias": mode}
+    base set (level 0) as the user set it, like source A (the single view shows B)."""
+    if level == 0:
+        return {}
+    return {"antialias": AdaptSettings().finetune.antialias_for(level)}
 
 
 def b_label(level: int) -> str:
@@ -346,9 +347,15 @@ class AdaptController:
         cmp = app.state.compare
         ours = cmp.custom_b is not None and cmp.custom_b.label.startswith("Mipmap-GS")
         if self.plug_b and (cmp.custom_b is None or ours) and cmp.custom_b is not self._source:
+            if not ours:
+                # From now on the single view shows the set the viewer adapts (the base
+                # until a level is built, then that level, hot-swapped in); the flip key
+                # shows vanilla.
+                cmp.shown = "B"
             cmp.set_source_b(self._source)  # a B plugged in by someone else stays
         elif not self.plug_b and ours:
             cmp.set_source_b(None)
+            cmp.shown = "A"
         if cmp.custom_b is self._source:
             cmp.a_label = a_label(app.state.render.antialias)
         elif cmp.a_label == A_LABEL or cmp.a_label.startswith("base ("):

@@ -374,7 +374,7 @@ class ViewerApp:
         elif key in (glfw.KEY_COMMA, glfw.KEY_PAGE_UP):
             self.jump_to_camera(s.nav.camera_index - 1)
         elif key in (glfw.KEY_1, glfw.KEY_2, glfw.KEY_3):
-            s.render.antialias = ("classic", "mip", "adaptive")[key - glfw.KEY_1]
+            self.set_antialias(("classic", "mip", "adaptive")[key - glfw.KEY_1])
         elif key == glfw.KEY_H:
             s.ui.show_panels = not s.ui.show_panels
         elif key == glfw.KEY_F1:
@@ -459,6 +459,18 @@ class ViewerApp:
                   for t in self.state.model.gaussians.bounds(quantile=0.01))
         w, h = self.framebuffer_size
         self.state.nav.pose = C.frame_bounds(self.state.nav.pose, lo, hi, w / h)
+
+    def set_antialias(self, mode: str) -> None:
+        """The antialias mode of source A (and of B where B follows the UI's options). A
+        single view that shows a B with a mode of its own (an adapted level) turns to A,
+        the source the choice changes."""
+        s = self.state
+        cmp = s.compare
+        b_fixed = cmp.custom_b is not None and "antialias" in cmp.custom_b.overrides
+        if mode != s.render.antialias and cmp.mode == "single" and cmp.shown == "B" \
+                and b_fixed:
+            cmp.shown = "A"
+        s.render.antialias = mode
 
     def jump_to_camera(self, index: int) -> None:
         cams = self.state.model.cameras

@@ -221,7 +221,7 @@ def draw_render_section(app) -> None:
     st = app.state.stats
     imgui.text(f"backend: {st.backend or app.backend_name}")
     imgui.text_colored(_GREY, f"  ({app.backend_reason})")
-    r.antialias = _combo("antialias", r.antialias, ANTIALIAS_MODES)
+    app.set_antialias(_combo("antialias", r.antialias, ANTIALIAS_MODES))
     r.output = _combo("output", r.output, OUTPUTS)
     max_deg = app.state.model.sh_degree
     items = ["model's own"] + [str(d) for d in range(max_deg + 1)]
