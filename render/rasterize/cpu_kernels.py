@@ -57,6 +57,13 @@ _FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
 _JIT = {"nogil": True, "cache": True, "fastmath": _FM, "error_model": "numpy"}
 
 
+@njit(inline="always", **_JIT)
+def _rank_range(m, chunk, n_chunks):
+    """The ranks of one chunk (packing, binning): a contiguous run, so that every chunk's ranks are
+    in depth order and the chunks' runs follow each other."""
+    return chunk * m // n_chunks, (chunk + 1) * m // n_chunks
+
+
 @njit(**_JIT)
 def prepare(order, means2d, conics, opacities, colors, depths, width, height, rec, box,
             chunk, n_chunks):
@@ -64,9 +71,11 @@ def prepare(order, means2d, conics, opacities, colors, depths, width, height, re
 
     order [M] int64 (original index of rank r), means2d [N, 2], conics [N, 3],
     opacities [N], colors [N, 3], depths [N] -> rec [M, REC_COLS], box [M, 4] int32.
-    This call does ranks chunk, chunk + n_chunks, ... (see cpu_threads.run_chunks).
+    This call does one contiguous run of ranks (see _rank_range): interleaved ranks had
+    the threads writing the same cache lines of box.
     """
-    for r in range(chunk, order.shape[0], n_chunks):
+    r0, r1 = _rank_range(order.shape[0], chunk, n_chunks)
+    for r in range(r0, r1):
         g = order[r]
         mx, my = means2d[g, 0], means2d[g, 1]
         a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
@@ -147,13 +156,6 @@ def _band_tiles(rec, box, r, ty, tiles_x):
     if hi < lo:
         return 1, 0
     return np.int64(lo) // TILE, np.int64(hi) // TILE
-
-
-@njit(inline="always", **_JIT)
-def _rank_range(m, chunk, n_chunks):
-    """The ranks of one binning chunk: a contiguous run, so that every chunk's ranks are
-    in depth order and the chunks' runs follow each other."""
-    return chunk * m // n_chunks, (chunk + 1) * m // n_chunks
 
 
 @njit(**_JIT)
