@@ -155,6 +155,12 @@ def test_split_view_shows_both_sources(app):
     img = scene(window_pixels(app))
     r_m, g_m = _channel_share(img[:, 100:150])
     assert r_m > 2 * g_m
+    # A divider set by a script (no input, nothing new to render) is drawn at the next
+    # UI frame too, not held back by the pacing of UI frames that follow a draw.
+    app.step(force_draw=True)
+    app.state.compare.divider = 0.75
+    assert app.step()
+    assert (app.read_window()[MENU + 20:-40, 240] == 230).all()
 
 
 def test_side_by_side_and_flip(app):

@@ -194,6 +194,7 @@ class ViewerApp:
         self._events = self._events_seen = 0
         self._draw_frames_left = 0
         self._draw_start = -math.inf  # when the last UI frame's draw started
+        self._drawn_divider = math.nan  # the split divider the last draw showed
         self._draw_owed = DRAW_NONE  # a draw that pacing postponed (its DRAW_* reason)
         self._last_panels_draw = -math.inf  # when ImGui last ran
         self._shown: Frame | None = None
@@ -780,6 +781,10 @@ class ViewerApp:
         self.adaptation.update(self)  # before the view request: B swaps at this boundary
         self._request_view(t0)
         new_frame = self._show_newest()
+        # The split divider is drawn by the present pass, not rendered: a moved divider
+        # (dragged, or set by a script) needs a draw like a new frame does.
+        if self.state.compare.divider != self._drawn_divider:
+            new_frame = True
         self._finish_captures()
         self._draw_owed = max(self._draw_reason(new_frame, t0), self._draw_owed)
         if not force_draw:
@@ -797,6 +802,7 @@ class ViewerApp:
         fw, fh = self.framebuffer_size
         size = (fw, fh)
         t1 = self._draw_start = time.perf_counter()
+        self._drawn_divider = self.state.compare.divider
         # Without input the panels go through the cached UI layer (ImGui only when they
         # are due a refresh), which the present pass composites as it draws the frame.
         layer = self.ui_layer
