@@ -94,8 +94,7 @@ def _backward(st: _State, v_rgb: np.ndarray, v_alpha: np.ndarray, v_depth: np.nd
     threads = num_threads()
     run_chunks(K.backward, _tile_chunks(threads), st.rec, st.box, st.tile_start, st.pairs,
                st.width, st.height, st.tiles_x, st.background, st.with_depth, K.CONSTS, st.T,
-               st.last,
-               st.depth, v_rgb, v_alpha, v_depth, st.pair_row, pair_grad)
+               st.last, st.depth, v_rgb, v_alpha, v_depth, st.pair_row, pair_grad)
     out = np.zeros((st.n, K.GRAD_COLS), np.float32)
     run_chunks(K.gather_grads, threads, st.order, st.rank_start, pair_grad, out)
     return out
