@@ -58,10 +58,13 @@ _JIT = {"nogil": True, "cache": True, "fastmath": _FM, "error_model": "numpy"}
 
 
 @njit(inline="always", **_JIT)
-def _rank_range(m, chunk, n_chunks):
-    """The ranks of one chunk (packing, binning): a contiguous run, so that every chunk's ranks are
-    in depth order and the chunks' runs follow each other."""
-    return chunk * m // n_chunks, (chunk + 1) * m // n_chunks
+def chunk_range(n, chunk, n_chunks):
+    """The contiguous run [lo, hi) of range(n) that one chunk of a kernel does. Runs, not
+    interleaved items: neighbouring tiles share Gaussians (a thread finds their records
+    in its cache), neighbouring ranks share cache lines of `box` (two threads would write
+    the same lines), and a chunk's ranks stay in depth order for binning.
+    (cpu_project uses it too: numba's cache does not see edits here from there.)"""
+    return chunk * n // n_chunks, (chunk + 1) * n // n_chunks
 
 
 @njit(**_JIT)
@@ -71,10 +74,9 @@ def prepare(order, means2d, conics, opacities, colors, depths, width, height, re
 
     order [M] int64 (original index of rank r), means2d [N, 2], conics [N, 3],
     opacities [N], colors [N, 3], depths [N] -> rec [M, REC_COLS], box [M, 4] int32.
-    This call does one contiguous run of ranks (see _rank_range): interleaved ranks had
-    the threads writing the same cache lines of box.
+    This call does one contiguous run of ranks (see chunk_range).
     """
-    r0, r1 = _rank_range(order.shape[0], chunk, n_chunks)
+    r0, r1 = chunk_range(order.shape[0], chunk, n_chunks)
     for r in range(r0, r1):
         g = order[r]
         mx, my = means2d[g, 0], means2d[g, 1]
@@ -165,7 +167,7 @@ def _count_tiles(rec, box, tiles_x, row_start, band, per_rank, counts, chunk, n_
     how many tiles the rank has in the rows above, band [S, 3] int32 (tx0, tx1, before;
     tx1 < tx0 when the row is missed); its number of tiles per_rank [M]; and
     counts[chunk, t] += 1 for every tile t it touches (counts [n_chunks, T])."""
-    r0, r1 = _rank_range(box.shape[0], chunk, n_chunks)
+    r0, r1 = chunk_range(box.shape[0], chunk, n_chunks)
     for r in range(r0, r1):
         j = row_start[r]
         ty0 = box[r, 2] // TILE
@@ -188,7 +190,7 @@ def _fill_tiles(box, row_start, band, rank_start, tiles_x, cursor, pairs, pair_r
     """Write the ranks of this chunk into their tiles' lists, in rank order, from
     cursor[chunk, t] on (the chunk's first slot in tile t): every list comes out front to
     back without a sort. pair_row [P] gets each slot's row in rank-major order."""
-    r0, r1 = _rank_range(box.shape[0], chunk, n_chunks)
+    r0, r1 = chunk_range(box.shape[0], chunk, n_chunks)
     for r in range(r0, r1):
         ty0 = box[r, 2] // TILE
         for j in range(row_start[r], row_start[r + 1]):
@@ -355,10 +357,12 @@ A_N = 12
 
 
 @njit(inline="always", **_JIT)
-def _tile_range(n_tiles, chunk, n_chunks):
-    """The tiles of one chunk: a contiguous run (neighbouring tiles share most of their
-    Gaussians, so a thread walking a run finds their records in its cache)."""
-    return chunk * n_tiles // n_chunks, (chunk + 1) * n_tiles // n_chunks
+def _tile_box(t, tiles_x, width, height):
+    """Tile t's pixel origin (x0, y0) and size (w, h): TILE x TILE, less at the image's
+    right and bottom edges."""
+    x0 = (t % tiles_x) * TILE
+    y0 = (t // tiles_x) * TILE
+    return x0, y0, min(TILE, width - x0), min(TILE, height - y0)
 
 
 @njit(inline="always", **_JIT)
@@ -405,12 +409,9 @@ def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, wit
     """
     ec = _exp_consts(kc)
     amax, amin, tmin = kc[C_ALPHA_MAX], kc[C_ALPHA_MIN], kc[C_T_MIN]
-    t_lo, t_hi = _tile_range(tile_start.shape[0] - 1, chunk, n_chunks)
+    t_lo, t_hi = chunk_range(tile_start.shape[0] - 1, chunk, n_chunks)
     for t in range(t_lo, t_hi):
-        tx0 = (t % tiles_x) * TILE
-        ty0 = (t // tiles_x) * TILE
-        tw = min(TILE, width - tx0)
-        th = min(TILE, height - ty0)
+        tx0, ty0, tw, th = _tile_box(t, tiles_x, width, height)
         st = np.zeros(F_FIELDS * QN_F, np.float32)
         for ly in range(th):
             for lx in range(tw):
@@ -506,12 +507,9 @@ def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, wi
     zero, one = ec[0], ec[13]
     amax, amin = kc[C_ALPHA_MAX], kc[C_ALPHA_MIN]
     acc = np.zeros(A_N * LANES_B, np.float32)
-    t_lo, t_hi = _tile_range(tile_start.shape[0] - 1, chunk, n_chunks)
+    t_lo, t_hi = chunk_range(tile_start.shape[0] - 1, chunk, n_chunks)
     for t in range(t_lo, t_hi):
-        tx0 = (t % tiles_x) * TILE
-        ty0 = (t // tiles_x) * TILE
-        tw = min(TILE, width - tx0)
-        th = min(TILE, height - ty0)
+        tx0, ty0, tw, th = _tile_box(t, tiles_x, width, height)
         st = np.zeros(B_FIELDS * QN_B, np.float32)
         max_last = 0
         row_last = np.zeros(TILE, np.float32)  # per row, the largest pixel `last`
@@ -618,7 +616,8 @@ def gather_grads(order, rank_start, pair_grad, out, chunk, n_chunks):
     The rows of a rank are contiguous: one sequential pass over pair_grad."""
     m = order.shape[0]
     acc = np.zeros(GRAD_COLS, np.float32)  # one allocation, not one per Gaussian
-    for r in range(chunk * m // n_chunks, (chunk + 1) * m // n_chunks):
+    r0, r1 = chunk_range(m, chunk, n_chunks)
+    for r in range(r0, r1):
         g = order[r]
         acc[:] = 0.0
         for row in range(rank_start[r], rank_start[r + 1]):

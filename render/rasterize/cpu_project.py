@@ -23,6 +23,7 @@ from torch import Tensor
 from render.camera import Camera
 from render.gaussians import Gaussians
 from render.options import RenderOptions
+from render.rasterize.cpu_kernels import chunk_range
 from render.rasterize.cpu_threads import num_threads, run_chunks
 
 _JIT = {"nogil": True, "cache": True, "fastmath": {"nsz", "arcp", "contract", "reassoc"},
@@ -36,6 +37,33 @@ def _rotmat(w, x, y, z):
             2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y))
 
 
+@njit(inline="always", **_JIT)
+def _fov_limits(cam):
+    """(x+, x-, y+, y-): how far x/z and y/z may go before the pinhole Jacobian is clamped
+    (1.3x the field of view, as gsplat), for cam as in :func:`project_forward`."""
+    fx, fy, cx, cy, w, h = cam[12], cam[13], cam[14], cam[15], cam[16], cam[17]
+    return ((w - cx) / fx + 0.15 * w / fx, cx / fx + 0.15 * w / fx,
+            (h - cy) / fy + 0.15 * h / fy, cy / fy + 0.15 * h / fy)
+
+
+@njit(inline="always", **_JIT)
+def _camera_point(means, n, cam):
+    """Gaussian n's mean in camera axes, R m + t (float64)."""
+    mx, my, mz = np.float64(means[n, 0]), np.float64(means[n, 1]), np.float64(means[n, 2])
+    return (cam[0] * mx + cam[1] * my + cam[2] * mz + cam[9],
+            cam[3] * mx + cam[4] * my + cam[5] * mz + cam[10],
+            cam[6] * mx + cam[7] * my + cam[8] * mz + cam[11])
+
+
+@njit(inline="always", **_JIT)
+def _unit_quat(quats, n):
+    """Gaussian n's quaternion over its length, and the length: (w, x, y, z, |q|)."""
+    qw, qx, qy, qz = (np.float64(quats[n, 0]), np.float64(quats[n, 1]),
+                      np.float64(quats[n, 2]), np.float64(quats[n, 3]))
+    qn = max(math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz), 1e-12)
+    return qw / qn, qx / qn, qy / qn, qz / qn, qn
+
+
 @njit(**_JIT)
 def project_forward(means, quats, log_scales, opacity_logits, cam, eps, compensate,
                     means2d, conics, depths, opacities, radii, chunk, n_chunks):
@@ -44,17 +72,12 @@ def project_forward(means, quats, log_scales, opacity_logits, cam, eps, compensa
     -> means2d [N, 2], conics [N, 3], depths [N], opacities [N], radii [N, 2] int32."""
     fx, fy, cx, cy = cam[12], cam[13], cam[14], cam[15]
     w, h, near, far = cam[16], cam[17], cam[18], cam[19]
-    lim_xp, lim_xn = (w - cx) / fx + 0.15 * w / fx, cx / fx + 0.15 * w / fx
-    lim_yp, lim_yn = (h - cy) / fy + 0.15 * h / fy, cy / fy + 0.15 * h / fy
-    for n in range(chunk * means.shape[0] // n_chunks, (chunk + 1) * means.shape[0] // n_chunks):
-        mx, my, mz = np.float64(means[n, 0]), np.float64(means[n, 1]), np.float64(means[n, 2])
-        tx = cam[0] * mx + cam[1] * my + cam[2] * mz + cam[9]
-        ty = cam[3] * mx + cam[4] * my + cam[5] * mz + cam[10]
-        tz = cam[6] * mx + cam[7] * my + cam[8] * mz + cam[11]
-        qw, qx, qy, qz = (np.float64(quats[n, 0]), np.float64(quats[n, 1]),
-                          np.float64(quats[n, 2]), np.float64(quats[n, 3]))
-        qn = max(math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz), 1e-12)
-        q = _rotmat(qw / qn, qx / qn, qy / qn, qz / qn)
+    lim_xp, lim_xn, lim_yp, lim_yn = _fov_limits(cam)
+    n0, n1 = chunk_range(means.shape[0], chunk, n_chunks)
+    for n in range(n0, n1):
+        tx, ty, tz = _camera_point(means, n, cam)
+        nw, nx, ny, nz, _ = _unit_quat(quats, n)
+        q = _rotmat(nw, nx, ny, nz)
         s0 = math.exp(log_scales[n, 0])
         s1 = math.exp(log_scales[n, 1])
         s2 = math.exp(log_scales[n, 2])
@@ -106,17 +129,16 @@ def project_backward(means, quats, log_scales, opacity_logits, cam, eps, compens
                      v_means2d, v_conics, v_depths, v_opacities,
                      v_means, v_quats, v_log_scales, v_opacity_logits, chunk, n_chunks):
     """Adjoint of :func:`project_forward` (recomputes the forward per Gaussian)."""
-    fx, fy, cx, cy = cam[12], cam[13], cam[14], cam[15]
-    w, h = cam[16], cam[17]
-    lim_xp, lim_xn = (w - cx) / fx + 0.15 * w / fx, cx / fx + 0.15 * w / fx
-    lim_yp, lim_yn = (h - cy) / fy + 0.15 * h / fy, cy / fy + 0.15 * h / fy
+    fx, fy = cam[12], cam[13]
+    lim_xp, lim_xn, lim_yp, lim_yn = _fov_limits(cam)
     # Scratch, allocated once per call: allocating it per Gaussian took half the pass.
     mc = np.empty((3, 3))  # mc[i, j]: camera axis i of column j of M
     uu = np.empty(3)
     vv = np.empty(3)
     v_mc = np.empty((3, 3))
     g = np.empty(9)  # dL/dR_q, row-major
-    for n in range(chunk * means.shape[0] // n_chunks, (chunk + 1) * means.shape[0] // n_chunks):
+    n0, n1 = chunk_range(means.shape[0], chunk, n_chunks)
+    for n in range(n0, n1):
         gx, gy = np.float64(v_means2d[n, 0]), np.float64(v_means2d[n, 1])
         vA, vB, vC = (np.float64(v_conics[n, 0]), np.float64(v_conics[n, 1]),
                       np.float64(v_conics[n, 2]))
@@ -131,14 +153,8 @@ def project_backward(means, quats, log_scales, opacity_logits, cam, eps, compens
             v_opacity_logits[n] = 0.0
             continue
         # ---- forward again -------------------------------------------------------------
-        mx, my, mz = np.float64(means[n, 0]), np.float64(means[n, 1]), np.float64(means[n, 2])
-        tx = cam[0] * mx + cam[1] * my + cam[2] * mz + cam[9]
-        ty = cam[3] * mx + cam[4] * my + cam[5] * mz + cam[10]
-        tz = cam[6] * mx + cam[7] * my + cam[8] * mz + cam[11]
-        qw, qx, qy, qz = (np.float64(quats[n, 0]), np.float64(quats[n, 1]),
-                          np.float64(quats[n, 2]), np.float64(quats[n, 3]))
-        qn = max(math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz), 1e-12)
-        nw, nx, ny, nz = qw / qn, qx / qn, qy / qn, qz / qn
+        tx, ty, tz = _camera_point(means, n, cam)
+        nw, nx, ny, nz, qn = _unit_quat(quats, n)
         q = _rotmat(nw, nx, ny, nz)
         s = (math.exp(log_scales[n, 0]), math.exp(log_scales[n, 1]),
              math.exp(log_scales[n, 2]))
