@@ -208,16 +208,13 @@ class DensifyState:
         n = int(drop.sum())
         if n == 0 or n == len(t):  # never prune the whole set away
             return 0
-        keep = ~drop
-        t.prune(keep)
-        if stats_match:
-            self.grad_sum, self.count = self.grad_sum[keep], self.count[keep]
-            self.max_radii = self.max_radii[keep]
+        self.keep(t, ~drop)
         return n
 
     def keep(self, t: Trainable, keep: Tensor) -> None:
         """Prune `t` to the Gaussians where keep [N] (bool) is True, keeping this state's
-        statistics in step."""
+        statistics in step (or starting them afresh where they no longer describe the set,
+        as right after a growth step, which resets them anyway)."""
         t.prune(keep)
         if self.grad_sum.shape[0] == keep.shape[0]:
             keep = keep.cpu()
