@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from numba import njit
 
 from render.camera import Camera
+from render.jit import njit
 from render.options import RenderOptions
 from render.rasterize import render
 from viewer.compare import Source

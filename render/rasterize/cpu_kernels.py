@@ -14,12 +14,12 @@ Data layout (all float32 / int32, C-contiguous):
 - Per tile the pixel state (transmittance, colour sums, ...) lives in one small local
   array, one field per quantity (structure of arrays), and the blending loop runs
   Gaussian-major: for each Gaussian of the tile, each pixel row of its box with live
-  pixels, LANES-wide windows over the box's columns, evaluated branch-free so that they
-  vectorise (exp is an inline polynomial for the same reason). Narrowing each row to
-  the ellipse's own span cost more in per-row square roots and mispredicted branches
+  pixels, the whole tile row (LANES pixels, one vector), evaluated branch-free so that
+  it vectorises (exp is an inline polynomial for the same reason). Narrowing each row
+  to the ellipse's own span cost more in per-row square roots and mispredicted branches
   than it saved in pixels (measured: the forward kernel 20 % and the backward 13 %
-  slower), so the rows are whole and every pixel gets the exact per-pixel test, which
-  rejects those with alpha < 1/255. A pixel stops like gsplat's (the Gaussian that
+  slower), so every pixel of the row gets the exact per-pixel test, which rejects those
+  with alpha < 1/255. A pixel stops like gsplat's (the Gaussian that
   would take T to <= 1e-4 is not blended); rows and whole tiles stop once all their
   pixels have (noticed by a recount of the live pixels every LIVE_EVERY pairs).
 
@@ -36,9 +36,11 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from render.jit import njit
 
 TILE = 16
 ALPHA_MIN = np.float32(1.0 / 255.0)
@@ -315,44 +317,39 @@ def _exp_neg(sigma, ec):
     return p * _bits_to_f32(np.int32((ec[11] - nf) * ec[12]))
 
 
-# Per-tile pixel state lives in one float32 array of NF fields x QN slots: one base
-# pointer, so the compiler sees that the fields never overlap and can vectorise the
-# LANES-wide pixel windows. Rows have a stride of TILE + LANES: a window that starts
-# near the right edge of the tile runs into padding slots that are never live.
-# Window widths: one 8-wide float32 vector for the forward pass; 16 for the backward pass,
-# whose rows are exactly one window (8 lanes: 3-4x slower, 32: 30 % slower, unaligned 16:
-# ~4 % slower, measured on the 2-core machine).
-LANES_F = 8
+# Per-tile pixel state lives in one float32 array of NF fields x QN slots (row-major
+# pixels of the tile): one base pointer, so the compiler sees that the fields never
+# overlap and can vectorise the pixel windows. Both passes evaluate whole tile rows,
+# LANES = TILE = 16 pixels: one 512-bit vector where the CPU has AVX-512 (see
+# render/jit.py). Measured on the 2-core machine: forward 24 % faster than windows of 8
+# over the box's columns; backward 3-4x faster than 8 lanes, 30 % faster than 32.
+LANES = TILE
+QN = TILE * TILE
 # Pairs between recounts of a tile's live pixels. Counting the stops inside the window
 # loop put two horizontal sums on its loop-carried path (measured: the forward kernel
 # ~12 % slower); a late recount only costs a few extra pairs whose pixels are all masked.
 LIVE_EVERY = 8
 # How many pairs ahead the blending loops prefetch Gaussian records.
 PREFETCH_AHEAD = 4
-STRIDE_F = TILE + LANES_F
-QN_F = TILE * STRIDE_F
-LANES_B = 16
-STRIDE_B = TILE + LANES_B
-QN_B = TILE * STRIDE_B
 # Lane offsets as float32 constants: converting the int64 loop counter to float would
 # make LLVM size the vectors for 64-bit lanes (half the width).
-_LANE_X = np.arange(max(LANES_F, LANES_B), dtype=np.float32)
+_LANE_X = np.arange(LANES, dtype=np.float32)
 # forward fields (unsigned, so that numba emits no negative-index wraparound code in the
 # hot loop). T holds the transmittance of a live pixel and minus it once the pixel stopped;
 # N counts the Gaussians blended into the pixel (a statistic).
-F_T, F_R, F_G, F_B, F_Z, F_LAST, F_N = (np.uint64(i * QN_F) for i in range(7))
+F_T, F_R, F_G, F_B, F_Z, F_LAST, F_N = (np.uint64(i * QN) for i in range(7))
 F_FIELDS = 7
 # backward fields
-B_T, B_S, B_GR, B_GG, B_GB, B_GA, B_GZ, B_LAST = (np.uint64(i * QN_B) for i in range(8))
+B_T, B_S, B_GR, B_GG, B_GB, B_GA, B_GZ, B_LAST = (np.uint64(i * QN) for i in range(8))
 B_FIELDS = 8
 # The backward sums each pair's gradient per lane in a small separate array (acc, A_N
-# fields of LANES_B, in the column order of the gradient rows) and across lanes once per
+# fields of LANES, in the column order of the gradient rows) and across lanes once per
 # pair: scalar sums in the window loop became horizontal reductions on its loop-carried
 # path in every window (measured: the backward kernel ~20 % slower). It must be its own
 # array: inside `st` the compiler cannot prove it apart from the pixel fields and does
 # not vectorise at all (3x slower).
 A_MX, A_MY, A_A, A_BB, A_C, A_O, A_R, A_G, A_B, A_Z, A_AX, A_AY = (
-    np.uint64(i * LANES_B) for i in range(12))
+    np.uint64(i * LANES) for i in range(12))
 A_N = 12
 
 
@@ -366,12 +363,12 @@ def _tile_box(t, tiles_x, width, height):
 
 
 @njit(inline="always", **_JIT)
-def _blend_window(st, base, dx0, ha, bdy, hcdy2, o, gr, gg, gb, gz, kf, kf1, ec, amax,
-                  amin, tmin):
-    """Blend one Gaussian into the LANES_F pixels st[.. + base + j] (see :func:`forward`)."""
+def _blend_row(st, base, dx0, ha, bdy, hcdy2, o, gr, gg, gb, gz, kf, kf1, ec, amax, amin,
+               tmin):
+    """Blend one Gaussian into the tile row of pixels st[.. + base + j] (see :func:`forward`)."""
     zero = ec[0]
     one = ec[13]
-    for j in range(LANES_F):
+    for j in range(LANES):
         q = base + np.uint64(j)
         dx = dx0 + _LANE_X[j]
         sigma = ha * dx * dx + bdy * dx + hcdy2
@@ -412,10 +409,10 @@ def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, wit
     t_lo, t_hi = chunk_range(tile_start.shape[0] - 1, chunk, n_chunks)
     for t in range(t_lo, t_hi):
         tx0, ty0, tw, th = _tile_box(t, tiles_x, width, height)
-        st = np.zeros(F_FIELDS * QN_F, np.float32)
+        st = np.zeros(F_FIELDS * QN, np.float32)
         for ly in range(th):
             for lx in range(tw):
-                q = np.uint64(ly * STRIDE_F + lx)
+                q = np.uint64(ly * TILE + lx)
                 st[F_T + q] = 1.0
         row_live = np.full(TILE, tw, np.int64)  # live pixels per row
         s0 = tile_start[t]
@@ -427,7 +424,7 @@ def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, wit
                 for ly in range(th):
                     cnt = np.float32(0.0)
                     for lx in range(TILE):
-                        cnt += np.float32(1.0) if st[F_T + np.uint64(ly * STRIDE_F + lx)] > 0.0 \
+                        cnt += np.float32(1.0) if st[F_T + np.uint64(ly * TILE + lx)] > 0.0 \
                             else np.float32(0.0)
                     row_live[ly] = np.int64(cnt)
                     n_live += np.int64(cnt)
@@ -442,36 +439,19 @@ def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, wit
             gr, gg, gb, gz = rec[r, CR], rec[r, CG], rec[r, CBL], rec[r, DZ]
             kf = np.float32(k - s0)
             kf1 = kf + np.float32(1.0)
-            xa = max(box[r, 0], tx0) - tx0
-            xb = min(box[r, 1], tx0 + tw - 1) - tx0
             ya = max(box[r, 2], ty0) - ty0
             yb = min(box[r, 3], ty0 + th - 1) - ty0
-            if xb - xa < LANES_F:
-                # The box's columns fit one window (the common case, kept apart from the
-                # loop below because it is: measured 5 % faster).
-                dx0 = np.float32(tx0 + xa) + np.float32(0.5) - mx
-                for ly in range(ya, yb + 1):
-                    if row_live[ly] == 0:
-                        continue
-                    dy = np.float32(ty0 + ly) + np.float32(0.5) - my
-                    _blend_window(st, np.uint64(ly * STRIDE_F + xa), dx0, ha, b * dy,
-                                  hc * dy * dy, o, gr, gg, gb, gz, kf, kf1, ec, amax, amin,
-                                  tmin)
-                continue
+            dx0 = np.float32(tx0) + np.float32(0.5) - mx
             for ly in range(ya, yb + 1):
                 if row_live[ly] == 0:
                     continue
                 dy = np.float32(ty0 + ly) + np.float32(0.5) - my
-                hcdy2 = hc * dy * dy
-                bdy = b * dy
-                for w0 in range(xa, xb + 1, LANES_F):
-                    _blend_window(st, np.uint64(ly * STRIDE_F + w0),
-                                  np.float32(tx0 + w0) + np.float32(0.5) - mx, ha, bdy, hcdy2,
-                                  o, gr, gg, gb, gz, kf, kf1, ec, amax, amin, tmin)
+                _blend_row(st, np.uint64(ly * TILE), dx0, ha, b * dy, hc * dy * dy, o, gr,
+                           gg, gb, gz, kf, kf1, ec, amax, amin, tmin)
         blended = 0
         for ly in range(th):
             for lx in range(tw):
-                q = np.uint64(ly * STRIDE_F + lx)
+                q = np.uint64(ly * TILE + lx)
                 y, x = ty0 + ly, tx0 + lx
                 T = abs(st[F_T + q])
                 a_px = np.float32(1.0) - T
@@ -506,19 +486,19 @@ def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, wi
     ec = _exp_consts(kc)
     zero, one = ec[0], ec[13]
     amax, amin = kc[C_ALPHA_MAX], kc[C_ALPHA_MIN]
-    acc = np.zeros(A_N * LANES_B, np.float32)
+    acc = np.zeros(A_N * LANES, np.float32)
     t_lo, t_hi = chunk_range(tile_start.shape[0] - 1, chunk, n_chunks)
     for t in range(t_lo, t_hi):
         tx0, ty0, tw, th = _tile_box(t, tiles_x, width, height)
-        st = np.zeros(B_FIELDS * QN_B, np.float32)
+        st = np.zeros(B_FIELDS * QN, np.float32)
         max_last = 0
         row_last = np.zeros(TILE, np.float32)  # per row, the largest pixel `last`
         for ly in range(TILE):
-            for lx in range(STRIDE_B):
-                st[B_T + np.uint64(ly * STRIDE_B + lx)] = 1.0
+            for lx in range(TILE):
+                st[B_T + np.uint64(ly * TILE + lx)] = 1.0
         for ly in range(th):
             for lx in range(tw):
-                q = np.uint64(ly * STRIDE_B + lx)
+                q = np.uint64(ly * TILE + lx)
                 y, x = ty0 + ly, tx0 + lx
                 st[B_T + q] = img_T[y, x]
                 st[B_LAST + q] = np.float32(img_last[y, x])
@@ -557,9 +537,9 @@ def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, wi
                 bdy = b * dy
                 cdy = c * dy
                 dy2 = dy * dy
-                # The whole tile row is one window (LANES_B = TILE).
-                base = np.uint64(ly * STRIDE_B)
-                for j in range(LANES_B):
+                # The whole tile row is one window (LANES = TILE).
+                base = np.uint64(ly * TILE)
+                for j in range(LANES):
                     q = base + np.uint64(j)
                     u = np.uint64(j)
                     dx = dx0 + _LANE_X[j]
@@ -602,8 +582,8 @@ def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, wi
             row = pair_row[k]
             for i in range(A_N):
                 sm = np.float32(0.0)
-                for j in range(LANES_B):
-                    sm += acc[i * LANES_B + j]
+                for j in range(LANES):
+                    sm += acc[i * LANES + j]
                 pair_grad[row, i] = sm
             # sigma = 0.5 a dx^2 + b dx dy + 0.5 c dy^2: the halves of a and c.
             pair_grad[row, G_CA] *= np.float32(0.5)

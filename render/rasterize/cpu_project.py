@@ -17,11 +17,11 @@ import math
 
 import numpy as np
 import torch
-from numba import njit
 from torch import Tensor
 
 from render.camera import Camera
 from render.gaussians import Gaussians
+from render.jit import njit
 from render.options import RenderOptions
 from render.rasterize.cpu_kernels import chunk_range
 from render.rasterize.cpu_threads import num_threads, run_chunks
