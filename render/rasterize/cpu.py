@@ -46,7 +46,7 @@ def depth_order(visible: np.ndarray, depths: np.ndarray) -> np.ndarray:
 class _State:
     """What the forward pass leaves for the backward pass (numpy arrays)."""
 
-    __slots__ = ("order", "rec", "box", "tile_start", "pairs", "rank_start", "pair_row",
+    __slots__ = ("order", "rec", "box", "bins",
                  "T", "last", "depth", "tiles_x", "width", "height", "background",
                  "with_depth", "n")
 
@@ -64,24 +64,23 @@ def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
                _f32(colors), _f32(depths), width, height, rec, box)
     tiles_x = (width + K.TILE - 1) // K.TILE
     tiles_y = (height + K.TILE - 1) // K.TILE
-    tile_start, pairs, rank_start, pair_row = K.bin_tiles(rec, box, tiles_x, tiles_y, threads,
-                                                          run_chunks)
+    bins = K.bin_tiles(rec, box, tiles_x, tiles_y, threads, run_chunks)
     rgb = np.empty((height, width, 3), np.float32)
     alpha = np.empty((height, width), np.float32)
     depth = np.zeros((height, width), np.float32)
     T = np.empty((height, width), np.float32)
     last = np.empty((height, width), np.int32)
     blended = np.empty(tiles_x * tiles_y, np.int64)
-    run_chunks(K.forward, _tile_chunks(threads), rec, box, tile_start, pairs, width, height,
-               tiles_x, background, with_depth, K.CONSTS, rgb, alpha, depth, T, last, blended)
+    run_chunks(K.forward, _tile_chunks(threads), rec, box, bins.tile_start, bins.pairs, width,
+               height, tiles_x, background, with_depth, K.CONSTS, rgb, alpha, depth, T, last,
+               blended)
     st = _State()
     st.order, st.rec, st.box = order, rec, box
-    st.tile_start, st.pairs = tile_start, pairs
-    st.rank_start, st.pair_row = rank_start, pair_row
+    st.bins = bins
     st.T, st.last, st.depth = T, last, depth
     st.tiles_x, st.width, st.height = tiles_x, width, height
     st.background, st.with_depth, st.n = background, with_depth, means2d.shape[0]
-    stats = {"n_pairs": int(blended.sum()), "n_tile_pairs": int(pairs.shape[0])}
+    stats = {"n_pairs": int(blended.sum()), "n_tile_pairs": int(bins.pairs.shape[0])}
     return rgb, alpha, depth, st, stats
 
 
@@ -90,13 +89,15 @@ def _backward(st: _State, v_rgb: np.ndarray, v_alpha: np.ndarray, v_depth: np.nd
     # Zeroed: the rows of pairs the backward never reaches (behind where their tile's
     # pixels all stopped, often most of them) must sum as 0. A large np.zeros comes as
     # fresh zero pages, cheaper than writing those scattered rows in the kernel.
-    pair_grad = np.zeros((st.pairs.shape[0], K.GRAD_COLS), np.float32)
+    b = st.bins
+    pair_grad = np.zeros((b.pairs.shape[0], K.GRAD_COLS), np.float32)
     threads = num_threads()
-    run_chunks(K.backward, _tile_chunks(threads), st.rec, st.box, st.tile_start, st.pairs,
+    run_chunks(K.backward, _tile_chunks(threads), st.rec, st.box, b.tile_start, b.pairs,
                st.width, st.height, st.tiles_x, st.background, st.with_depth, K.CONSTS, st.T,
-               st.last, st.depth, v_rgb, v_alpha, v_depth, st.pair_row, pair_grad)
+               st.last, st.depth, v_rgb, v_alpha, v_depth, b.rank_start, b.row_start, b.band,
+               pair_grad)
     out = np.zeros((st.n, K.GRAD_COLS), np.float32)
-    run_chunks(K.gather_grads, threads, st.order, st.rank_start, pair_grad, out)
+    run_chunks(K.gather_grads, threads, st.order, b.rank_start, pair_grad, out)
     return out
 
 

@@ -33,6 +33,7 @@ one gradient row per (Gaussian, tile) pair; a final pass sums each Gaussian's ro
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from llvmlite import ir
@@ -121,122 +122,147 @@ def prepare(order, means2d, conics, opacities, colors, depths, width, height, re
             box[r, 3] = np.int32(fy1)
 
 
-@njit(inline="always", **_JIT)
-def _band_tiles(rec, box, r, ty, tiles_x):
-    """Tile columns [tx0, tx1] that rank r's ellipse reaches within tile row ty.
+@njit(**_JIT)
+def _count_tiles(rec, box, tiles_x, row_start, band, per_rank, edges, chunk, n_chunks):
+    """Which tiles each rank of this chunk reaches.
 
     The bounding box alone takes every tile of the rectangle; a thin diagonal splat
-    touches only a band of them. Over the rows of one tile row the right end of the
-    ellipse, centre(dy) + half(dy), is concave in dy, so its maximum is at the row
-    nearest to the ellipse's rightmost point (likewise the left end).
+    touches only a band of them. Per tile row ty of rank r's box (slot j = row_start[r] +
+    ty - ty0, top to bottom), band[j] = (tx0, tx1, before): the tile columns its ellipse
+    reaches (tx1 < tx0 when none) and how many tiles the rank has in the rows above;
+    per_rank[r] its number of tiles. The chunk's tiles are counted as run edges,
+    edges[chunk, ty, tx0] += 1 and edges[chunk, ty, tx1 + 1] -= 1 (a prefix sum along
+    each row gives the per-tile counts): O(1) per band, not per tile.
     """
-    mx, my = rec[r, MX], rec[r, MY]
-    a, b, c, smax = rec[r, CA], rec[r, CB], rec[r, CC], rec[r, SMAX]
-    inv_a = np.float32(1.0) / a
-    y_lo = max(ty * TILE, box[r, 2])
-    y_hi = min(ty * TILE + TILE - 1, box[r, 3])
-    dy_lo = np.float32(y_lo) + np.float32(0.5) - my
-    dy_hi = np.float32(y_hi) + np.float32(0.5) - my
-    det = a * c - b * b
-    ext = math.sqrt(np.float32(2.0) * smax * c / det)
-    # Rightmost point of the ellipse at dy = -b ext / c, leftmost at +b ext / c.
-    x_hi = np.float32(-1e30)
-    x_lo = np.float32(1e30)
-    for side in range(2):
-        sgn = np.float32(1.0) if side == 0 else np.float32(-1.0)
-        dy = min(max(-sgn * b * ext / c, dy_lo), dy_hi)
-        disc = (b * b * inv_a - c) * dy * dy + np.float32(2.0) * smax
-        if disc < 0.0:
-            disc = np.float32(0.0)
-        half = math.sqrt(disc * inv_a) * np.float32(1.001) + np.float32(0.01)
-        centre = mx - b * dy * inv_a
-        if side == 0:
-            x_hi = centre + half
-        else:
-            x_lo = centre - half
-    # Pixel x has its centre at x + 0.5; clip in float before converting.
-    lo = max(x_lo - np.float32(0.5), np.float32(box[r, 0]))
-    hi = min(x_hi - np.float32(0.5), np.float32(box[r, 1]))
-    if hi < lo:
-        return 1, 0
-    return np.int64(lo) // TILE, np.int64(hi) // TILE
-
-
-@njit(**_JIT)
-def _count_tiles(rec, box, tiles_x, row_start, band, per_rank, counts, chunk, n_chunks):
-    """For the ranks of this chunk: per tile row of the rank's box (slots
-    row_start[r]:row_start[r + 1], top to bottom) the tile columns its ellipse reaches and
-    how many tiles the rank has in the rows above, band [S, 3] int32 (tx0, tx1, before;
-    tx1 < tx0 when the row is missed); its number of tiles per_rank [M]; and
-    counts[chunk, t] += 1 for every tile t it touches (counts [n_chunks, T])."""
+    one = np.float32(1.0)
     r0, r1 = chunk_range(box.shape[0], chunk, n_chunks)
     for r in range(r0, r1):
-        j = row_start[r]
-        ty0 = box[r, 2] // TILE
+        j0 = row_start[r]
+        n_rows = row_start[r + 1] - j0
+        bx0, bx1, by0, by1 = box[r, 0], box[r, 1], box[r, 2], box[r, 3]
+        ty0 = by0 // TILE
+        if n_rows == 0:
+            per_rank[r] = 0
+            continue
+        if bx0 // TILE == bx1 // TILE:
+            # One tile column: every row of the box is reached (it bounds the ellipse).
+            tx = bx0 // TILE
+            for i in range(n_rows):
+                band[j0 + i, 0] = tx
+                band[j0 + i, 1] = tx
+                band[j0 + i, 2] = i
+                edges[chunk, ty0 + i, tx] += 1
+                edges[chunk, ty0 + i, tx + 1] -= 1
+            per_rank[r] = n_rows
+            continue
+        mx, my = rec[r, MX], rec[r, MY]
+        a, b, c, smax = rec[r, CA], rec[r, CB], rec[r, CC], rec[r, SMAX]
+        inv_a = one / a
+        # Row dy of the ellipse sigma <= smax spans centre(dy) +- half(dy), centre = mx - b
+        # dy / a, half = sqrt((2 smax - det dy^2 / a) / a). Its right end is concave in
+        # dy, so over the rows of a tile row it peaks at the row nearest to the ellipse's
+        # rightmost point, dy = -b ext / c with ext its half height (the left end
+        # mirrors it).
+        det = a * c - b * b
+        dy_right = -b * math.sqrt(np.float32(2.0) * smax * c / det) / c
+        k2 = -det * inv_a
+        s2 = np.float32(2.0) * smax
         n = 0
-        for i in range(row_start[r + 1] - j):
-            tx0, tx1 = _band_tiles(rec, box, r, ty0 + i, tiles_x)
-            band[j + i, 0] = tx0
-            band[j + i, 1] = tx1
-            band[j + i, 2] = n
-            n += max(tx1 - tx0 + 1, 0)
-            row = (ty0 + i) * tiles_x
-            for tx in range(tx0, tx1 + 1):
-                counts[chunk, row + tx] += 1
+        for i in range(n_rows):
+            ty = ty0 + i
+            dy_lo = np.float32(max(ty * TILE, by0)) + np.float32(0.5) - my
+            dy_hi = np.float32(min(ty * TILE + TILE - 1, by1)) + np.float32(0.5) - my
+            dyr = min(max(dy_right, dy_lo), dy_hi)
+            dyl = min(max(-dy_right, dy_lo), dy_hi)
+            half_r = math.sqrt(max(k2 * dyr * dyr + s2, np.float32(0.0)) * inv_a)
+            half_l = math.sqrt(max(k2 * dyl * dyl + s2, np.float32(0.0)) * inv_a)
+            # Widened a little so float rounding never drops a tile the blend reaches;
+            # pixel x has its centre at x + 0.5.
+            x_hi = mx - b * dyr * inv_a + half_r * np.float32(1.001) + np.float32(0.01)
+            x_lo = mx - b * dyl * inv_a - half_l * np.float32(1.001) - np.float32(0.01)
+            lo = max(x_lo - np.float32(0.5), np.float32(bx0))
+            hi = min(x_hi - np.float32(0.5), np.float32(bx1))
+            band[j0 + i, 2] = n
+            if hi < lo:
+                band[j0 + i, 0] = 1
+                band[j0 + i, 1] = 0
+                continue
+            tx0 = np.int64(lo) // TILE
+            tx1 = np.int64(hi) // TILE
+            band[j0 + i, 0] = tx0
+            band[j0 + i, 1] = tx1
+            n += tx1 - tx0 + 1
+            edges[chunk, ty, tx0] += 1
+            edges[chunk, ty, tx1 + 1] -= 1
         per_rank[r] = n
 
 
 @njit(**_JIT)
-def _fill_tiles(box, row_start, band, rank_start, tiles_x, cursor, pairs, pair_row, chunk,
-                n_chunks):
+def _fill_tiles(box, row_start, band, tiles_x, cursor, pairs, chunk, n_chunks):
     """Write the ranks of this chunk into their tiles' lists, in rank order, from
     cursor[chunk, t] on (the chunk's first slot in tile t): every list comes out front to
-    back without a sort. pair_row [P] gets each slot's row in rank-major order."""
+    back without a sort."""
     r0, r1 = chunk_range(box.shape[0], chunk, n_chunks)
     for r in range(r0, r1):
-        ty0 = box[r, 2] // TILE
+        row = (box[r, 2] // TILE) * tiles_x
         for j in range(row_start[r], row_start[r + 1]):
-            row = (ty0 + j - row_start[r]) * tiles_x
-            k = rank_start[r] + band[j, 2] - band[j, 0]
             for tx in range(band[j, 0], band[j, 1] + 1):
                 slot = cursor[chunk, row + tx]
                 pairs[slot] = r
-                pair_row[slot] = k + tx
                 cursor[chunk, row + tx] = slot + 1
+            row += tiles_x
 
 
-def bin_tiles(rec, box, tiles_x, tiles_y, n_chunks, run_chunks):
-    """Per-tile front-to-back lists of ranks, and per-rank lists of its pair slots.
+@njit(inline="always", **_JIT)
+def pair_row(box, row_start, band, rank_start, r, tx, ty):
+    """The row of the pair (rank r, tile (tx, ty)) in rank-major order: rank r's pairs
+    are rows rank_start[r]:rank_start[r + 1], by tile row, then tile column."""
+    j = row_start[r] + ty - box[r, 2] // TILE
+    return rank_start[r] + band[j, 2] + tx - band[j, 0]
 
-    Returns tile_start [T + 1], pairs [P] (ranks), rank_start [M + 1], pair_row [P]:
-    the row of each pair slot in rank-major order (rank r's pairs are rows
-    rank_start[r]:rank_start[r + 1]), where the backward writes its gradient, so that
-    they are summed per Gaussian by one sequential pass and without atomics.
+
+@dataclass
+class Bins:
+    """The tile lists and their rank-major index (see :func:`bin_tiles`).
+
+    tile_start [T + 1], pairs [P] int32 ranks; rank_start [M + 1], row_start [M + 1] and
+    band [S, 3] int32 for :func:`pair_row`.
+    """
+
+    tile_start: np.ndarray
+    pairs: np.ndarray
+    rank_start: np.ndarray
+    row_start: np.ndarray
+    band: np.ndarray
+
+
+def bin_tiles(rec, box, tiles_x, tiles_y, n_chunks, run_chunks) -> Bins:
+    """Per-tile front-to-back lists of ranks, and where each pair's gradient row goes.
+
     Both passes (ellipse-versus-tile tests with counts, then the fill) split the ranks
     into contiguous runs, one per chunk; each chunk writes its run after the runs before
-    it in every tile, so every list is in depth order without a sort.
+    it in every tile, so every list is in depth order without a sort. The backward writes
+    the gradient of pair (r, tile) at row :func:`pair_row` of a rank-major array, so that
+    they are summed per Gaussian by one sequential pass and without atomics.
     """
     m = box.shape[0]
-    valid = box[:, 1] >= box[:, 0]
-    n_rows = np.where(valid, box[:, 3] // TILE - box[:, 2] // TILE + 1, 0)
+    n_rows = np.where(box[:, 1] >= box[:, 0], box[:, 3] // TILE - box[:, 2] // TILE + 1, 0)
     row_start = np.zeros(m + 1, np.int64)
     np.cumsum(n_rows, out=row_start[1:])
     band = np.empty((int(row_start[m]), 3), np.int32)
-    per_rank = np.zeros(m, np.int64)
+    per_rank = np.empty(m, np.int64)
+    edges = np.zeros((n_chunks, tiles_y, tiles_x + 1), np.int64)
+    run_chunks(_count_tiles, n_chunks, rec, box, tiles_x, row_start, band, per_rank, edges)
+    counts = np.cumsum(edges[:, :, :tiles_x], axis=2).reshape(n_chunks, tiles_x * tiles_y)
     n_tiles = tiles_x * tiles_y
-    counts = np.zeros((n_chunks, n_tiles), np.int64)
-    run_chunks(_count_tiles, n_chunks, rec, box, tiles_x, row_start, band, per_rank, counts)
     tile_start = np.zeros(n_tiles + 1, np.int64)
     np.cumsum(counts.sum(axis=0), out=tile_start[1:])
     cursor = tile_start[:n_tiles] + np.cumsum(counts, axis=0) - counts
     rank_start = np.zeros(m + 1, np.int64)
     np.cumsum(per_rank, out=rank_start[1:])
-    n_pairs = int(tile_start[n_tiles])
-    pairs = np.empty(n_pairs, np.int32)
-    pair_row = np.empty(n_pairs, np.int32)
-    run_chunks(_fill_tiles, n_chunks, box, row_start, band, rank_start, tiles_x, cursor, pairs,
-               pair_row)
-    return tile_start, pairs, rank_start, pair_row
+    pairs = np.empty(int(tile_start[n_tiles]), np.int32)
+    run_chunks(_fill_tiles, n_chunks, box, row_start, band, tiles_x, cursor, pairs)
+    return Bins(tile_start, pairs, rank_start, row_start, band)
 
 
 @intrinsic
@@ -469,11 +495,11 @@ def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, wit
 
 @njit(**_JIT)
 def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, with_depth, kc,
-             img_T, img_last, img_depth, v_rgb, v_alpha, v_depth, pair_row, pair_grad, chunk,
-             n_chunks):
-    """Adjoint of :func:`forward`: one gradient row per pair into pair_grad [P, GRAD_COLS],
-    pair slot k at row pair_row[k] (rank-major, see :func:`bin_tiles`); pair_grad comes
-    zeroed, and the rows of the pairs behind a tile's last processed one stay so.
+             img_T, img_last, img_depth, v_rgb, v_alpha, v_depth, rank_start, row_start, band,
+             pair_grad, chunk, n_chunks):
+    """Adjoint of :func:`forward`: one gradient row per pair into pair_grad [P, GRAD_COLS]
+    at its rank-major row (:func:`pair_row`, from the bins of :func:`bin_tiles`); pair_grad
+    comes zeroed, and the rows of the pairs behind a tile's last processed one stay so.
 
     kc is CONSTS; v_rgb [H, W, 3], v_alpha [H, W], v_depth [H, W] are dL/d(output).
     Rows: dL/d means2d (x, y), conic (a, b, c), opacity, colour (r, g, b), depth, and the
@@ -490,6 +516,7 @@ def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, wi
     t_lo, t_hi = chunk_range(tile_start.shape[0] - 1, chunk, n_chunks)
     for t in range(t_lo, t_hi):
         tx0, ty0, tw, th = _tile_box(t, tiles_x, width, height)
+        tx_t, ty_t = t % tiles_x, t // tiles_x
         st = np.zeros(B_FIELDS * QN, np.float32)
         max_last = 0
         row_last = np.zeros(TILE, np.float32)  # per row, the largest pixel `last`
@@ -579,7 +606,7 @@ def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, wi
                     acc[u + A_MY] += gy
                     acc[u + A_AX] += abs(gx)
                     acc[u + A_AY] += abs(gy)
-            row = pair_row[k]
+            row = pair_row(box, row_start, band, rank_start, r, tx_t, ty_t)
             for i in range(A_N):
                 sm = np.float32(0.0)
                 for j in range(LANES):
