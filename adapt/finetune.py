@@ -127,7 +127,7 @@ class FinetuneConfig:
     def render_options(self, level: int) -> RenderOptions:
         """How a level's adapted set is rendered (finetune, measurement, viewer)."""
         return RenderOptions(background=self.background, antialias=self.antialias_for(level),
-                             backend=self.backend)
+                             backend=self.backend, absgrad=self.absgrad)
 
     def optimize_config(self, n_base: int, level: int = 1) -> OptimizeConfig:
         growth = self.zoom_out_max_growth if level < 0 else self.max_growth

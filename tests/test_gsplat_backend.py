@@ -146,7 +146,7 @@ def test_cuda_matches_cpu_on_the_real_donut():
         assert torch.equal(cpu.visible, gpu.visible.cpu())
     # Gradients flow and means2d reports grad and absgrad, like the cpu backend.
     params = {k: v.cuda().clone().requires_grad_(True) for k, v in g.tensors().items()}
-    res = render(Gaussians(**params), cam, RenderOptions(backend="cuda"))
+    res = render(Gaussians(**params), cam, RenderOptions(backend="cuda", absgrad=True))
     res.means2d.retain_grad()
     res.rgb.mean().backward()
     assert res.means2d.grad.shape == (len(g), 2)

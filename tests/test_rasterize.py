@@ -142,7 +142,7 @@ def test_absgrad_is_sum_of_per_pixel_magnitudes():
     cam = camera(14, 11)
     opts = RenderOptions(background=(0.5, 0.5, 0.5))
     params = {k: v.clone().requires_grad_(True) for k, v in g.tensors().items()}
-    res = render(Gaussians(**params), cam, opts.replace(backend="cpu"))
+    res = render(Gaussians(**params), cam, opts.replace(backend="cpu", absgrad=True))
     res.means2d.retain_grad()
     res.rgb.sum().backward()
     # Per-pixel gradients from the reference, one pixel at a time.
@@ -155,6 +155,23 @@ def test_absgrad_is_sum_of_per_pixel_magnitudes():
     assert res.means2d.absgrad.shape == (3, 2)
     assert torch.allclose(res.means2d.absgrad, want, rtol=1e-3, atol=1e-6)
     assert bool((res.means2d.absgrad >= res.means2d.grad.abs() - 1e-6).all())
+
+
+def test_absgrad_off_gives_the_same_gradients_without_it():
+    """The backward without the |dL/d means2d| sums (the default) is a separate kernel:
+    it must give the same gradients and leave means2d.absgrad unset."""
+    g, cam = random_scene(5), camera(45, 37)  # several tiles, partial ones at the edges
+    grads = {}
+    for absgrad in (False, True):
+        params = {k: v.clone().requires_grad_(True) for k, v in g.tensors().items()}
+        res = render(Gaussians(**params), cam, RenderOptions(backend="cpu", absgrad=absgrad))
+        res.means2d.retain_grad()
+        (res.rgb * torch.linspace(-1, 1, 3)).sum().backward()
+        grads[absgrad] = {k: p.grad for k, p in params.items()}
+        grads[absgrad]["means2d"] = res.means2d.grad
+        assert hasattr(res.means2d, "absgrad") == absgrad
+    for k, want in grads[True].items():
+        torch.testing.assert_close(grads[False][k], want, rtol=1e-4, atol=1e-6, msg=k)
 
 
 def test_no_recompilation_across_calls():
@@ -170,8 +187,7 @@ def test_no_recompilation_across_calls():
         with torch.no_grad():
             render(g, camera(w, h), RenderOptions(backend="cpu", output=out))
     for kernel in (cpu_kernels.prepare, cpu_kernels._count_tiles, cpu_kernels._fill_tiles,
-                   cpu_kernels.forward,
-                   cpu_kernels.backward, cpu_kernels.gather_grads):
+                   cpu_kernels.forward, cpu_kernels.backward, cpu_kernels.gather_grads):
         assert len(kernel.signatures) == 1, kernel
 
 
@@ -267,7 +283,7 @@ def test_real_donut_gradients_are_finite_and_reach_every_parameter():
     g = bench.load_gaussians(data_file("donut_mipsplat_sh0.ply"))
     cam = bench.framing_camera(g, 160, 120)
     params = {k: v.clone().requires_grad_(True) for k, v in g.tensors().items()}
-    res = render(Gaussians(**params), cam, RenderOptions(backend="cpu"))
+    res = render(Gaussians(**params), cam, RenderOptions(backend="cpu", absgrad=True))
     res.means2d.retain_grad()
     (res.rgb - 0.5).abs().mean().backward()
     for name, p in params.items():

@@ -95,7 +95,8 @@ def _render_projected(g: Gaussians, cam: Camera, options: RenderOptions, backend
     elif backend == "cpu":
         from render.rasterize.cpu import rasterize_cpu
 
-        rgb, alpha, depth, stats = rasterize_cpu(proj, cam.width, cam.height, bg, with_depth)
+        rgb, alpha, depth, stats = rasterize_cpu(proj, cam.width, cam.height, bg, with_depth,
+                                                 options.absgrad)
     else:
         raise ValueError(f"unknown backend {backend!r}")
     meta = {"n_drawn": int(proj.visible.sum()), **stats}

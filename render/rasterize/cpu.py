@@ -46,7 +46,7 @@ def depth_order(visible: np.ndarray, depths: np.ndarray) -> np.ndarray:
 class _State:
     """What the forward pass leaves for the backward pass (numpy arrays)."""
 
-    __slots__ = ("order", "rec", "box", "bins",
+    __slots__ = ("order", "rec", "box", "bins", "absgrad",
                  "T", "last", "depth", "tiles_x", "width", "height", "background",
                  "with_depth", "n")
 
@@ -92,7 +92,8 @@ def _backward(st: _State, v_rgb: np.ndarray, v_alpha: np.ndarray, v_depth: np.nd
     b = st.bins
     pair_grad = np.zeros((b.pairs.shape[0], K.GRAD_COLS), np.float32)
     threads = num_threads()
-    run_chunks(K.backward, _tile_chunks(threads), st.rec, st.box, b.tile_start, b.pairs,
+    kernel = K.backward_absgrad if st.absgrad else K.backward
+    run_chunks(kernel, _tile_chunks(threads), st.rec, st.box, b.tile_start, b.pairs,
                st.width, st.height, st.tiles_x, st.background, st.with_depth, K.CONSTS, st.T,
                st.last, st.depth, v_rgb, v_alpha, v_depth, b.rank_start, b.row_start, b.band,
                pair_grad)
@@ -103,14 +104,15 @@ def _backward(st: _State, v_rgb: np.ndarray, v_alpha: np.ndarray, v_depth: np.nd
 
 class RasterizeCPU(torch.autograd.Function):
     """Blend projected 2D Gaussians; differentiable in means2d, conics, opacities, colours
-    and depths. The backward also sets `means2d.absgrad` [N, 2]: per Gaussian the sum over
-    pixels of |dL/d means2d| (AbsGS densification)."""
+    and depths. With `absgrad` the backward also sets `means2d.absgrad` [N, 2]: per
+    Gaussian the sum over pixels of |dL/d means2d| (AbsGS densification)."""
 
     @staticmethod
     def forward(ctx, means2d, conics, opacities, colors, depths, visible, width, height,
-                background, with_depth, stats_out):
+                background, with_depth, absgrad, stats_out):
         rgb, alpha, depth, st, stats = _forward(means2d, conics, opacities, colors, depths,
                                                 visible, width, height, background, with_depth)
+        st.absgrad = absgrad
         ctx.state = st
         stats_out.update(stats)
         # Kept as a plain attribute (not saved_tensors) so the backward can hang the
@@ -131,7 +133,8 @@ class RasterizeCPU(torch.autograd.Function):
         g_depth = (_f32(v_depth[..., 0]) if (st.with_depth and v_depth is not None
                                               and v_depth.numel()) else zeros)
         grads = torch.from_numpy(_backward(st, g_rgb, g_alpha, g_depth))
-        ctx.means2d.absgrad = grads[:, K.G_ABSX:K.G_ABSY + 1]
+        if st.absgrad:
+            ctx.means2d.absgrad = grads[:, K.G_ABSX:K.G_ABSY + 1]
         need = ctx.needs_input_grad
         return (
             grads[:, K.G_MX:K.G_MY + 1] if need[0] else None,
@@ -139,12 +142,13 @@ class RasterizeCPU(torch.autograd.Function):
             grads[:, K.G_OP] if need[2] else None,
             grads[:, K.G_R:K.G_B + 1] if need[3] else None,
             grads[:, K.G_Z] if need[4] else None,
-            None, None, None, None, None, None,
+            None, None, None, None, None, None, None,
         )
 
 
 def rasterize_cpu(
     proj: Projection, width: int, height: int, background: Tensor, with_depth: bool = False,
+    absgrad: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor | None, dict]:
     """Blend a projection with the numba kernels.
 
@@ -153,6 +157,7 @@ def rasterize_cpu(
         width, height: image size in pixels.
         background: RGB [3] composited as rgb + (1 - alpha) * bg.
         with_depth: also compute the expected depth sum(w z) / alpha.
+        absgrad: the backward also sets proj.means2d.absgrad (see RasterizeCPU).
 
     Returns:
         rgb [H, W, 3], alpha [H, W, 1], depth [H, W, 1] or None, and stats
@@ -164,7 +169,7 @@ def rasterize_cpu(
     stats: dict = {}
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
         rgb, alpha, depth = RasterizeCPU.apply(*inputs, visible, int(width), int(height), bg,
-                                               bool(with_depth), stats)
+                                               bool(with_depth), bool(absgrad), stats)
         return rgb, alpha, (depth if with_depth else None), stats
     # Nothing to differentiate (viewer frames): skip the autograd node and its saved state.
     rgb_np, alpha_np, depth_np, _, stats = _forward(*inputs, visible, int(width), int(height),

@@ -493,17 +493,18 @@ def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, wit
         tile_blended[t] = blended
 
 
-@njit(**_JIT)
-def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, with_depth, kc,
-             img_T, img_last, img_depth, v_rgb, v_alpha, v_depth, rank_start, row_start, band,
-             pair_grad, chunk, n_chunks):
+@njit(inline="always", **_JIT)
+def _backward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background,
+                    with_depth, kc, img_T, img_last, img_depth, v_rgb, v_alpha, v_depth,
+                    rank_start, row_start, band, pair_grad, chunk, n_chunks, absgrad):
     """Adjoint of :func:`forward`: one gradient row per pair into pair_grad [P, GRAD_COLS]
     at its rank-major row (:func:`pair_row`, from the bins of :func:`bin_tiles`); pair_grad
     comes zeroed, and the rows of the pairs behind a tile's last processed one stay so.
 
     kc is CONSTS; v_rgb [H, W, 3], v_alpha [H, W], v_depth [H, W] are dL/d(output).
-    Rows: dL/d means2d (x, y), conic (a, b, c), opacity, colour (r, g, b), depth, and the
-    per-pixel sums of |dL/d means2d| (x, y).
+    Rows: dL/d means2d (x, y), conic (a, b, c), opacity, colour (r, g, b), depth, and,
+    when `absgrad` (a compile-time constant, see :func:`backward`), the per-pixel sums of
+    |dL/d means2d| (x, y), else 0.
 
     Per pixel, with w_i = alpha_i T_i and phi_i = v_rgb . (c_i - bg) + v_alpha + v_depth
     (z_i - depth) / A, L = sum_i w_i phi_i, so dL/d alpha_i = T_i phi_i - S_i / (1 -
@@ -562,7 +563,6 @@ def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, wi
                 dy = np.float32(ty0 + ly) + np.float32(0.5) - my
                 hcdy2 = hc * dy * dy
                 bdy = b * dy
-                cdy = c * dy
                 dy2 = dy * dy
                 # The whole tile row is one window (LANES = TILE).
                 base = np.uint64(ly * TILE)
@@ -600,14 +600,15 @@ def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, wi
                     acc[u + A_A] += dx * dxvs
                     acc[u + A_BB] += dy * dxvs
                     acc[u + A_C] += dy2 * v_s
-                    gx = -(a * dx + bdy) * v_s
-                    gy = -(b * dx + cdy) * v_s
-                    acc[u + A_MX] += gx
-                    acc[u + A_MY] += gy
-                    acc[u + A_AX] += abs(gx)
-                    acc[u + A_AY] += abs(gy)
+                    # dL/d mean = -(a dx + b dy, b dx + c dy) v_s summed over the pixels:
+                    # sum the moments dx v_s and dy v_s and apply the conic once per pair.
+                    acc[u + A_MX] += dxvs
+                    acc[u + A_MY] += dy * v_s
+                    if absgrad:  # AbsGS needs each pixel's own |dL/d mean|
+                        acc[u + A_AX] += abs((a * dx + bdy) * v_s)
+                        acc[u + A_AY] += abs((b * dx + c * dy) * v_s)
             row = pair_row(box, row_start, band, rank_start, r, tx_t, ty_t)
-            for i in range(A_N):
+            for i in range(A_N if absgrad else A_N - 2):
                 sm = np.float32(0.0)
                 for j in range(LANES):
                     sm += acc[i * LANES + j]
@@ -615,6 +616,30 @@ def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, wi
             # sigma = 0.5 a dx^2 + b dx dy + 0.5 c dy^2: the halves of a and c.
             pair_grad[row, G_CA] *= np.float32(0.5)
             pair_grad[row, G_CC] *= np.float32(0.5)
+            sx, sy = pair_grad[row, G_MX], pair_grad[row, G_MY]
+            pair_grad[row, G_MX] = -(a * sx + b * sy)
+            pair_grad[row, G_MY] = -(b * sx + c * sy)
+
+
+@njit(**_JIT)
+def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, with_depth, kc,
+             img_T, img_last, img_depth, v_rgb, v_alpha, v_depth, rank_start, row_start, band,
+             pair_grad, chunk, n_chunks):
+    """:func:`_backward_tiles` without the |dL/d means2d| sums (their per-pixel work was
+    ~9 % of this kernel; only AbsGS densification asks for them)."""
+    _backward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background,
+                    with_depth, kc, img_T, img_last, img_depth, v_rgb, v_alpha, v_depth,
+                    rank_start, row_start, band, pair_grad, chunk, n_chunks, False)
+
+
+@njit(**_JIT)
+def backward_absgrad(rec, box, tile_start, pairs, width, height, tiles_x, background,
+                     with_depth, kc, img_T, img_last, img_depth, v_rgb, v_alpha, v_depth,
+                     rank_start, row_start, band, pair_grad, chunk, n_chunks):
+    """:func:`_backward_tiles` with the |dL/d means2d| sums (AbsGS)."""
+    _backward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background,
+                    with_depth, kc, img_T, img_last, img_depth, v_rgb, v_alpha, v_depth,
+                    rank_start, row_start, band, pair_grad, chunk, n_chunks, True)
 
 
 @njit(**_JIT)

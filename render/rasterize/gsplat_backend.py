@@ -138,8 +138,8 @@ def render_gsplat(gaussians: Gaussians, camera: Camera, options: RenderOptions) 
     """Render one view with gsplat's CUDA kernels (the Gaussians are moved to the GPU).
 
     Returns the same RenderResult as the cpu backend: rgb [H, W, 3], alpha [H, W, 1],
-    depth [H, W, 1] when asked, means2d [N, 2] with .grad (pixels) and .absgrad after a
-    backward, radii [N, 2].
+    depth [H, W, 1] when asked, means2d [N, 2] with .grad (pixels) and, with
+    options.absgrad, .absgrad after a backward, radii [N, 2].
     """
     from gsplat import rasterization
 
@@ -148,5 +148,5 @@ def render_gsplat(gaussians: Gaussians, camera: Camera, options: RenderOptions) 
     wants_grad = torch.is_grad_enabled() and any(
         t.requires_grad for t in gaussians.tensors().values())
     colors, alphas, meta = rasterization(
-        **gsplat_arguments(gaussians, camera, options, absgrad=wants_grad))
+        **gsplat_arguments(gaussians, camera, options, absgrad=wants_grad and options.absgrad))
     return result_from_gsplat(colors, alphas, meta, options.output == "depth")
