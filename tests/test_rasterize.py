@@ -186,7 +186,8 @@ def test_no_recompilation_across_calls():
         res.rgb.mean().backward()
         with torch.no_grad():
             render(g, camera(w, h), RenderOptions(backend="cpu", output=out))
-    for kernel in (cpu_kernels.prepare, cpu_kernels._count_tiles, cpu_kernels._fill_tiles,
+    for kernel in (cpu_kernels.prepare, cpu_kernels._offsets, cpu_kernels._count_tiles,
+                   cpu_kernels._fill_tiles,
                    cpu_kernels.forward, cpu_kernels.backward, cpu_kernels.gather_grads):
         assert len(kernel.signatures) == 1, kernel
 

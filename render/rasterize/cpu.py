@@ -59,12 +59,13 @@ def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     m = order.shape[0]
     rec = np.empty((m, K.REC_COLS), np.float32)
     box = np.empty((m, 4), np.int32)
+    n_rows = np.empty(m, np.int64)
     threads = num_threads()
     run_chunks(K.prepare, threads, order, _f32(means2d), _f32(conics), _f32(opacities),
-               _f32(colors), _f32(depths), width, height, rec, box)
+               _f32(colors), _f32(depths), width, height, rec, box, n_rows)
     tiles_x = (width + K.TILE - 1) // K.TILE
     tiles_y = (height + K.TILE - 1) // K.TILE
-    bins = K.bin_tiles(rec, box, tiles_x, tiles_y, threads, run_chunks)
+    bins = K.bin_tiles(rec, box, n_rows, tiles_x, tiles_y, threads, run_chunks)
     rgb = np.empty((height, width, 3), np.float32)
     alpha = np.empty((height, width), np.float32)
     depth = np.zeros((height, width), np.float32)
