@@ -1,6 +1,6 @@
 #version 330
 // Shows the frame texture(s) in the viewport; the numpy twin is viewer.compare.compose.
-// Textures hold images top row first, so rows are flipped against gl_FragCoord.
+// Textures hold images bottom row first (viewer.display.FrameTexture), as gl_FragCoord.
 // mode 0: single (tex_a); 1: split at divider_px (left A, right B) with a divider line;
 // 2: side by side (A in [0, W/2), B in [W/2, W)).
 // The display compiles variants with MODE (0-2) and SAMPLE_EXACT / SAMPLE_SCALED
@@ -26,8 +26,8 @@ uniform sampler2D ui;
 out vec4 frag;
 
 vec4 sample_pane(sampler2D tex, vec2 p, vec2 pane) {
-    // p: pixel centre inside the pane, y up; pane: pane size in pixels.
-    vec2 q = vec2(p.x, pane.y - p.y);  // y down, pixel centre
+    // p = q: pixel centre inside the pane, y up; pane: pane size in pixels.
+    vec2 q = p;
 #if defined(SAMPLE_EXACT)
     return texelFetch(tex, ivec2(floor(q)), 0);
 #elif defined(SAMPLE_SCALED)

@@ -163,6 +163,23 @@ def test_split_view_shows_both_sources(app):
     assert (app.read_window()[MENU + 20:-40, 240] == 230).all()
 
 
+def test_single_view_shows_the_frame_pixels_upright(app):
+    """A full-resolution single view reaches the screen by a blit of the frame texture
+    (stored bottom row first): the window holds exactly the frame's pixels, top up."""
+    from viewer.display import read_screen
+
+    app.state.compare.mode = "single"
+    drag(app, glfw.MOUSE_BUTTON_LEFT, (250, 120), (262, 128))  # not a symmetric view
+    settle(app)
+    size = app.framebuffer_size
+    frame = app.shown_frame.images[0]
+    assert frame.shape[:2] == (size[1], size[0])
+    app.presenter.draw((0, 0, *size), app.state.compare.divider)
+    got = read_screen(app.ctx, *size)
+    assert not np.array_equal(got, got[::-1])  # the check below can see a flip
+    assert np.array_equal(got, frame[..., :3])
+
+
 def test_side_by_side_and_flip(app):
     _two_colour_app(app)
     press(app, glfw.KEY_C)  # single -> split
@@ -290,14 +307,16 @@ def test_ui_keeps_running_while_a_frame_renders(tmp_path):
         a.close()
 
 
-def test_new_frame_reuses_the_cached_panels_as_drawn(app):
+@pytest.mark.parametrize("mode", ["split", "single"])
+def test_new_frame_reuses_the_cached_panels_as_drawn(app, mode):
     """A UI frame that only shows a new rendered frame composites the cached panel
-    layer instead of running ImGui: the window must look as if the panels were drawn."""
+    layer instead of running ImGui: the window must look as if the panels were drawn
+    (single view: the frame is blitted, then the panels composited)."""
     from viewer.app import DRAW_FRAME, DRAW_INPUT, DRAW_PANELS
     from viewer.display import read_screen
 
     app.state.ui.show_panels = True
-    app.state.compare.mode = "split"
+    app.state.compare.mode = mode
     settle(app)
     size = app.framebuffer_size
 
@@ -311,7 +330,7 @@ def test_new_frame_reuses_the_cached_panels_as_drawn(app):
     refreshed = draw(DRAW_PANELS)
     assert app.ui_layer.usable(size) and app.ui_layer.regions
     cached = draw(DRAW_FRAME)
-    app.presenter.draw((0, 0, *size), app.state.compare.divider, ui=app.ui_layer.texture)
+    app.presenter.draw((0, 0, *size), app.state.compare.divider, ui=app.ui_layer)
     one_pass = read_screen(app.ctx, *size).astype(int)  # the layer in the present pass
     panels = np.abs(direct - scene_free(app, size)).max(axis=-1) > 8
     assert panels.mean() > 0.05  # the panels cover a good part of the window
@@ -379,6 +398,6 @@ def test_interop_failure_falls_back_to_upload_and_says_why(app):
         assert "interop unavailable" in tex.reason
         assert not tex.allow_interop  # not retried every frame
         got = np.frombuffer(tex.texture.read(), np.uint8).reshape(9, 13, 4)
-        assert np.array_equal(got, img)
+        assert np.array_equal(got[::-1], img)  # GL's row order, bottom first
     finally:
         tex.release()

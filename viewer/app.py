@@ -818,7 +818,7 @@ class ViewerApp:
             bg = self.state.render.background
             self.ctx.clear(bg[0], bg[1], bg[2], 1.0)
         self.presenter.draw((0, 0, fw, fh), self.state.compare.divider,
-                            ui=layer.texture if via_layer else None)
+                            ui=layer if via_layer else None)
         t3 = time.perf_counter()
         if not via_layer:
             self._draw_panels(reason, size)
