@@ -21,11 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+# As `mipview` does (viewer/cli.py), before torch loads its OpenMP runtime: idle OpenMP
+# threads sleep instead of spinning on the cores the rasterizer's threads need.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

@@ -91,7 +91,8 @@ def _backward(st: _State, v_rgb: np.ndarray, v_alpha: np.ndarray, v_depth: np.nd
     # pixels all stopped, often most of them) must sum as 0. A large np.zeros comes as
     # fresh zero pages, cheaper than writing those scattered rows in the kernel.
     b = st.bins
-    pair_grad = np.zeros((b.pairs.shape[0], K.GRAD_COLS), np.float32)
+    cols = K.GRAD_COLS if st.absgrad else K.G_ABSX  # the |dL/d means2d| columns are last
+    pair_grad = np.zeros((b.pairs.shape[0], cols), np.float32)
     threads = num_threads()
     kernel = K.backward_absgrad if st.absgrad else K.backward
     run_chunks(kernel, _tile_chunks(threads), st.rec, st.box, b.tile_start, b.pairs,

@@ -510,8 +510,9 @@ def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, wit
 def _backward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background,
                     with_depth, kc, img_T, img_last, img_depth, v_rgb, v_alpha, v_depth,
                     rank_start, row_start, band, pair_grad, chunk, n_chunks, absgrad):
-    """Adjoint of :func:`forward`: one gradient row per pair into pair_grad [P, GRAD_COLS]
-    at its rank-major row (:func:`pair_row`, from the bins of :func:`bin_tiles`); pair_grad
+    """Adjoint of :func:`forward`: one gradient row per pair into pair_grad [P, C] (C =
+    GRAD_COLS with `absgrad`, else GRAD_COLS - 2: no |dL/d means2d| columns) at its
+    rank-major row (:func:`pair_row`, from the bins of :func:`bin_tiles`); pair_grad
     comes zeroed, and the rows of the pairs behind a tile's last processed one stay so.
 
     kc is CONSTS; v_rgb [H, W, 3], v_alpha [H, W], v_depth [H, W] are dL/d(output).
@@ -657,16 +658,18 @@ def backward_absgrad(rec, box, tile_start, pairs, width, height, tiles_x, backgr
 
 @njit(**_JIT)
 def gather_grads(order, rank_start, pair_grad, out, chunk, n_chunks):
-    """Sum each Gaussian's pair rows into out [N, GRAD_COLS] (rows of unranked ones stay 0).
-    The rows of a rank are contiguous: one sequential pass over pair_grad."""
+    """Sum each Gaussian's pair rows into the first C columns of out [N, GRAD_COLS]
+    (pair_grad [P, C]; rows of unranked Gaussians stay 0). The rows of a rank are
+    contiguous: one sequential pass over pair_grad."""
     m = order.shape[0]
+    cols = pair_grad.shape[1]
     acc = np.zeros(GRAD_COLS, np.float32)  # one allocation, not one per Gaussian
     r0, r1 = chunk_range(m, chunk, n_chunks)
     for r in range(r0, r1):
         g = order[r]
         acc[:] = 0.0
         for row in range(rank_start[r], rank_start[r + 1]):
-            for col in range(GRAD_COLS):
+            for col in range(cols):
                 acc[col] += pair_grad[row, col]
-        for col in range(GRAD_COLS):
+        for col in range(cols):
             out[g, col] = acc[col]
