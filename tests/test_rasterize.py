@@ -294,3 +294,29 @@ def test_real_donut_gradients_are_finite_and_reach_every_parameter():
     assert bool((res.means2d.absgrad[~drawn] == 0).all())
     assert float(res.means2d.absgrad[drawn].sum()) > 0
     assert math.isfinite(float(res.means2d.grad.norm()))
+
+
+def _numba_features(**env: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    code = "import render.jit, numba; print(numba.config.CPU_FEATURES)"
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("NUMBA_CPU_FEATURES", "NUMBA_CPU_NAME", "MIPVIEW_NUMBA_256")}
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, check=True,
+                         capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def test_kernels_use_512_bit_vectors_only_where_the_cpu_has_them_and_the_user_agrees():
+    import llvmlite.binding as ll
+
+    host = ll.get_host_cpu_features().flatten()
+    got = _numba_features()
+    if "+avx512f" in host.split(","):
+        assert got == host + ",-prefer-256-bit"
+    else:
+        assert got == "None"
+    assert _numba_features(MIPVIEW_NUMBA_256="1") == "None"
+    assert _numba_features(NUMBA_CPU_FEATURES="+avx2") == "+avx2"
