@@ -35,6 +35,8 @@ class RenderOptions:
         absgrad: the backward also sets `means2d.absgrad` [N, 2], per Gaussian the sum
             over pixels of |dL/d means2d| (AbsGS densification), as gsplat's option of
             that name; off, the `cpu` backward is ~9 % faster.
+        count_pairs: the `cpu` backend also counts the Gaussian-pixel pairs it blends
+            (RenderResult.meta["n_pairs"], a benchmark figure; ~4 % of its forward).
     """
 
     sh_degree: int | None = None
@@ -46,6 +48,7 @@ class RenderOptions:
     output: Output = "rgb"
     backend: Backend = "auto"
     absgrad: bool = False
+    count_pairs: bool = False
 
     def __post_init__(self) -> None:
         if self.antialias not in ANTIALIAS_MODES:

@@ -157,6 +157,17 @@ def test_absgrad_is_sum_of_per_pixel_magnitudes():
     assert bool((res.means2d.absgrad >= res.means2d.grad.abs() - 1e-6).all())
 
 
+def test_colour_only_kernel_matches_the_one_with_depth_and_counts():
+    """The forward without depth and blended counts (the default) is a kernel of its own:
+    same pixels, and n_pairs only when asked for."""
+    g, cam = random_scene(6), camera(45, 37)
+    with torch.no_grad():
+        plain = render(g, cam, RenderOptions(backend="cpu"))
+        counted = render(g, cam, RenderOptions(backend="cpu", count_pairs=True))
+    assert torch.equal(plain.rgb, counted.rgb) and torch.equal(plain.alpha, counted.alpha)
+    assert "n_pairs" not in plain.meta and counted.meta["n_pairs"] > 0
+
+
 def test_absgrad_off_gives_the_same_gradients_without_it():
     """The backward without the |dL/d means2d| sums (the default) is a separate kernel:
     it must give the same gradients and leave means2d.absgrad unset."""
@@ -188,7 +199,8 @@ def test_no_recompilation_across_calls():
             render(g, camera(w, h), RenderOptions(backend="cpu", output=out))
     for kernel in (cpu_kernels.prepare, cpu_kernels._offsets, cpu_kernels._count_tiles,
                    cpu_kernels._fill_tiles,
-                   cpu_kernels.forward, cpu_kernels.backward, cpu_kernels.gather_grads):
+                   cpu_kernels.forward, cpu_kernels.forward_extras, cpu_kernels.backward,
+                   cpu_kernels.gather_grads):
         assert len(kernel.signatures) == 1, kernel
 
 
@@ -222,7 +234,8 @@ def test_empty_and_all_culled_scenes():
     g_behind.means[:, 2] = -5.0
     cam = camera()
     with torch.no_grad():
-        out = render(g_behind, cam, RenderOptions(backend="cpu", background=(0.1, 0.2, 0.3)))
+        out = render(g_behind, cam, RenderOptions(backend="cpu", background=(0.1, 0.2, 0.3),
+                                                  count_pairs=True))
     assert float(out.alpha.abs().max()) == 0.0
     assert torch.allclose(out.rgb, torch.tensor([0.1, 0.2, 0.3]).expand(cam.height, cam.width, 3))
     assert out.meta["n_pairs"] == 0

@@ -96,7 +96,7 @@ def _render_projected(g: Gaussians, cam: Camera, options: RenderOptions, backend
         from render.rasterize.cpu import rasterize_cpu
 
         rgb, alpha, depth, stats = rasterize_cpu(proj, cam.width, cam.height, bg, with_depth,
-                                                 options.absgrad)
+                                                 options.absgrad, options.count_pairs)
     else:
         raise ValueError(f"unknown backend {backend!r}")
     meta = {"n_drawn": int(proj.visible.sum()), **stats}

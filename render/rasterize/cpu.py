@@ -53,7 +53,7 @@ class _State:
 
 def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
              depths: Tensor, visible: Tensor, width: int, height: int,
-             background: np.ndarray, with_depth: bool):
+             background: np.ndarray, with_depth: bool, count_pairs: bool):
     """Run the forward kernels. Returns (rgb [H,W,3], alpha [H,W], depth [H,W], state, pairs)."""
     order = depth_order(visible.numpy(), depths.detach().numpy())
     m = order.shape[0]
@@ -71,17 +71,21 @@ def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     depth = np.zeros((height, width), np.float32)
     T = np.empty((height, width), np.float32)
     last = np.empty((height, width), np.int32)
-    blended = np.empty(tiles_x * tiles_y, np.int64)
-    run_chunks(K.forward, _tile_chunks(threads), rec, box, bins.tile_start, bins.pairs, width,
-               height, tiles_x, background, with_depth, K.CONSTS, rgb, alpha, depth, T, last,
-               blended)
+    blended = np.zeros(tiles_x * tiles_y, np.int64)
+    # Depth and the blended count cost the blending loop ~5 %: a kernel of their own.
+    extras = with_depth or count_pairs
+    run_chunks(K.forward_extras if extras else K.forward, _tile_chunks(threads), rec, box,
+               bins.tile_start, bins.pairs, width, height, tiles_x, background, K.CONSTS, rgb,
+               alpha, depth, T, last, blended)
     st = _State()
     st.order, st.rec, st.box = order, rec, box
     st.bins = bins
     st.T, st.last, st.depth = T, last, depth
     st.tiles_x, st.width, st.height = tiles_x, width, height
     st.background, st.with_depth, st.n = background, with_depth, means2d.shape[0]
-    stats = {"n_pairs": int(blended.sum()), "n_tile_pairs": int(bins.pairs.shape[0])}
+    stats = {"n_tile_pairs": int(bins.pairs.shape[0])}
+    if extras:
+        stats["n_pairs"] = int(blended.sum())
     return rgb, alpha, depth, st, stats
 
 
@@ -111,9 +115,10 @@ class RasterizeCPU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, means2d, conics, opacities, colors, depths, visible, width, height,
-                background, with_depth, absgrad, stats_out):
+                background, with_depth, count_pairs, absgrad, stats_out):
         rgb, alpha, depth, st, stats = _forward(means2d, conics, opacities, colors, depths,
-                                                visible, width, height, background, with_depth)
+                                                visible, width, height, background, with_depth,
+                                                count_pairs)
         st.absgrad = absgrad
         ctx.state = st
         stats_out.update(stats)
@@ -144,13 +149,13 @@ class RasterizeCPU(torch.autograd.Function):
             grads[:, K.G_OP] if need[2] else None,
             grads[:, K.G_R:K.G_B + 1] if need[3] else None,
             grads[:, K.G_Z] if need[4] else None,
-            None, None, None, None, None, None, None,
+            None, None, None, None, None, None, None, None,
         )
 
 
 def rasterize_cpu(
     proj: Projection, width: int, height: int, background: Tensor, with_depth: bool = False,
-    absgrad: bool = False,
+    absgrad: bool = False, count_pairs: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor | None, dict]:
     """Blend a projection with the numba kernels.
 
@@ -160,10 +165,12 @@ def rasterize_cpu(
         background: RGB [3] composited as rgb + (1 - alpha) * bg.
         with_depth: also compute the expected depth sum(w z) / alpha.
         absgrad: the backward also sets proj.means2d.absgrad (see RasterizeCPU).
+        count_pairs: also count the Gaussian-pixel pairs blended (stats `n_pairs`).
 
     Returns:
         rgb [H, W, 3], alpha [H, W, 1], depth [H, W, 1] or None, and stats
-        (`n_pairs`: Gaussian-pixel pairs blended; `n_tile_pairs`: Gaussian-tile pairs).
+        (`n_tile_pairs`: Gaussian-tile pairs; `n_pairs`: Gaussian-pixel pairs blended,
+        with count_pairs or with_depth).
     """
     bg = np.ascontiguousarray(background.detach().cpu().numpy(), dtype=np.float32)
     visible = proj.visible.detach().cpu()
@@ -171,10 +178,11 @@ def rasterize_cpu(
     stats: dict = {}
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
         rgb, alpha, depth = RasterizeCPU.apply(*inputs, visible, int(width), int(height), bg,
-                                               bool(with_depth), bool(absgrad), stats)
+                                               bool(with_depth), bool(count_pairs),
+                                               bool(absgrad), stats)
         return rgb, alpha, (depth if with_depth else None), stats
     # Nothing to differentiate (viewer frames): skip the autograd node and its saved state.
     rgb_np, alpha_np, depth_np, _, stats = _forward(*inputs, visible, int(width), int(height),
-                                                    bg, bool(with_depth))
+                                                    bg, bool(with_depth), bool(count_pairs))
     depth = torch.from_numpy(depth_np)[..., None] if with_depth else None
     return torch.from_numpy(rgb_np), torch.from_numpy(alpha_np)[..., None], depth, stats
