@@ -7,13 +7,15 @@ when there is none), orbits through `--views` views around the model and measure
 
 - bare: `render.render()` of each view at the window's size, back to back (CUDA
   synchronised), on a thread of its own like the viewer's renders, as frames per
-  second (the mean of a run before and one after the viewer's);
+  second;
 - viewer: the same views through the window: each view is posted to the render thread
   as soon as the previous one was taken up (as a continuous drag does), and a frame
   counts once it is on screen; frames per second from the first post to the last frame
   shown, with the UI frame rate and the per-frame split meanwhile.
 
-Prints one JSON object; ratio = viewer_fps / bare_fps (target >= 0.9).
+They alternate, bare first and last (`--rounds` viewer runs); each viewer run is
+compared with the mean of the bare runs on either side of it. Prints one JSON object;
+ratio = viewer_fps / bare_fps of the median round (target >= 0.9).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--views", type=int, default=60)
     p.add_argument("--backend", default="auto")
     p.add_argument("--degrees", type=float, default=90.0, help="orbit span over the views")
+    p.add_argument("--rounds", type=int, default=3, help="viewer runs, each between two bare")
     args = p.parse_args(argv)
     w, h = (int(v) for v in args.size.lower().split("x"))
 
@@ -114,43 +117,68 @@ def main(argv: list[str] | None = None) -> int:
             bare_thread.submit(run).result()
             return out[0]
 
-        # -- bare rasterizer, before and after the viewer (a shared machine's load drifts:
-        # the mean of the two brackets the viewer's run) ---------------------------------
+        # -- the viewer ------------------------------------------------------------------
+        frame_ms: list[float] = []
+        ui_ms: list[float] = []
+        disp_ms: list[float] = []
+        render_ms: list[float] = []
+
+        def viewer_run() -> tuple[float, float, int]:
+            """The views through the window: (seconds, process CPU seconds, views shown)."""
+            shown_views: set[int] = set()
+            seq_to_view: dict[int, int] = {}
+            k = 0
+            nav.pose = poses[0]
+            t0, c0 = time.perf_counter(), time.process_time()
+            app.step()
+            seq_to_view[app._last_view_seq] = 0
+            # Until the last view is on screen. A view whose frame was replaced by a newer
+            # one before a UI frame showed it is not counted (nor waited for).
+            while k + 1 < len(poses) or not app.frame_is_current():
+                # The render thread took the last view up: post the next one now.
+                if k + 1 < len(poses) and app.worker.started_seq >= app._last_view_seq:
+                    k += 1
+                    nav.pose = poses[k]
+                a = time.perf_counter()
+                app.step()
+                frame_ms.append((time.perf_counter() - a) * 1e3)
+                ui_ms.append(app.state.stats.ui_ms)
+                disp_ms.append(app.state.stats.display_ms)
+                seq_to_view.setdefault(app._last_view_seq, k)
+                f = app.shown_frame
+                if f is not None and f.request.seq in seq_to_view:
+                    if seq_to_view[f.request.seq] not in shown_views:
+                        render_ms.append(f.render_ms)
+                    shown_views.add(seq_to_view[f.request.seq])
+                if time.perf_counter() - t0 > 900:
+                    break
+            return time.perf_counter() - t0, time.process_time() - c0, len(shown_views)
+
+        # -- rounds: bare, viewer, bare, viewer, ..., bare. A shared machine's speed drifts
+        # by tens of percent within a minute, so each viewer run is compared with the mean
+        # of the bare runs just before and after it, and the rounds' median is reported.
         bare_seconds()  # warm-up (the first renders on a thread pay its set-up)
         bare_cpu.clear()
-        bare_before = bare_seconds()
-
-        # -- the viewer ------------------------------------------------------------------
-        frame_ms, ui_ms, disp_ms, render_ms = [], [], [], []
-        shown_views: set[int] = set()
-        seq_to_view: dict[int, int] = {}
-        k = 0
-        nav.pose = poses[0]
-        t0, c0 = time.perf_counter(), time.process_time()
-        app.step()
-        seq_to_view[app._last_view_seq] = 0
-        # Until the last view is on screen. A view whose frame was replaced by a newer
-        # one before a UI frame showed it is not counted (nor waited for).
-        while k + 1 < len(poses) or not app.frame_is_current():
-            # The render thread took the last view up: post the next one now.
-            if k + 1 < len(poses) and app.worker.started_seq >= app._last_view_seq:
-                k += 1
-                nav.pose = poses[k]
-            a = time.perf_counter()
-            app.step()
-            frame_ms.append((time.perf_counter() - a) * 1e3)
-            ui_ms.append(app.state.stats.ui_ms)
-            disp_ms.append(app.state.stats.display_ms)
-            seq_to_view.setdefault(app._last_view_seq, k)
-            f = app.shown_frame
-            if f is not None and f.request.seq in seq_to_view:
-                if seq_to_view[f.request.seq] not in shown_views:
-                    render_ms.append(f.render_ms)
-                shown_views.add(seq_to_view[f.request.seq])
-            if time.perf_counter() - t0 > 900:
-                break
-        viewer_s = time.perf_counter() - t0
-        viewer_cpu = time.process_time() - c0
+        bare_runs = [bare_seconds()]
+        viewer_runs = []
+        for _ in range(args.rounds):
+            viewer_runs.append(viewer_run())
+            while not app.worker.idle():
+                app.step()
+            bare_runs.append(bare_seconds())
+        n = len(poses)
+        ratios, cpu_ratios = [], []
+        for r, (v_s, v_cpu, shown) in enumerate(viewer_runs):
+            bare_s = (bare_runs[r] + bare_runs[r + 1]) / 2
+            bare_c = (bare_cpu[r] + bare_cpu[r + 1]) / 2
+            # Views skipped on screen (the UI loop slower than the renders) do not count.
+            ratios.append((shown / v_s) / (n / bare_s))
+            cpu_ratios.append((bare_c / n) / (v_cpu / max(shown, 1)))
+        mid = sorted(range(len(ratios)), key=ratios.__getitem__)[len(ratios) // 2]
+        viewer_s, viewer_cpu, n_shown = viewer_runs[mid]
+        bare_s = (bare_runs[mid] + bare_runs[mid + 1]) / 2
+        bare_fps = n / bare_s
+        viewer_fps = n_shown / viewer_s
 
         # -- UI responsiveness behind slow frames: drag-orbit for 3 s (every UI frame is
         # drawn, the render thread always has a view to render) and count drawn frames.
@@ -170,15 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 busy_drawn += busy
         ui_s = time.perf_counter() - t_ui
         app.on_mouse_button(None, glfw.MOUSE_BUTTON_LEFT, glfw.RELEASE, 0)
-        while not app.worker.idle():
-            app.step()
-        bare_after = bare_seconds()
         bare_thread.shutdown()
-        bare_s = (bare_before + bare_after) / 2
-        n = len(poses)
-        bare_fps = n / bare_s
-        # Views skipped on screen (the UI loop slower than the renders) do not count.
-        viewer_fps = len(shown_views) / viewer_s
         out = {
             "model": str(args.model or "demo"),
             "gaussians": len(g),
@@ -188,16 +208,16 @@ def main(argv: list[str] | None = None) -> int:
             "frame_path": app.state.stats.frame_path,
             "bare_fps": round(bare_fps, 2),
             "bare_ms_per_frame": round(1e3 / bare_fps, 2),
-            "bare_fps_before_after": [round(n / bare_before, 2), round(n / bare_after, 2)],
+            "bare_fps_runs": [round(n / b, 2) for b in bare_runs],
             "viewer_fps": round(viewer_fps, 2),
-            "views_shown": len(shown_views),
+            "views_shown": n_shown,
             "ratio": round(viewer_fps / bare_fps, 3),
+            "ratio_rounds": [round(r, 3) for r in ratios],
             # Load-independent view of the same question: CPU time of the whole process
             # (render thread, UI thread, the software GL's threads) per frame.
             "bare_cpu_ms_per_frame": round(1e3 * sum(bare_cpu) / len(bare_cpu) / n, 1),
-            "viewer_cpu_ms_per_frame": round(1e3 * viewer_cpu / max(len(shown_views), 1), 1),
-            "cpu_ratio": round((sum(bare_cpu) / len(bare_cpu) / n)
-                               / (viewer_cpu / max(len(shown_views), 1)), 3),
+            "viewer_cpu_ms_per_frame": round(1e3 * viewer_cpu / max(n_shown, 1), 1),
+            "cpu_ratio": round(statistics.median(cpu_ratios), 3),
             # Time the render thread spent per frame (render + RGBA8 conversion): the
             # rest of the gap to bare_ms_per_frame is the UI thread's share of the CPU.
             "viewer_render_ms_median": round(statistics.median(render_ms), 2),
