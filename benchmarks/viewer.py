@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             # Time the render thread spent per frame (render + RGBA8 conversion): the
             # rest of the gap to bare_ms_per_frame is the UI thread's share of the CPU.
             "viewer_render_ms_median": round(statistics.median(render_ms), 2),
-            "ui_loop_steps_per_s": round(len(frame_ms) / viewer_s, 1),
+            "ui_loop_steps_per_s": round(len(frame_ms) / sum(v[0] for v in viewer_runs), 1),
             "ui_drawn_fps_while_dragging": round(drawn / ui_s, 1),
             "ui_drawn_frames_while_render_busy": busy_drawn,
             "ui_frame_ms_median": round(statistics.median(frame_ms), 2),
