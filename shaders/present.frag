@@ -26,18 +26,17 @@ uniform sampler2D ui;
 out vec4 frag;
 
 vec4 sample_pane(sampler2D tex, vec2 p, vec2 pane) {
-    // p = q: pixel centre inside the pane, y up; pane: pane size in pixels.
-    vec2 q = p;
+    // p: pixel centre inside the pane, y up; pane: pane size in pixels.
 #if defined(SAMPLE_EXACT)
-    return texelFetch(tex, ivec2(floor(q)), 0);
+    return texelFetch(tex, ivec2(floor(p)), 0);
 #elif defined(SAMPLE_SCALED)
-    return texture(tex, q / pane);
+    return texture(tex, p / pane);
 #else
     ivec2 ts = textureSize(tex, 0);
     if (ts == ivec2(pane)) {
-        return texelFetch(tex, ivec2(floor(q)), 0);  // full resolution: exact pixels
+        return texelFetch(tex, ivec2(floor(p)), 0);  // full resolution: exact pixels
     }
-    return texture(tex, q / pane);  // reduced resolution while moving: bilinear
+    return texture(tex, p / pane);  // reduced resolution while moving: bilinear
 #endif
 }
 

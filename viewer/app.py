@@ -808,9 +808,7 @@ class ViewerApp:
         layer = self.ui_layer
         via_layer = reason != DRAW_INPUT and self.presenter.has_frame
         if via_layer and (reason == DRAW_PANELS or not layer.usable(size)):
-            layer.begin(size)
-            self._imgui_frame()
-            layer.set_regions(imgui_boxes(imgui.get_draw_data()))
+            self._refresh_layer(size)
         t2 = time.perf_counter()
         self.ctx.screen.use()
         self.ctx.screen.viewport = (0, 0, fw, fh)
@@ -835,18 +833,19 @@ class ViewerApp:
         only the cached layer composited (a new frame alone). step() uses it for input
         and while no frame is shown; otherwise the present pass composites the layer."""
         layer = self.ui_layer
-        if reason == DRAW_FRAME and layer.usable(size):
-            layer.composite()
-            return
-        cached = reason != DRAW_INPUT
-        if cached:
-            layer.begin(size)
-        else:
+        if reason == DRAW_INPUT:
             layer.valid = False  # input may change what the panels show
+            self._imgui_frame()
+            return
+        if reason != DRAW_FRAME or not layer.usable(size):
+            self._refresh_layer(size)
+        layer.composite()
+
+    def _refresh_layer(self, size: tuple[int, int]) -> None:
+        """Run ImGui into the cached UI layer (and note what the panels cover)."""
+        self.ui_layer.begin(size)
         self._imgui_frame()
-        if cached:
-            layer.set_regions(imgui_boxes(imgui.get_draw_data()))
-            layer.composite()
+        self.ui_layer.set_regions(imgui_boxes(imgui.get_draw_data()))
 
     def _imgui_frame(self) -> None:
         """Run ImGui (input, every panel) and draw it into the bound framebuffer."""

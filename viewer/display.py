@@ -145,15 +145,8 @@ class FrameTexture:
         return self.fbo
 
     def release(self) -> None:
-        if self.interop is not None:
-            self.interop.release()
-            self.interop = None
-        if self.fbo is not None:
-            self.fbo.release()
-            self.fbo = None
-        if self.texture is not None:
-            self.texture.release()
-            self.texture = None
+        _release(self.interop, self.fbo, self.texture)
+        self.interop = self.fbo = self.texture = None
 
 
 class Presenter:
@@ -168,8 +161,8 @@ class Presenter:
         self.ctx = ctx
         self._vertex = shader_source("present.vert")
         self._fragment = shader_source("present.frag")
-        self._variants: dict[tuple[str, str], tuple[moderngl.Program,
-                                                     moderngl.VertexArray]] = {}
+        self._variants: dict[tuple[str, str, bool], tuple[moderngl.Program,
+                                                           moderngl.VertexArray]] = {}
         self.textures = [FrameTexture(ctx, allow_interop), FrameTexture(ctx, allow_interop)]
         self.mode = "single"
         self.has_frame = False
@@ -353,13 +346,16 @@ class UILayer:
         self.ctx.disable(moderngl.BLEND)
 
     def release(self) -> None:
-        if self.fbo is not None:
-            self.fbo.release()
-            self.fbo = None
-        if self.texture is not None:
-            self.texture.release()
-            self.texture = None
+        _release(self.fbo, self.texture)
+        self.fbo = self.texture = None
         self.valid = False
+
+
+def _release(*resources) -> None:
+    """Release each of the GL (or CUDA) objects given that exists (None: never made)."""
+    for r in resources:
+        if r is not None:
+            r.release()
 
 
 def _subtract(r: list[int], o: list[int]) -> list[list[int]]:

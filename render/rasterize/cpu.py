@@ -54,7 +54,7 @@ class _State:
 def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
              depths: Tensor, visible: Tensor, width: int, height: int,
              background: np.ndarray, with_depth: bool, count_pairs: bool):
-    """Run the forward kernels. Returns (rgb [H,W,3], alpha [H,W], depth [H,W], state, pairs)."""
+    """Run the forward kernels. Returns (rgb [H,W,3], alpha [H,W], depth [H,W], state, stats)."""
     order = depth_order(visible.numpy(), depths.detach().numpy())
     m = order.shape[0]
     rec = np.empty((m, K.REC_COLS), np.float32)

@@ -19,9 +19,9 @@ Data layout (all float32 / int32, C-contiguous):
   to the ellipse's own span cost more in per-row square roots and mispredicted branches
   than it saved in pixels (measured: the forward kernel 20 % and the backward 13 %
   slower), so every pixel of the row gets the exact per-pixel test, which rejects those
-  with alpha < 1/255. A pixel stops like gsplat's (the Gaussian that
-  would take T to <= 1e-4 is not blended); rows and whole tiles stop once all their
-  pixels have (noticed by a recount of the live pixels every LIVE_EVERY pairs).
+  with alpha < 1/255. A pixel stops like gsplat's (the Gaussian that would take T to
+  <= 1e-4 is not blended); rows and whole tiles stop once all their pixels have
+  (noticed by a recount of the live pixels every LIVE_EVERY pairs).
 
 The backward pass walks each tile's list back to front from the saved final
 transmittance and the per-pixel count of processed Gaussians (as gsplat does), writing
@@ -508,7 +508,8 @@ def _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, backgrou
                 if extras:
                     blended += np.int64(st[F_N + q])
                     out_depth[y, x] = st[F_Z + q] / max(a_px, np.float32(1e-10))
-        tile_blended[t] = blended
+        if extras:
+            tile_blended[t] = blended
 
 
 @njit(**_JIT)
