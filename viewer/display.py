@@ -2,7 +2,8 @@
 
 Two ways a frame reaches its texture:
 
-- CPU upload: an RGBA uint8 numpy image [H, W, 4] is written with glTexSubImage.
+- CPU upload: an RGBA uint8 numpy image [H, W, 4] is written with glTexSubImage, into
+  BGRA storage where it can be had (see :class:`BGRAStorage`).
 - CUDA-GL interop (cuda-python): the texture is registered with CUDA once
   (cudaGraphicsGLRegisterImage), then per frame mapped, filled GPU-to-GPU with
   cudaMemcpy2DToArrayAsync from torch's tensor on torch's current stream, and unmapped;
@@ -18,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import importlib.resources
 import logging
+import math
 
 import moderngl
 import numpy as np
@@ -27,7 +29,11 @@ from viewer.compare import DIVIDER_HALF_WIDTH, DIVIDER_RGB, divider_px
 log = logging.getLogger("mipview.viewer")
 
 GL_TEXTURE_2D = 0x0DE1
-MODE_IDS = {"single": 0, "split": 1, "side_by_side": 2}
+GL_TEXTURE0 = 0x84C0
+GL_UNPACK_ALIGNMENT = 0x0CF5
+GL_RGBA = 0x1908
+GL_BGRA = 0x80E1
+GL_UNSIGNED_BYTE = 0x1401
 
 
 def shader_source(name: str) -> str:
@@ -51,6 +57,73 @@ def _check(result, what: str):
     if int(err) != 0:
         raise RuntimeError(f"{what} failed: {err}")
     return values[0] if len(values) == 1 else values
+
+
+class BGRAStorage:
+    """BGRA texture storage and uploads, which moderngl cannot ask for (it always uploads
+    GL_RGBA).
+
+    Why: Mesa's software GL (llvmpipe: CI, headless machines, VMs) samples B8G8R8A8
+    textures on a fast path. The present pass of a 640 x 480 frame with the panel layer
+    costs it 2.3-2.6 ms of CPU from BGRA textures against 4.7-5.0 ms from RGBA ones, CPU
+    the render thread needs. Mesa stores a texture as B8G8R8A8 when it is specified with
+    GL_BGRA data. RGBA images go up as they are, labelled GL_BGRA (no conversion), and the
+    texture's swizzle swaps red and blue back when it is sampled.
+
+    The entry points come from the current GL context (glfwGetProcAddress); the calls
+    release the GIL, so the render thread runs meanwhile.
+    """
+
+    def __init__(self, ctx: moderngl.Context) -> None:
+        import glfw
+
+        def entry(name: str, *argtypes):
+            address = glfw.get_proc_address(name)
+            if not address:
+                raise RuntimeError(f"{name} is not available")
+            return ctypes.CFUNCTYPE(None, *argtypes)(address)
+
+        u, i, p = ctypes.c_uint, ctypes.c_int, ctypes.c_void_p
+        self.ctx = ctx
+        self._active_texture = entry("glActiveTexture", u)
+        self._bind_texture = entry("glBindTexture", u, u)
+        self._pixel_store = entry("glPixelStorei", u, i)
+        self._tex_image = entry("glTexImage2D", u, i, i, i, i, i, u, u, p)
+        self._tex_sub_image = entry("glTexSubImage2D", u, i, i, i, i, i, u, u, p)
+
+    @classmethod
+    def load(cls, ctx: moderngl.Context) -> BGRAStorage | None:
+        """The entry points of the current context, or None (then textures stay RGBA)."""
+        try:
+            return cls(ctx)
+        except Exception as exc:  # no glfw context: a slower texture format, nothing else
+            log.info("BGRA textures unavailable (%s): RGBA textures", exc)
+            return None
+
+    def _bind(self, texture: moderngl.Texture) -> None:
+        # moderngl's own unit for uploads: it re-binds textures before every use.
+        self._active_texture(GL_TEXTURE0 + self.ctx.default_texture_unit)
+        self._bind_texture(GL_TEXTURE_2D, texture.glo)
+
+    def texture(self, size: tuple[int, int], swizzle: bool) -> moderngl.Texture:
+        """A moderngl texture of this size with BGRA8 storage (contents undefined).
+        swizzle: it will hold RGBA images uploaded with :meth:`upload`."""
+        texture = self.ctx.texture(size, 4, dtype="f1")
+        self._bind(texture)
+        self._tex_image(GL_TEXTURE_2D, 0, GL_RGBA, size[0], size[1], 0, GL_BGRA,
+                        GL_UNSIGNED_BYTE, None)
+        if swizzle:
+            texture.swizzle = "BGRA"
+        return texture
+
+    def upload(self, texture: moderngl.Texture, image: np.ndarray) -> None:
+        """image: C-contiguous RGBA uint8 [H, W, 4] of the texture's size, in GL's row
+        order (bottom first)."""
+        self._bind(texture)
+        self._pixel_store(GL_UNPACK_ALIGNMENT, 1)
+        w, h = texture.size
+        self._tex_sub_image(GL_TEXTURE_2D, 0, 0, 0, w, h, GL_BGRA, GL_UNSIGNED_BYTE,
+                            image.ctypes.data)
 
 
 class CudaGLTexture:
@@ -91,38 +164,48 @@ class CudaGLTexture:
 
 
 class FrameTexture:
-    """One RGBA8 texture that follows the size of the frames put into it."""
+    """One RGBA8 texture that follows the size of the frames put into it.
 
-    def __init__(self, ctx: moderngl.Context, allow_interop: bool = True) -> None:
+    CPU frames go into BGRA storage when `bgra` is given (see BGRAStorage), CUDA frames
+    into plain RGBA8: interop copies raw bytes, and the driver's layout of a BGRA-specified
+    texture is its own business.
+    """
+
+    def __init__(self, ctx: moderngl.Context, allow_interop: bool = True,
+                 bgra: BGRAStorage | None = None) -> None:
         self.ctx = ctx
         self.texture: moderngl.Texture | None = None
-        self.fbo: moderngl.Framebuffer | None = None
         self.interop: CudaGLTexture | None = None
         self.allow_interop = allow_interop
+        self.bgra = bgra
+        self.is_bgra = False  # the texture has BGRA storage (RGBA images, swizzled)
         self.path = "cpu-upload"
         self.reason = "frames are rendered on the CPU"
 
-    def _ensure(self, w: int, h: int) -> bool:
+    def _ensure(self, w: int, h: int, bgra: bool) -> bool:
         """(Re)create the texture for a w x h frame; True when it was (re)created."""
-        if self.texture is not None and self.texture.size == (w, h):
+        if self.texture is not None and self.texture.size == (w, h) and self.is_bgra == bgra:
             return False
         self.release()
-        self.texture = self.ctx.texture((w, h), 4, dtype="f1")
-        self.texture.filter = (moderngl.LINEAR, moderngl.LINEAR)
+        if bgra:
+            self.texture = self.bgra.texture((w, h), swizzle=True)
+        else:
+            self.texture = self.ctx.texture((w, h), 4, dtype="f1")
+        self.is_bgra = bgra
         self.texture.repeat_x = self.texture.repeat_y = False
         return True
 
     def put(self, image) -> None:
         """image: RGBA uint8 [H, W, 4], top row first, numpy or a CUDA tensor. The texture
-        holds it bottom row first, GL's order, so that a plain blit shows it upright
-        (see Presenter.draw; flipping the rows costs ~0.1 ms here, a flipped blit makes
-        the software GL draw a quad)."""
+        holds it bottom row first, GL's order, as gl_FragCoord counts. The render thread's
+        images are views of bottom-first memory (viewer.frames.to_rgba8): flipping those
+        back is free, where a copy here cost the UI thread 0.2-1.4 ms a frame, holding the
+        GIL the render thread needs."""
         h, w = int(image.shape[0]), int(image.shape[1])
-        created = self._ensure(w, h)
         if hasattr(image, "is_cuda") and image.is_cuda:
             if self.allow_interop:
                 try:
-                    if created or self.interop is None:
+                    if self._ensure(w, h, bgra=False) or self.interop is None:
                         self.interop = CudaGLTexture(self.texture)
                     self.interop.copy_from(image.flip(0).contiguous())
                     self.path, self.reason = "cuda-gl", "CUDA-GL interop, no host copy"
@@ -133,58 +216,70 @@ class FrameTexture:
                     self.reason = f"CUDA-GL interop unavailable ({exc}); uploading from the CPU"
                     log.warning(self.reason)
             image = image.cpu().numpy()
-            self.path = "cpu-upload"
+        self.path = "cpu-upload"
+        self._ensure(w, h, bgra=self.bgra is not None)
+        rows = np.ascontiguousarray(image[::-1])
+        if self.is_bgra:
+            self.bgra.upload(self.texture, rows)
         else:
-            self.path = "cpu-upload"
-        self.texture.write(np.ascontiguousarray(image[::-1]))
+            self.texture.write(rows)
 
-    def framebuffer(self) -> moderngl.Framebuffer:
-        """A framebuffer over the texture, the source of Presenter.draw's blits."""
-        if self.fbo is None:
-            self.fbo = self.ctx.framebuffer(color_attachments=[self.texture])
-        return self.fbo
+    def read(self) -> np.ndarray:
+        """What the texture holds, as put() was given it: RGBA uint8 [H, W, 4], top row
+        first."""
+        w, h = self.texture.size
+        data = np.frombuffer(self.texture.read(), np.uint8).reshape(h, w, 4)[::-1]
+        return data[..., [2, 1, 0, 3]] if self.is_bgra else data.copy()
+
+    def use_filter(self, exact: bool) -> None:
+        """Nearest sampling when the texture has its pane's size (exact pixels), bilinear
+        when it does not (a reduced resolution while moving)."""
+        f = moderngl.NEAREST if exact else moderngl.LINEAR
+        if self.texture.filter != (f, f):
+            self.texture.filter = (f, f)
 
     def release(self) -> None:
-        _release(self.interop, self.fbo, self.texture)
-        self.interop = self.fbo = self.texture = None
+        _release(self.interop, self.texture)
+        self.interop = self.texture = None
 
 
 class Presenter:
-    """The present pass: the frame texture(s) into a viewport, split or side by side.
+    """The present pass: the frame texture(s) into a viewport, split or side by side, and
+    the cached panels (a UILayer) over them, in one pass.
 
-    One shader source, compiled per (mode, sampling) on first use: `sampling` is "exact"
-    when every texture has its pane's size (texelFetch only), "scaled" when none has
-    (bilinear only), else "mixed" (chosen per pixel). See shaders/present.frag.
+    Each pane, and the split's divider line, is a rectangle of its own (pane_rects), with
+    texture coordinates at its corners: see shaders/present.vert for why. The programs
+    (divider or pane, with panels or not) are compiled on first use.
     """
 
     def __init__(self, ctx: moderngl.Context, allow_interop: bool = True) -> None:
         self.ctx = ctx
         self._vertex = shader_source("present.vert")
         self._fragment = shader_source("present.frag")
-        self._variants: dict[tuple[str, str, bool], tuple[moderngl.Program,
-                                                           moderngl.VertexArray]] = {}
-        self.textures = [FrameTexture(ctx, allow_interop), FrameTexture(ctx, allow_interop)]
+        self._quad = ctx.buffer(reserve=4 * 4 * 4)  # four corners: x, y, u, v (float32)
+        self._variants: dict[tuple[bool, bool], tuple[moderngl.Program,
+                                                      moderngl.VertexArray]] = {}
+        self.bgra = BGRAStorage.load(ctx)
+        self.textures = [FrameTexture(ctx, allow_interop, self.bgra) for _ in range(2)]
         self.mode = "single"
         self.has_frame = False
 
-    def _variant(self, mode: str, sampling: str, ui: bool = False):
-        """(program, vertex array) of one shader variant, compiled on first use."""
-        key = (mode, sampling, ui)
+    def _variant(self, solid: bool, ui: bool):
+        """(program, vertex array): a pane (solid False) or the divider line, with the
+        panels composited or not."""
+        key = (solid, ui)
         if key not in self._variants:
-            defines = f"#define MODE {MODE_IDS[mode]}\n"
-            if sampling != "mixed":
-                defines += f"#define SAMPLE_{sampling.upper()}\n"
-            if ui:
-                defines += "#define UI_LAYER\n"
+            defines = ("#define SOLID\n" if solid else "") + ("#define UI_LAYER\n" if ui else "")
             head, _, body = self._fragment.partition("\n")  # after the #version line
             prog = self.ctx.program(vertex_shader=self._vertex,
                                     fragment_shader=f"{head}\n{defines}{body}")
-            _set(prog, "tex_a", 0)
-            _set(prog, "tex_b", 1)
-            _set(prog, "ui", 2)
-            _set(prog, "line_half", DIVIDER_HALF_WIDTH)
+            _set(prog, "tex", 0)
+            _set(prog, "ui", 1)
             _set(prog, "line_rgb", tuple(c / 255.0 for c in DIVIDER_RGB))
-            self._variants[key] = (prog, self.ctx.vertex_array(prog, []))
+            layout = "2f 2f" if "uv" in prog else "2f 2x4"  # the divider has no texture
+            names = ["pos", "uv"] if "uv" in prog else ["pos"]
+            self._variants[key] = (prog, self.ctx.vertex_array(prog, [(self._quad, layout,
+                                                                       *names)]))
         return self._variants[key]
 
     @property
@@ -208,45 +303,38 @@ class Presenter:
         fbo = framebuffer or self.ctx.screen
         fbo.use()
         fbo.viewport = viewport
-        if not self.has_frame:
-            return
-        a = self.textures[0]
-        if self.mode == "single" and viewport == (0, 0, *a.texture.size):
-            # One full-resolution pane at the origin: a blit, then the panels' boxes. With
-            # the software GL that is ~60 % of the shader pass's CPU (measured 3.0 against
-            # 4.9 ms for a 640 x 480 frame with a panel).
-            self.ctx.copy_framebuffer(fbo, a.framebuffer())
-            fbo.use()
-            if ui is not None:
-                ui.composite(fbo)
-            return
-        self._present(self.mode, [a.texture, self.textures[1].texture or a.texture], viewport,
-                      divider, ui.texture if ui is not None else None)
+        if self.has_frame:
+            self._present(self.mode, self.textures, viewport, divider, ui)
 
-    def _present(self, mode: str, textures: list, viewport: tuple[int, int, int, int],
-                 divider: float, ui: moderngl.Texture | None = None) -> None:
-        """The fullscreen triangle with textures [A, B] (and the UI layer) into the
-        bound framebuffer."""
+    def _present(self, mode: str, textures: list[FrameTexture],
+                 viewport: tuple[int, int, int, int], divider: float,
+                 ui: UILayer | None = None) -> None:
+        """The pane rectangles with textures [A, B] (and the UI layer) into the bound
+        framebuffer's viewport."""
         x, y, w, h = viewport
-        n = 1 if mode == "single" else 2  # the textures this mode samples
-        exact = [tex.size == pane for tex, pane in zip(textures[:n], pane_sizes(mode, w, h))]
-        sampling = "exact" if all(exact) else "scaled" if not any(exact) else "mixed"
-        prog, vao = self._variant(mode, sampling, ui is not None)
+        for tex, pane in zip(textures, pane_sizes(mode, w, h)[: 1 if mode == "single" else 2]):
+            tex.use_filter(tex.texture.size == pane)
         self.ctx.disable(moderngl.BLEND | moderngl.DEPTH_TEST)
-        _set(prog, "origin", (float(x), float(y)))
-        _set(prog, "view_size", (float(w), float(h)))
-        _set(prog, "divider_px", float(divider_px(divider, w)))
-        textures[0].use(0)
-        textures[-1].use(1)
         if ui is not None:
-            ui.use(2)
-        vao.render(moderngl.TRIANGLES, vertices=3)
+            uw, uh = ui.texture.size
+            ui.texture.use(1)
+        for pane, x0, x1, u0, u1 in pane_rects(mode, w, h, divider):
+            prog, vao = self._variant(pane < 0, ui is not None)
+            if ui is not None:
+                _set(prog, "ui_origin", (x / uw, y / uh))
+                _set(prog, "ui_extent", (w / uw, h / uh))
+            if pane >= 0:
+                textures[pane].texture.use(0)
+            cx0, cx1 = 2.0 * x0 / w - 1.0, 2.0 * x1 / w - 1.0
+            self._quad.write(np.array([cx0, -1, u0, 0, cx1, -1, u1, 0,
+                                       cx0, 1, u0, 1, cx1, 1, u1, 1], np.float32))
+            vao.render(moderngl.TRIANGLE_STRIP, vertices=4)
 
     def render_offscreen(self, images: list, mode: str, divider: float,
                          width: int, height: int) -> np.ndarray:
         """Present pane images into an offscreen width x height target and read it back,
         with textures of its own (the window's stay as they are). [H, W, 3] uint8"""
-        texs = [FrameTexture(self.ctx, allow_interop=False) for _ in images]
+        texs = [FrameTexture(self.ctx, allow_interop=False, bgra=self.bgra) for _ in images]
         # An explicit renderbuffer: releasing a framebuffer does not release its
         # attachments, so simple_framebuffer() would leak one per screenshot.
         rbo = self.ctx.renderbuffer((width, height), components=4)
@@ -257,7 +345,7 @@ class Presenter:
             fbo.use()
             fbo.viewport = (0, 0, width, height)
             fbo.clear(0.0, 0.0, 0.0, 1.0)
-            self._present(mode if len(images) > 1 else "single", [t.texture for t in texs],
+            self._present(mode if len(images) > 1 else "single", texs,
                           (0, 0, width, height), divider)
             data = fbo.read(components=3, alignment=1)
             img = np.frombuffer(data, np.uint8).reshape(height, width, 3)
@@ -277,20 +365,23 @@ class UILayer:
     ImGui's blending (src alpha, 1 - src alpha; alpha: one, 1 - src alpha) into a cleared
     target leaves premultiplied colours and the layer's coverage, so compositing with
     (one, 1 - src alpha) gives what drawing ImGui over the frame gives (to 8-bit
-    rounding). With a software GL that costs about half of drawing the panels.
+    rounding). With a software GL that costs about half of drawing the panels. BGRA
+    storage where it can be had (see BGRAStorage).
     """
 
-    def __init__(self, ctx: moderngl.Context) -> None:
+    def __init__(self, ctx: moderngl.Context, bgra: BGRAStorage | None = None) -> None:
         self.ctx = ctx
+        self.bgra = bgra
         self.program = ctx.program(vertex_shader=shader_source("present.vert"),
                                    fragment_shader=shader_source("ui_layer.frag"))
-        self.vao = ctx.vertex_array(self.program, [])
+        _set(self.program, "ui_origin", (0.0, 0.0))
+        _set(self.program, "ui_extent", (1.0, 1.0))
+        corners = np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32)
+        self._corners = ctx.buffer(corners.tobytes())
+        self.vao = ctx.vertex_array(self.program, [(self._corners, "2f", "pos")])
         self.texture: moderngl.Texture | None = None
         self.fbo: moderngl.Framebuffer | None = None
         self.valid = False  # holds the panels as they are now
-        # Disjoint boxes (x, y, w, h; GL pixels, y up) that hold everything the panels
-        # drew; None: the whole window. Compositing only these is ~half the cost.
-        self.regions: list[tuple[int, int, int, int]] | None = None
 
     def usable(self, size: tuple[int, int]) -> bool:
         """Whether the layer holds current panels for a window of this size."""
@@ -300,49 +391,28 @@ class UILayer:
         """Bind the layer (cleared) as the target of the next ImGui render."""
         if self.texture is None or self.texture.size != size:
             self.release()
-            self.texture = self.ctx.texture(size, 4, dtype="f1")
+            if self.bgra is not None:
+                self.texture = self.bgra.texture(size, swizzle=False)
+            else:
+                self.texture = self.ctx.texture(size, 4, dtype="f1")
+            self.texture.filter = (moderngl.NEAREST, moderngl.NEAREST)
             self.fbo = self.ctx.framebuffer(color_attachments=[self.texture])
         self.fbo.use()
         self.fbo.viewport = (0, 0, *size)
         self.fbo.clear(0.0, 0.0, 0.0, 0.0)
         self.valid = True
-        self.regions = None
 
-    def set_regions(self, boxes: list[tuple[float, float, float, float]]) -> None:
-        """What the panels covered: boxes (x0, y0, x1, y1) in window pixels, y down (as
-        ImGui's), made whole-pixel, clipped to the layer and cut into disjoint boxes."""
-        w, h = self.texture.size
-        rects = []
-        for x0, y0, x1, y1 in boxes:
-            x0, y0 = max(int(x0) - 1, 0), max(int(y0) - 1, 0)  # -1/+1: antialiased edges
-            x1, y1 = min(int(np.ceil(x1)) + 1, w), min(int(np.ceil(y1)) + 1, h)
-            if x1 > x0 and y1 > y0:
-                rects.append([x0, y0, x1, y1])
-        disjoint: list[list[int]] = []  # a pixel must be composited exactly once
-        for r in rects:
-            pieces = [r]
-            for o in disjoint:
-                pieces = [p for q in pieces for p in _subtract(q, o)]
-            disjoint += pieces
-        rects = disjoint
-        self.regions = [(x0, h - y1, x1 - x0, y1 - y0) for x0, y0, x1, y1 in rects]
-
-    def composite(self, framebuffer: moderngl.Framebuffer | None = None) -> None:
-        """Draw the layer over the framebuffer (the screen's back buffer by default)."""
-        screen = framebuffer or self.ctx.screen
+    def composite(self) -> None:
+        """Draw the layer over the screen's back buffer (the present pass does this itself
+        when there is a frame)."""
+        screen = self.ctx.screen
         screen.use()
         screen.viewport = (0, 0, *self.texture.size)
         self.ctx.enable(moderngl.BLEND)
         self.ctx.blend_equation = moderngl.FUNC_ADD
         self.ctx.blend_func = moderngl.ONE, moderngl.ONE_MINUS_SRC_ALPHA
         self.texture.use(0)
-        if self.regions is None:
-            self.vao.render(moderngl.TRIANGLES, vertices=3)
-        else:
-            for box in self.regions:
-                self.ctx.scissor = box
-                self.vao.render(moderngl.TRIANGLES, vertices=3)
-            self.ctx.scissor = None
+        self.vao.render(moderngl.TRIANGLE_STRIP, vertices=4)
         self.ctx.disable(moderngl.BLEND)
 
     def release(self) -> None:
@@ -358,46 +428,6 @@ def _release(*resources) -> None:
             r.release()
 
 
-def _subtract(r: list[int], o: list[int]) -> list[list[int]]:
-    """Box r minus box o, as up to four disjoint boxes ([x0, y0, x1, y1], ends open)."""
-    if not (r[0] < o[2] and o[0] < r[2] and r[1] < o[3] and o[1] < r[3]):
-        return [r]
-    out = []
-    if r[1] < o[1]:
-        out.append([r[0], r[1], r[2], o[1]])  # above
-    if o[3] < r[3]:
-        out.append([r[0], o[3], r[2], r[3]])  # below
-    y0, y1 = max(r[1], o[1]), min(r[3], o[3])
-    if r[0] < o[0]:
-        out.append([r[0], y0, o[0], y1])  # left
-    if o[2] < r[2]:
-        out.append([o[2], y0, r[2], y1])  # right
-    return out
-
-
-def imgui_boxes(draw_data) -> list[tuple[float, float, float, float]]:
-    """Per ImGui draw list, the box (x0, y0, x1, y1; window pixels, y down) of its
-    vertices within its widest clip rectangle: what that list can have drawn."""
-    boxes = []
-    for dl in draw_data.cmd_lists:
-        n = dl.vtx_buffer.size()
-        if n == 0:
-            continue
-        raw = (ctypes.c_char * (n * _DRAW_VERT.itemsize)).from_address(
-            dl.vtx_buffer.data_address())
-        pos = np.frombuffer(raw, dtype=_DRAW_VERT)["pos"]
-        lo, hi = pos.min(axis=0), pos.max(axis=0)
-        clips = [c.clip_rect for c in dl.cmd_buffer]
-        cx0, cy0 = min(c.x for c in clips), min(c.y for c in clips)
-        cx1, cy1 = max(c.z for c in clips), max(c.w for c in clips)
-        boxes.append((max(lo[0], cx0), max(lo[1], cy0), min(hi[0], cx1), min(hi[1], cy1)))
-    return boxes
-
-
-# ImGui's ImDrawVert: position, texture coordinates, packed colour (20 bytes).
-_DRAW_VERT = np.dtype([("pos", "<f4", 2), ("uv", "<f4", 2), ("col", "<u4")])
-
-
 def pane_sizes(mode: str, width: int, height: int) -> list[tuple[int, int]]:
     """The (width, height) in pixels of the panes [A, B] in a width x height viewport,
     as the present shader lays them out."""
@@ -405,6 +435,27 @@ def pane_sizes(mode: str, width: int, height: int) -> list[tuple[int, int]]:
         left = width // 2
         return [(left, height), (width - left, height)]
     return [(width, height), (width, height)]
+
+
+def pane_rects(mode: str, width: int, height: int,
+               divider: float) -> list[tuple[int, int, int, float, float]]:
+    """The rectangles of the present pass in a width x height viewport, in drawing order:
+    (pane, x0, x1, u0, u1) = pane 0 (A), 1 (B) or -1 (the divider line) over columns
+    [x0, x1), the full height, showing its texture from u = u0 to u1 (texture
+    coordinates). The layout is viewer.compare.compose's."""
+    if mode == "side_by_side":
+        left = width // 2
+        rects = [(0, 0, left, 0.0, 1.0), (1, left, width, 0.0, 1.0)]
+    elif mode == "split":
+        d = divider_px(divider, width)
+        rects = [(0, 0, d, 0.0, d / width), (1, d, width, d / width, 1.0)]
+        # The line: the columns whose centres lie within DIVIDER_HALF_WIDTH of d.
+        x0 = max(math.floor(d - DIVIDER_HALF_WIDTH - 0.5) + 1, 0)
+        x1 = min(math.ceil(d + DIVIDER_HALF_WIDTH - 0.5), width)
+        rects.append((-1, x0, x1, 0.0, 0.0))
+    else:
+        rects = [(0, 0, width, 0.0, 1.0)]
+    return [r for r in rects if r[2] > r[1]]
 
 
 def _set(program: moderngl.Program, name: str, value) -> None:
