@@ -20,7 +20,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -117,6 +117,8 @@ def to_rgba8(result, output: str) -> torch.Tensor | np.ndarray:
         img = result.rgb
     img = img.detach()
     if img.device.type == "cpu":
+        if output == "rgb" and result.rgba8_gl is not None:
+            return result.rgba8_gl.numpy()[::-1]  # packed by the blending kernel
         src = np.ascontiguousarray(img.numpy(), dtype=np.float32)
         h, w, c = src.shape
         out = np.empty((h, w, 4), np.uint8)
@@ -160,6 +162,8 @@ def render_panes(request: FrameRequest, keep_on_device: bool) -> Frame:
     panes, drawn, backend = [], [], ""
     for cam, src in zip(request.cameras, request.sources):
         opts = src.options(request.options)
+        # The colour comes packed for the display from the blending kernel (cpu backend).
+        opts = replace(opts, rgba8=opts.output == "rgb")
         result = render(src.gaussians, cam, opts)
         if result.rgb.device.type == "cpu":
             panes.append((result, opts.output))  # packed on first use (Frame.images)
