@@ -95,11 +95,12 @@ def to_rgba8(result, output: str) -> torch.Tensor | np.ndarray:
     the CPU.
 
     depth is shown as normalised inverse depth (near bright), alpha as grey. On the CPU
-    the packing is one compiled pass (:func:`pack_rgba8`): the same arithmetic as torch's
-    clamp / scale / round / cat, at a twentieth of its time (it runs once per frame on the
-    render thread, so it counts against the frame rate). Its rows are stored bottom
-    first, GL's order, and returned as a view that reads top row first: the display's
-    upload then needs no copy (see FrameTexture.put).
+    the colour usually comes packed by the blending kernel (RenderResult.rgba8_gl, which
+    render_panes asks for); else the packing is one compiled pass (:func:`pack_rgba8`):
+    the same arithmetic as torch's clamp / scale / round / cat, at a twentieth of its
+    time. Either way the rows are stored bottom first, GL's order, and returned as a view
+    that reads top row first: the display's upload then needs no copy (see
+    FrameTexture.put).
     """
     if output == "depth" and result.depth is not None:
         d = result.depth[..., 0]
