@@ -80,10 +80,10 @@ class Frame:
 
     @property
     def images(self) -> list:
-        """RGBA uint8 per pane, [H, W, 4]: numpy (CPU) or a CUDA tensor. CPU renders are
-        packed here on first use, by the UI thread, while the render thread is already on
-        the next view: packing on that thread put 0.3-0.9 ms a frame of serial work
-        between two renders."""
+        """RGBA uint8 per pane, [H, W, 4]: numpy (CPU) or a CUDA tensor. CPU renders become
+        images here, on first use (a view of the colour the kernel packed; alpha and
+        depth get packed), by the UI thread while the render thread is on the next view:
+        packing on that thread put 0.3-0.9 ms a frame of serial work between renders."""
         for i, pane in enumerate(self.panes):
             if isinstance(pane, tuple):
                 self.panes[i] = to_rgba8(*pane)
