@@ -24,7 +24,7 @@ import math
 import moderngl
 import numpy as np
 
-from viewer.compare import DIVIDER_HALF_WIDTH, DIVIDER_RGB, divider_px
+from viewer.compare import DIVIDER_HALF_WIDTH, DIVIDER_RGB, divider_px, pane_sizes
 
 log = logging.getLogger("mipview.viewer")
 
@@ -187,10 +187,7 @@ class FrameTexture:
         if self.texture is not None and self.texture.size == (w, h) and self.is_bgra == bgra:
             return False
         self.release()
-        if bgra:
-            self.texture = self.bgra.texture((w, h), swizzle=True)
-        else:
-            self.texture = self.ctx.texture((w, h), 4, dtype="f1")
+        self.texture = _texture(self.ctx, (w, h), self.bgra if bgra else None, swizzle=True)
         self.is_bgra = bgra
         self.texture.repeat_x = self.texture.repeat_y = False
         return True
@@ -312,7 +309,7 @@ class Presenter:
         """The pane rectangles with textures [A, B] (and the UI layer) into the bound
         framebuffer's viewport."""
         x, y, w, h = viewport
-        for tex, pane in zip(textures, pane_sizes(mode, w, h)[: 1 if mode == "single" else 2]):
+        for tex, pane in zip(textures, pane_sizes(mode, w, h)):
             tex.use_filter(tex.texture.size == pane)
         self.ctx.disable(moderngl.BLEND | moderngl.DEPTH_TEST)
         if ui is not None:
@@ -391,10 +388,7 @@ class UILayer:
         """Bind the layer (cleared) as the target of the next ImGui render."""
         if self.texture is None or self.texture.size != size:
             self.release()
-            if self.bgra is not None:
-                self.texture = self.bgra.texture(size, swizzle=False)
-            else:
-                self.texture = self.ctx.texture(size, 4, dtype="f1")
+            self.texture = _texture(self.ctx, size, self.bgra, swizzle=False)
             self.texture.filter = (moderngl.NEAREST, moderngl.NEAREST)
             self.fbo = self.ctx.framebuffer(color_attachments=[self.texture])
         self.fbo.use()
@@ -421,20 +415,18 @@ class UILayer:
         self.valid = False
 
 
+def _texture(ctx: moderngl.Context, size: tuple[int, int], bgra: BGRAStorage | None,
+             swizzle: bool) -> moderngl.Texture:
+    """An RGBA8 texture of this size, with BGRA storage when `bgra` is given (see
+    BGRAStorage.texture for `swizzle`)."""
+    return bgra.texture(size, swizzle) if bgra is not None else ctx.texture(size, 4, dtype="f1")
+
+
 def _release(*resources) -> None:
     """Release each of the GL (or CUDA) objects given that exists (None: never made)."""
     for r in resources:
         if r is not None:
             r.release()
-
-
-def pane_sizes(mode: str, width: int, height: int) -> list[tuple[int, int]]:
-    """The (width, height) in pixels of the panes [A, B] in a width x height viewport,
-    as the present shader lays them out."""
-    if mode == "side_by_side":
-        left = width // 2
-        return [(left, height), (width - left, height)]
-    return [(width, height), (width, height)]
 
 
 def pane_rects(mode: str, width: int, height: int,
@@ -444,7 +436,7 @@ def pane_rects(mode: str, width: int, height: int,
     [x0, x1), the full height, showing its texture from u = u0 to u1 (texture
     coordinates). The layout is viewer.compare.compose's."""
     if mode == "side_by_side":
-        left = width // 2
+        left = pane_sizes(mode, width, height)[0][0]
         rects = [(0, 0, left, 0.0, 1.0), (1, left, width, 0.0, 1.0)]
     elif mode == "split":
         d = divider_px(divider, width)
