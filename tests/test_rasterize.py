@@ -250,6 +250,36 @@ def test_concurrent_renders_from_two_threads_agree():
         assert torch.equal(res.rgb, want.rgb) and torch.equal(res.depth, want.depth)
 
 
+def test_chunks_run_once_each_and_a_held_up_thread_leaves_its_share(monkeypatch):
+    """run_chunks: every chunk exactly once; while one thread is held up (a core taken by
+    another program), the other threads take the chunks it would have had; a chunk's
+    exception reaches the caller."""
+    import threading
+    import time
+
+    from render.rasterize import cpu_threads
+
+    monkeypatch.setenv("MIPVIEW_CPU_THREADS", "2")
+    done: list[tuple[int, str]] = []
+
+    def kernel(out, chunk, n_chunks):
+        if chunk == 0:
+            time.sleep(0.3)  # held up
+        out.append((chunk, threading.current_thread().name))
+
+    cpu_threads.run_chunks(kernel, 8, done)
+    assert sorted(c for c, _ in done) == list(range(8))
+    slow = next(name for c, name in done if c == 0)
+    assert sum(name != slow for _, name in done) == 7  # the others took the rest
+
+    def failing(chunk, n_chunks):
+        if chunk == 5:
+            raise ValueError("chunk 5")
+
+    with pytest.raises(ValueError, match="chunk 5"):
+        cpu_threads.run_chunks(failing, 8)
+
+
 def test_empty_and_all_culled_scenes():
     g = random_scene(0)
     g_behind = Gaussians(g.means * torch.tensor([1.0, 1.0, -1.0]), g.quats, g.log_scales,

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from render.rasterize import cpu_kernels as K
-from render.rasterize.cpu_threads import num_threads, run_chunks
+from render.rasterize.cpu_threads import chunk_count, run_chunks
 from render.rasterize.types import Projection
 
 
@@ -23,11 +23,10 @@ def _f32(t: Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().to(torch.float32).numpy())
 
 
-def _tile_chunks(threads: int) -> int:
-    """Tile loops run as several runs of tiles per thread, taken in turn by the threads
-    that are free, so that a thread that is held up (shared cores) or has the busy part of
-    the image leaves its later runs to the others."""
-    return 1 if threads == 1 else 6 * threads
+# Chunks per thread (see run_chunks). Tiles differ most in cost (the busy part of the
+# image), so tile loops get more; the per-Gaussian loops are even, and their chunks'
+# binning runs (bin_tiles) grow with their count.
+TILE_CHUNKS, RANK_CHUNKS = 6, 3
 
 
 def depth_order(visible: np.ndarray, depths: np.ndarray) -> np.ndarray:
@@ -63,12 +62,12 @@ def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     rec = np.empty((m, K.REC_COLS), np.float32)
     box = np.empty((m, 4), np.int32)
     n_rows = np.empty(m, np.int64)
-    threads = num_threads()
-    run_chunks(K.prepare, threads, order, _f32(means2d), _f32(conics), _f32(opacities),
+    chunks = chunk_count(RANK_CHUNKS)
+    run_chunks(K.prepare, chunks, order, _f32(means2d), _f32(conics), _f32(opacities),
                _f32(colors), _f32(depths), width, height, rec, box, n_rows)
     tiles_x = (width + K.TILE - 1) // K.TILE
     tiles_y = (height + K.TILE - 1) // K.TILE
-    bins = K.bin_tiles(rec, box, n_rows, tiles_x, tiles_y, threads, run_chunks)
+    bins = K.bin_tiles(rec, box, n_rows, tiles_x, tiles_y, chunks, run_chunks)
     rgb = np.empty((height, width, 3), np.float32)
     alpha = np.empty((height, width), np.float32)
     depth = np.zeros((height, width), np.float32)
@@ -78,7 +77,7 @@ def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     packed = np.empty((height, width, 4) if rgba8 else (0, 0, 4), np.uint8)
     # Depth and the blended count cost the blending loop ~5 %: a kernel of their own.
     extras = with_depth or count_pairs
-    run_chunks(K.forward_extras if extras else K.forward, _tile_chunks(threads), rec, box,
+    run_chunks(K.forward_extras if extras else K.forward, chunk_count(TILE_CHUNKS), rec, box,
                bins.tile_start, bins.pairs, width, height, tiles_x, background, K.CONSTS, rgb,
                alpha, depth, T, last, blended, packed)
     st = _State()
@@ -103,14 +102,13 @@ def _backward(st: _State, v_rgb: np.ndarray, v_alpha: np.ndarray, v_depth: np.nd
     b = st.bins
     cols = K.GRAD_COLS if st.absgrad else K.G_ABSX  # the |dL/d means2d| columns are last
     pair_grad = np.zeros((b.pairs.shape[0], cols), np.float32)
-    threads = num_threads()
     kernel = K.backward_absgrad if st.absgrad else K.backward
-    run_chunks(kernel, _tile_chunks(threads), st.rec, st.box, b.tile_start, b.pairs,
+    run_chunks(kernel, chunk_count(TILE_CHUNKS), st.rec, st.box, b.tile_start, b.pairs,
                st.width, st.height, st.tiles_x, st.background, st.with_depth, K.CONSTS, st.T,
                st.last, st.depth, v_rgb, v_alpha, v_depth, b.rank_start, b.row_start, b.band,
                pair_grad)
     out = np.zeros((st.n, K.GRAD_COLS), np.float32)
-    run_chunks(K.gather_grads, threads, st.order, b.rank_start, pair_grad, out)
+    run_chunks(K.gather_grads, chunk_count(RANK_CHUNKS), st.order, b.rank_start, pair_grad, out)
     return out
 
 

@@ -24,7 +24,7 @@ from render.gaussians import Gaussians
 from render.jit import njit
 from render.options import RenderOptions
 from render.rasterize.cpu_kernels import chunk_range
-from render.rasterize.cpu_threads import num_threads, run_chunks
+from render.rasterize.cpu_threads import chunk_count, run_chunks
 
 _JIT = {"nogil": True, "cache": True, "fastmath": {"nsz", "arcp", "contract", "reassoc"},
         "error_model": "numpy"}
@@ -297,7 +297,7 @@ class ProjectCPU(torch.autograd.Function):
         radii = np.empty((n, 2), np.int32)
         args = (_np(means), _np(quats), _np(log_scales), _np(opacity_logits), cam_arr,
                 float(eps), bool(compensate))
-        run_chunks(project_forward, num_threads(), *args, means2d, conics, depths, opacities,
+        run_chunks(project_forward, chunk_count(3), *args, means2d, conics, depths, opacities,
                    radii)
         ctx.args = args
         radii_t = torch.from_numpy(radii)
@@ -314,7 +314,7 @@ class ProjectCPU(torch.autograd.Function):
 
         outs = (np.empty((n, 3), np.float32), np.empty((n, 4), np.float32),
                 np.empty((n, 3), np.float32), np.empty(n, np.float32))
-        run_chunks(project_backward, num_threads(), *ctx.args, grad(v_means2d, (n, 2)),
+        run_chunks(project_backward, chunk_count(3), *ctx.args, grad(v_means2d, (n, 2)),
                    grad(v_conics, (n, 3)), grad(v_depths, n), grad(v_opacities, n), *outs)
         return (*(torch.from_numpy(o) for o in outs), None, None, None)
 

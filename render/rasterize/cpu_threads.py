@@ -44,6 +44,14 @@ def num_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def chunk_count(per_thread: int) -> int:
+    """How many chunks to cut a kernel's work into: `per_thread` for every thread (see
+    run_chunks: the spare chunks are what a thread that is ahead takes over), one when
+    there is a single thread."""
+    threads = num_threads()
+    return 1 if threads == 1 else per_thread * threads
+
+
 def _get_pool() -> ThreadPoolExecutor:
     global _pool
     with _lock:
@@ -54,14 +62,32 @@ def _get_pool() -> ThreadPoolExecutor:
 
 
 def run_chunks(kernel: Callable, n_chunks: int, *args) -> None:
-    """Call kernel(*args, chunk, n_chunks) for every chunk on the pool, and wait.
+    """Call kernel(*args, chunk, n_chunks) for every chunk, and wait.
 
-    Any exception of any chunk is raised here. With one chunk the caller runs it.
+    The calling thread and num_threads() - 1 pool threads take chunks in turn from one
+    shared queue until none are left: a thread held up by another program, or by the
+    viewer's UI (shared cores), leaves its share to the others instead of holding the
+    whole call up, as a fixed split did. Which thread runs a chunk does not change what
+    the chunk writes, so results stay deterministic. Any exception of any chunk is
+    raised here, after every thread has stopped.
     """
-    if n_chunks <= 1:
-        kernel(*args, 0, 1)
+    helpers = min(num_threads(), n_chunks) - 1
+    if helpers <= 0:
+        for c in range(n_chunks):
+            kernel(*args, c, n_chunks)
         return
+    chunks = iter(range(n_chunks))  # next() on it is one atomic step under the GIL
+
+    def take() -> None:
+        for c in chunks:
+            kernel(*args, c, n_chunks)
+
     pool = _get_pool()
-    futures = [pool.submit(kernel, *args, c, n_chunks) for c in range(n_chunks)]
-    for f in futures:
-        f.result()
+    futures = [pool.submit(take) for _ in range(helpers)]
+    try:
+        take()
+    finally:
+        for f in futures:
+            exc = f.exception()  # waits
+            if exc is not None:
+                raise exc
