@@ -36,7 +36,7 @@ from render.camera import Camera  # noqa: E402
 from render.rasterize import auto_backend, backend_device, resolve_backend  # noqa: E402
 from viewer import controls as C  # noqa: E402
 from viewer.compare import Source, divider_px, pane_cameras  # noqa: E402
-from viewer.display import Presenter, UILayer, read_screen  # noqa: E402
+from viewer.display import Presenter, UILayer, imgui_boxes, read_screen  # noqa: E402
 from viewer.frames import Frame, FrameRequest, RenderWorker  # noqa: E402
 from viewer.models import ModelLoader, demo_model, scale_function  # noqa: E402
 from viewer.state import (  # noqa: E402
@@ -68,10 +68,10 @@ UI_FPS_RENDERING = 40.0  # while the render thread works
 UI_FPS_IDLE = 60.0  # otherwise
 # Why a UI frame is drawn, by precedence. INPUT: ImGui runs and draws onto the screen.
 # PANELS (the periodic refresh): ImGui runs and draws into the cached UI layer
-# (viewer.display.UILayer), which the present pass composites. FRAME (only a new rendered
-# frame): the present pass composites the cached layer without running ImGui, as the
-# panels cannot have changed (no input, no refresh due). With llvmpipe this halves the
-# CPU a streamed frame costs the UI thread.
+# (viewer.display.UILayer), which is blended over the frame. FRAME (only a new rendered
+# frame): the cached layer is blended over it without running ImGui, as the panels
+# cannot have changed (no input, no refresh due). With llvmpipe this halves the CPU a
+# streamed frame costs the UI thread.
 DRAW_NONE, DRAW_FRAME, DRAW_PANELS, DRAW_INPUT = 0, 1, 2, 3
 FLY_KEYS = (glfw.KEY_W, glfw.KEY_A, glfw.KEY_S, glfw.KEY_D, glfw.KEY_Q, glfw.KEY_E)
 
@@ -130,6 +130,10 @@ class ViewerApp:
         glfw.window_hint(glfw.OPENGL_PROFILE, glfw.OPENGL_CORE_PROFILE)
         glfw.window_hint(glfw.OPENGL_FORWARD_COMPAT, True)
         glfw.window_hint(glfw.VISIBLE, bool(visible))
+        # Nothing here is depth-tested, and a window without depth and stencil buffers is
+        # what lets Mesa's software GL present frames by copying rows (shaders/present.frag).
+        glfw.window_hint(glfw.DEPTH_BITS, 0)
+        glfw.window_hint(glfw.STENCIL_BITS, 0)
         self.window = glfw.create_window(int(size[0]), int(size[1]), title, None, None)
         if not self.window:
             glfw.terminate()
@@ -156,7 +160,7 @@ class ViewerApp:
         self.backend_reason = auto_backend()[1] if backend == "auto" else "chosen"
         self.device = backend_device(backend)
         self.presenter = Presenter(self.ctx, allow_interop=allow_interop)
-        self.ui_layer = UILayer(self.ctx, self.presenter.bgra)
+        self.ui_layer = UILayer(self.ctx, self.presenter.painter, self.presenter.bgra)
         # The render thread wakes the loop (sleeping in wait_events_timeout) when it takes
         # a view up and when a frame is done.
         self.worker = RenderWorker(keep_on_device=self.device.type == "cuda",
@@ -803,23 +807,22 @@ class ViewerApp:
         size = (fw, fh)
         t1 = self._draw_start = time.perf_counter()
         self._drawn_divider = self.state.compare.divider
-        # Without input the panels go through the cached UI layer (ImGui only when they
-        # are due a refresh), which the present pass composites as it draws the frame.
-        layer = self.ui_layer
-        via_layer = reason != DRAW_INPUT and self.presenter.has_frame
-        if via_layer and (reason == DRAW_PANELS or not layer.usable(size)):
+        # Without input the panels go through the cached UI layer, ImGui running only
+        # when they are due a refresh; that comes first, as a software GL draws each
+        # target's queued work in one go when the target changes.
+        if reason != DRAW_INPUT and (reason == DRAW_PANELS
+                                     or not self.ui_layer.usable(size)):
             self._refresh_layer(size)
+            reason = DRAW_FRAME  # the layer is current: composite it
         t2 = time.perf_counter()
         self.ctx.screen.use()
         self.ctx.screen.viewport = (0, 0, fw, fh)
         if not self.presenter.has_frame:  # else the present pass covers every pixel
             bg = self.state.render.background
             self.ctx.clear(bg[0], bg[1], bg[2], 1.0)
-        self.presenter.draw((0, 0, fw, fh), self.state.compare.divider,
-                            ui=layer if via_layer else None)
+        self.presenter.draw((0, 0, fw, fh), self.state.compare.divider)
         t3 = time.perf_counter()
-        if not via_layer:
-            self._draw_panels(reason, size)
+        self._draw_panels(reason, size)
         t4 = time.perf_counter()
         self._after_draw()
         glfw.swap_buffers(self.window)
@@ -828,10 +831,8 @@ class ViewerApp:
         return True
 
     def _draw_panels(self, reason: int, size: tuple[int, int]) -> None:
-        """The panels over the frame just presented, in a pass of their own: ImGui onto
-        the screen (input), or into the cached UI layer and composited (refresh), or
-        only the cached layer composited (a new frame alone). step() uses it for input
-        and while no frame is shown; otherwise the present pass composites the layer."""
+        """The panels over the frame just presented: ImGui onto the screen (input), or the
+        cached UI layer blended over it, refreshed first when due (PANELS) or unusable."""
         layer = self.ui_layer
         if reason == DRAW_INPUT:
             layer.valid = False  # input may change what the panels show
@@ -845,6 +846,7 @@ class ViewerApp:
         """Run ImGui into the cached UI layer."""
         self.ui_layer.begin(size)
         self._imgui_frame()
+        self.ui_layer.set_regions(imgui_boxes(imgui.get_draw_data()))
 
     def _imgui_frame(self) -> None:
         """Run ImGui (input, every panel) and draw it into the bound framebuffer."""

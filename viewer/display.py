@@ -240,44 +240,59 @@ class FrameTexture:
         self.interop = self.texture = None
 
 
-class Presenter:
-    """The present pass: the frame texture(s) into a viewport, split or side by side, and
-    the cached panels (a UILayer) over them, in one pass.
+class RectPainter:
+    """Screen-aligned rectangles of a texture, or of the divider line's colour, into the
+    bound framebuffer's viewport: the one shader of the present pass (shaders/present.*),
+    shared by the Presenter and the UILayer. Programs are compiled on first use."""
 
-    Each pane, and the split's divider line, is a rectangle of its own (pane_rects), with
-    texture coordinates at its corners: see shaders/present.vert for why. The programs
-    (divider or pane, with panels or not) are compiled on first use.
-    """
-
-    def __init__(self, ctx: moderngl.Context, allow_interop: bool = True) -> None:
+    def __init__(self, ctx: moderngl.Context) -> None:
         self.ctx = ctx
         self._vertex = shader_source("present.vert")
         self._fragment = shader_source("present.frag")
-        self._quad = ctx.buffer(reserve=4 * 4 * 4)  # four corners: x, y, u, v (float32)
-        self._variants: dict[tuple[bool, bool], tuple[moderngl.Program,
-                                                      moderngl.VertexArray]] = {}
+        self._buffer = ctx.buffer(reserve=6 * 4 * 4 * 8)  # 8 rectangles; grows on demand
+        self._programs: dict[bool, tuple[moderngl.Program, moderngl.VertexArray]] = {}
+
+    def _program(self, solid: bool) -> tuple[moderngl.Program, moderngl.VertexArray]:
+        if solid not in self._programs:
+            head, _, body = self._fragment.partition("\n")  # after the #version line
+            defines = "#define SOLID\n" if solid else ""
+            prog = self.ctx.program(vertex_shader=self._vertex,
+                                    fragment_shader=f"{head}\n{defines}{body}")
+            _set(prog, "tex", 0)
+            _set(prog, "line_rgb", tuple(c / 255.0 for c in DIVIDER_RGB))
+            # The divider's program has no texture coordinates: skip their bytes.
+            layout, names = ("2f 2f", ["pos", "uv"]) if "uv" in prog else ("2f 2x4", ["pos"])
+            self._programs[solid] = (prog, self.ctx.vertex_array(
+                prog, [(self._buffer, layout, *names)]))
+        return self._programs[solid]
+
+    def draw(self, rects: list[Rect], size: tuple[int, int],
+             texture: moderngl.Texture | None) -> None:
+        """rects in a viewport of `size` (width, height); texture None: the divider's
+        colour. Blending is the caller's."""
+        if not rects:
+            return
+        data = rect_vertices(rects, *size)
+        if data.nbytes > self._buffer.size:
+            self._buffer.orphan(data.nbytes)
+        self._buffer.write(data)
+        _, vao = self._program(texture is None)
+        if texture is not None:
+            texture.use(0)
+        vao.render(moderngl.TRIANGLES, vertices=data.shape[0])
+
+
+class Presenter:
+    """The present pass: the frame texture(s) into a viewport, split or side by side:
+    each pane, and the split's divider line, is a rectangle of its own (pane_rects)."""
+
+    def __init__(self, ctx: moderngl.Context, allow_interop: bool = True) -> None:
+        self.ctx = ctx
+        self.painter = RectPainter(ctx)
         self.bgra = BGRAStorage.load(ctx)
         self.textures = [FrameTexture(ctx, allow_interop, self.bgra) for _ in range(2)]
         self.mode = "single"
         self.has_frame = False
-
-    def _variant(self, solid: bool, ui: bool):
-        """(program, vertex array): a pane (solid False) or the divider line, with the
-        panels composited or not."""
-        key = (solid, ui)
-        if key not in self._variants:
-            defines = ("#define SOLID\n" if solid else "") + ("#define UI_LAYER\n" if ui else "")
-            head, _, body = self._fragment.partition("\n")  # after the #version line
-            prog = self.ctx.program(vertex_shader=self._vertex,
-                                    fragment_shader=f"{head}\n{defines}{body}")
-            _set(prog, "tex", 0)
-            _set(prog, "ui", 1)
-            _set(prog, "line_rgb", tuple(c / 255.0 for c in DIVIDER_RGB))
-            layout = "2f 2f" if "uv" in prog else "2f 2x4"  # the divider has no texture
-            names = ["pos", "uv"] if "uv" in prog else ["pos"]
-            self._variants[key] = (prog, self.ctx.vertex_array(prog, [(self._quad, layout,
-                                                                       *names)]))
-        return self._variants[key]
 
     @property
     def path(self) -> tuple[str, str]:
@@ -293,39 +308,25 @@ class Presenter:
         self.has_frame = bool(images)
 
     def draw(self, viewport: tuple[int, int, int, int], divider: float,
-             framebuffer: moderngl.Framebuffer | None = None,
-             ui: UILayer | None = None) -> None:
-        """Draw into viewport (x, y, w, h) of the framebuffer (the screen by default);
-        with `ui` (a UILayer of the framebuffer's size), the cached panels over it."""
+             framebuffer: moderngl.Framebuffer | None = None) -> None:
+        """Draw into viewport (x, y, w, h) of the framebuffer (the screen by default)."""
         fbo = framebuffer or self.ctx.screen
         fbo.use()
         fbo.viewport = viewport
         if self.has_frame:
-            self._present(self.mode, self.textures, viewport, divider, ui)
+            self._present(self.mode, self.textures, viewport[2:], divider)
 
-    def _present(self, mode: str, textures: list[FrameTexture],
-                 viewport: tuple[int, int, int, int], divider: float,
-                 ui: UILayer | None = None) -> None:
-        """The pane rectangles with textures [A, B] (and the UI layer) into the bound
-        framebuffer's viewport."""
-        x, y, w, h = viewport
+    def _present(self, mode: str, textures: list[FrameTexture], size: tuple[int, int],
+                 divider: float) -> None:
+        """The pane rectangles with textures [A, B] into the bound framebuffer's viewport
+        of this size."""
+        w, h = size
         for tex, pane in zip(textures, pane_sizes(mode, w, h)):
             tex.use_filter(tex.texture.size == pane)
         self.ctx.disable(moderngl.BLEND | moderngl.DEPTH_TEST)
-        if ui is not None:
-            uw, uh = ui.texture.size
-            ui.texture.use(1)
         for pane, x0, x1, u0, u1 in pane_rects(mode, w, h, divider):
-            prog, vao = self._variant(pane < 0, ui is not None)
-            if ui is not None:
-                _set(prog, "ui_origin", (x / uw, y / uh))
-                _set(prog, "ui_extent", (w / uw, h / uh))
-            if pane >= 0:
-                textures[pane].texture.use(0)
-            cx0, cx1 = 2.0 * x0 / w - 1.0, 2.0 * x1 / w - 1.0
-            self._quad.write(np.array([cx0, -1, u0, 0, cx1, -1, u1, 0,
-                                       cx0, 1, u0, 1, cx1, 1, u1, 1], np.float32))
-            vao.render(moderngl.TRIANGLE_STRIP, vertices=4)
+            texture = textures[pane].texture if pane >= 0 else None
+            self.painter.draw([(x0, 0, x1, h, u0, 0.0, u1, 1.0)], size, texture)
 
     def render_offscreen(self, images: list, mode: str, divider: float,
                          width: int, height: int) -> np.ndarray:
@@ -342,8 +343,8 @@ class Presenter:
             fbo.use()
             fbo.viewport = (0, 0, width, height)
             fbo.clear(0.0, 0.0, 0.0, 1.0)
-            self._present(mode if len(images) > 1 else "single", texs,
-                          (0, 0, width, height), divider)
+            self._present(mode if len(images) > 1 else "single", texs, (width, height),
+                          divider)
             data = fbo.read(components=3, alignment=1)
             img = np.frombuffer(data, np.uint8).reshape(height, width, 3)
             return np.ascontiguousarray(img[::-1])
@@ -362,57 +363,135 @@ class UILayer:
     ImGui's blending (src alpha, 1 - src alpha; alpha: one, 1 - src alpha) into a cleared
     target leaves premultiplied colours and the layer's coverage, so compositing with
     (one, 1 - src alpha) gives what drawing ImGui over the frame gives (to 8-bit
-    rounding). With a software GL that costs about half of drawing the panels. BGRA
+    rounding). Only the boxes the panels drew in are composited (set_regions): with a
+    software GL, blending a whole 640 x 480 window cost ~1 ms of CPU a frame. BGRA
     storage where it can be had (see BGRAStorage).
     """
 
-    def __init__(self, ctx: moderngl.Context, bgra: BGRAStorage | None = None) -> None:
+    def __init__(self, ctx: moderngl.Context, painter: RectPainter,
+                 bgra: BGRAStorage | None = None) -> None:
         self.ctx = ctx
+        self.painter = painter
         self.bgra = bgra
-        self.program = ctx.program(vertex_shader=shader_source("present.vert"),
-                                   fragment_shader=shader_source("ui_layer.frag"))
-        _set(self.program, "ui_origin", (0.0, 0.0))
-        _set(self.program, "ui_extent", (1.0, 1.0))
-        corners = np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32)
-        self._corners = ctx.buffer(corners.tobytes())
-        self.vao = ctx.vertex_array(self.program, [(self._corners, "2f", "pos")])
         self.texture: moderngl.Texture | None = None
         self.fbo: moderngl.Framebuffer | None = None
         self.valid = False  # holds the panels as they are now
+        # Disjoint rectangles (GL pixels, y up; see rect_vertices) that hold everything
+        # the panels drew.
+        self.regions: list[Rect] = []
 
     def usable(self, size: tuple[int, int]) -> bool:
         """Whether the layer holds current panels for a window of this size."""
         return self.valid and self.texture is not None and self.texture.size == size
 
     def begin(self, size: tuple[int, int]) -> None:
-        """Bind the layer (cleared) as the target of the next ImGui render."""
+        """Bind the layer (cleared) as the target of the next ImGui render; until
+        set_regions says otherwise, all of it is composited."""
         if self.texture is None or self.texture.size != size:
             self.release()
             self.texture = _texture(self.ctx, size, self.bgra, swizzle=False)
             self.texture.filter = (moderngl.NEAREST, moderngl.NEAREST)
+            self.texture.repeat_x = self.texture.repeat_y = False
             self.fbo = self.ctx.framebuffer(color_attachments=[self.texture])
         self.fbo.use()
         self.fbo.viewport = (0, 0, *size)
         self.fbo.clear(0.0, 0.0, 0.0, 0.0)
         self.valid = True
+        w, h = size
+        self.regions = [(0, 0, w, h, 0.0, 0.0, 1.0, 1.0)]
+
+    def set_regions(self, boxes: list[tuple[float, float, float, float]]) -> None:
+        """What the panels covered: boxes (x0, y0, x1, y1) in window pixels, y down (as
+        ImGui's), made whole-pixel, clipped to the layer and cut into disjoint
+        rectangles (a pixel blended twice would darken)."""
+        w, h = self.texture.size
+        disjoint: list[list[int]] = []
+        for x0, y0, x1, y1 in boxes:
+            # -1/+1: antialiased edges reach a little past the vertices
+            r = [max(int(x0) - 1, 0), max(int(y0) - 1, 0),
+                 min(math.ceil(x1) + 1, w), min(math.ceil(y1) + 1, h)]
+            if r[2] <= r[0] or r[3] <= r[1]:
+                continue
+            pieces = [r]
+            for o in disjoint:
+                pieces = [p for q in pieces for p in _subtract(q, o)]
+            disjoint += pieces
+        self.regions = [(x0, h - y1, x1, h - y0, x0 / w, (h - y1) / h, x1 / w, (h - y0) / h)
+                        for x0, y0, x1, y1 in disjoint]
 
     def composite(self) -> None:
-        """Draw the layer over the screen's back buffer (the present pass does this itself
-        when there is a frame)."""
+        """Blend the layer over the screen's back buffer."""
         screen = self.ctx.screen
         screen.use()
         screen.viewport = (0, 0, *self.texture.size)
         self.ctx.enable(moderngl.BLEND)
         self.ctx.blend_equation = moderngl.FUNC_ADD
         self.ctx.blend_func = moderngl.ONE, moderngl.ONE_MINUS_SRC_ALPHA
-        self.texture.use(0)
-        self.vao.render(moderngl.TRIANGLE_STRIP, vertices=4)
+        self.painter.draw(self.regions, self.texture.size, self.texture)
         self.ctx.disable(moderngl.BLEND)
 
     def release(self) -> None:
         _release(self.fbo, self.texture)
         self.fbo = self.texture = None
         self.valid = False
+
+
+# A rectangle of a draw: (x0, y0, x1, y1) in viewport pixels (GL's: y up, ends open),
+# showing texture coordinates (u0, v0) at its corner (x0, y0) to (u1, v1) at (x1, y1).
+Rect = tuple[float, float, float, float, float, float, float, float]
+
+
+def rect_vertices(rects: list[Rect], width: int, height: int) -> np.ndarray:
+    """Two triangles per rectangle for present.vert: corners in clip space and their
+    texture coordinates. [6 * len(rects), 4] float32 (x, y, u, v)"""
+    r = np.asarray(rects, np.float64).reshape(-1, 8)
+    x0, y0, x1, y1 = (2.0 * r[:, 0] / width - 1.0, 2.0 * r[:, 1] / height - 1.0,
+                      2.0 * r[:, 2] / width - 1.0, 2.0 * r[:, 3] / height - 1.0)
+    u0, v0, u1, v1 = r[:, 4], r[:, 5], r[:, 6], r[:, 7]
+    corners = [(x0, y0, u0, v0), (x1, y0, u1, v0), (x0, y1, u0, v1),
+               (x0, y1, u0, v1), (x1, y0, u1, v0), (x1, y1, u1, v1)]
+    out = np.stack([np.stack(c, axis=-1) for c in corners], axis=1)  # [n, 6, 4]
+    return out.reshape(-1, 4).astype(np.float32)
+
+
+def _subtract(r: list[int], o: list[int]) -> list[list[int]]:
+    """Box r minus box o, as up to four disjoint boxes ([x0, y0, x1, y1], ends open)."""
+    if not (r[0] < o[2] and o[0] < r[2] and r[1] < o[3] and o[1] < r[3]):
+        return [r]
+    out = []
+    if r[1] < o[1]:
+        out.append([r[0], r[1], r[2], o[1]])  # above
+    if o[3] < r[3]:
+        out.append([r[0], o[3], r[2], r[3]])  # below
+    y0, y1 = max(r[1], o[1]), min(r[3], o[3])
+    if r[0] < o[0]:
+        out.append([r[0], y0, o[0], y1])  # left
+    if o[2] < r[2]:
+        out.append([o[2], y0, r[2], y1])  # right
+    return out
+
+
+def imgui_boxes(draw_data) -> list[tuple[float, float, float, float]]:
+    """Per ImGui draw list, the box (x0, y0, x1, y1; window pixels, y down) of its
+    vertices within its widest clip rectangle: what that list can have drawn."""
+    boxes = []
+    for dl in draw_data.cmd_lists:
+        n = dl.vtx_buffer.size()
+        if n == 0:
+            continue
+        raw = (ctypes.c_char * (n * _DRAW_VERT.itemsize)).from_address(
+            dl.vtx_buffer.data_address())
+        pos = np.frombuffer(raw, dtype=_DRAW_VERT)["pos"]
+        lo, hi = pos.min(axis=0), pos.max(axis=0)
+        clips = [c.clip_rect for c in dl.cmd_buffer]
+        cx0, cy0 = min(c.x for c in clips), min(c.y for c in clips)
+        cx1, cy1 = max(c.z for c in clips), max(c.w for c in clips)
+        boxes.append((max(lo[0], cx0), max(lo[1], cy0), min(hi[0], cx1), min(hi[1], cy1)))
+    return boxes
+
+
+# ImGui's ImDrawVert: position, texture coordinates, packed colour (20 bytes).
+_DRAW_VERT = np.dtype([("pos", "<f4", 2), ("uv", "<f4", 2), ("col", "<u4")])
 
 
 def _texture(ctx: moderngl.Context, size: tuple[int, int], bgra: BGRAStorage | None,
