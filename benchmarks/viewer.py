@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--views", type=int, default=60)
     p.add_argument("--backend", default="auto")
     p.add_argument("--degrees", type=float, default=90.0, help="orbit span over the views")
-    p.add_argument("--rounds", type=int, default=3, help="viewer runs, each between two bare")
+    p.add_argument("--rounds", type=int, default=5, help="viewer runs, each between two bare")
     args = p.parse_args(argv)
     w, h = (int(v) for v in args.size.lower().split("x"))
 
