@@ -37,8 +37,8 @@ class RenderOptions:
             that name; off, the `cpu` backward is ~9 % faster.
         count_pairs: the `cpu` backend also counts the Gaussian-pixel pairs it blends
             (RenderResult.meta["n_pairs"], a benchmark figure; ~4 % of its forward).
-        rgba8: the `cpu` backend also writes the colour as RGBA8, rows bottom first
-            (RenderResult.rgba8_gl), in its blending kernel, when nothing is
+        bgra8: the `cpu` backend also writes the colour as 8-bit BGRA, rows bottom first
+            (RenderResult.bgra8_gl), in its blending kernel, when nothing is
             differentiated: what a display uploads, without a pass of its own.
     """
 
@@ -52,7 +52,7 @@ class RenderOptions:
     backend: Backend = "auto"
     absgrad: bool = False
     count_pairs: bool = False
-    rgba8: bool = False
+    bgra8: bool = False
 
     def __post_init__(self) -> None:
         if self.antialias not in ANTIALIAS_MODES:

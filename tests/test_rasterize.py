@@ -168,27 +168,27 @@ def test_colour_only_kernel_matches_the_one_with_depth_and_counts():
     assert "n_pairs" not in plain.meta and counted.meta["n_pairs"] > 0
 
 
-def test_rgba8_from_the_blending_kernel_is_the_colour_packed_for_gl():
-    """RenderOptions.rgba8: the kernel's RGBA8 is the float colour rounded and clamped
+def test_bgra8_from_the_blending_kernel_is_the_colour_packed_for_gl():
+    """RenderOptions.bgra8: the kernel's BGRA8 is the float colour rounded and clamped
     (as the viewer's own packing), rows bottom first; not made when differentiating."""
-    from viewer.frames import pack_rgba8
+    from viewer.frames import pack_bgra8
 
     g, cam = random_scene(7), camera(61, 45)
-    opts = RenderOptions(backend="cpu", background=(0.3, 1.0, 0.0), rgba8=True)
+    opts = RenderOptions(backend="cpu", background=(0.3, 1.0, 0.0), bgra8=True)
     with torch.no_grad():
         res = render(g, cam, opts)
-    got = res.rgba8_gl.numpy()
+    got = res.bgra8_gl.numpy()
     rgb = res.rgb.numpy()
     want = np.empty((45, 61, 4), np.uint8)
-    pack_rgba8(rgb.reshape(45, -1), 3, want.reshape(45, -1))
+    pack_bgra8(rgb.reshape(45, -1), 3, want.reshape(45, -1))
     assert np.array_equal(got, want)
     assert not np.array_equal(got, got[::-1])  # the flip is visible in this image
     top_first = np.floor(np.clip(rgb, 0, 1) * np.float32(255) + np.float32(0.5))
-    assert np.array_equal(got[::-1, :, :3], top_first.astype(np.uint8))
+    assert np.array_equal(got[::-1, :, 2::-1], top_first.astype(np.uint8))  # B, G, R
     assert (got[..., 3] == 255).all() and (got[..., 1] == 255).any()  # clamped green
     params = {k: v.clone().requires_grad_(True) for k, v in g.tensors().items()}
-    assert render(Gaussians(**params), cam, opts).rgba8_gl is None
-    assert render(g, cam, RenderOptions(backend="cpu")).rgba8_gl is None
+    assert render(Gaussians(**params), cam, opts).bgra8_gl is None
+    assert render(g, cam, RenderOptions(backend="cpu")).bgra8_gl is None
 
 
 def test_absgrad_off_gives_the_same_gradients_without_it():

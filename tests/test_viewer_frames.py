@@ -12,7 +12,7 @@ from viewer_support import tiny_cameras, tiny_scene
 
 from render.options import RenderOptions
 from viewer.compare import Source
-from viewer.frames import FrameRequest, RenderWorker, render_panes, to_rgba8
+from viewer.frames import FrameRequest, RenderWorker, render_panes, to_bgra8
 
 
 def _request(seq, cam, g, full=True):
@@ -75,7 +75,7 @@ def test_worker_capture_jobs_are_never_dropped_and_errors_are_reported():
         w.stop()
 
 
-def test_rgba8_matches_the_render():
+def test_frame_images_are_the_render_as_bgra8():
     g = tiny_scene()
     cam = tiny_cameras()[0].scaled(0.25)
     frame = render_panes(_request(0, cam, g), keep_on_device=False)
@@ -85,8 +85,8 @@ def test_rgba8_matches_the_render():
     from render.rasterize import render
 
     rgb = render(g, cam, RenderOptions(backend="cpu")).rgb.numpy()
-    assert np.abs(img[..., :3].astype(int) - np.round(rgb * 255)).max() <= 1
-    depth = to_rgba8(render(g, cam, RenderOptions(backend="cpu", output="depth")), "depth")
+    assert np.abs(img[..., 2::-1].astype(int) - np.round(rgb * 255)).max() <= 1  # B, G, R
+    depth = to_bgra8(render(g, cam, RenderOptions(backend="cpu", output="depth")), "depth")
     assert depth.shape == img.shape and int(depth[..., 0].max()) == 255
 
 
@@ -114,7 +114,7 @@ def test_outputs_are_grey_or_colour(output):
     cam = tiny_cameras()[0].scaled(0.25)
     from render.rasterize import render
 
-    img = to_rgba8(render(g, cam, RenderOptions(backend="cpu", output=output)), output)
+    img = to_bgra8(render(g, cam, RenderOptions(backend="cpu", output=output)), output)
     if output == "alpha":
         assert (img[..., 0] == img[..., 1]).all()
 

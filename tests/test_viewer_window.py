@@ -178,7 +178,7 @@ def test_single_view_shows_the_frame_pixels_upright(app):
     app.presenter.draw((0, 0, *size), app.state.compare.divider)
     got = read_screen(app.ctx, *size)
     assert not np.array_equal(got, got[::-1])  # the check below can see a flip
-    assert np.array_equal(got, frame[..., :3])
+    assert np.array_equal(got, frame[..., 2::-1])  # BGRA frame, RGB screen
 
 
 def test_side_by_side_and_flip(app):
@@ -208,7 +208,7 @@ def _offscreen(app, mode: str, divider: float, w: int, h: int) -> np.ndarray:
     assert req.tag["mode"] == mode
     frame = render_panes(FrameRequest(0, tuple(pane_cameras(mode, cam)), req.sources,
                                       req.options), keep_on_device=False)
-    imgs = frame.images
+    imgs = [im[..., 2::-1] for im in frame.images]  # BGRA frames, RGB screenshots
     return compose(imgs[0], imgs[1] if len(imgs) > 1 else None, mode, divider)
 
 

@@ -2,8 +2,8 @@
 
 Two ways a frame reaches its texture:
 
-- CPU upload: an RGBA uint8 numpy image [H, W, 4] is written with glTexSubImage, into
-  BGRA storage where it can be had (see :class:`BGRAStorage`).
+- CPU upload: a BGRA uint8 numpy image [H, W, 4] (viewer.frames' frame format) is written
+  with glTexSubImage, into BGRA storage where it can be had (see :class:`BGRAStorage`).
 - CUDA-GL interop (cuda-python): the texture is registered with CUDA once
   (cudaGraphicsGLRegisterImage), then per frame mapped, filled GPU-to-GPU with
   cudaMemcpy2DToArrayAsync from torch's tensor on torch's current stream, and unmapped;
@@ -63,12 +63,12 @@ class BGRAStorage:
     """BGRA texture storage and uploads, which moderngl cannot ask for (it always uploads
     GL_RGBA).
 
-    Why: Mesa's software GL (llvmpipe: CI, headless machines, VMs) samples B8G8R8A8
-    textures on a fast path. The present pass of a 640 x 480 frame with the panel layer
-    costs it 2.3-2.6 ms of CPU from BGRA textures against 4.7-5.0 ms from RGBA ones, CPU
-    the render thread needs. Mesa stores a texture as B8G8R8A8 when it is specified with
-    GL_BGRA data. RGBA images go up as they are, labelled GL_BGRA (no conversion), and the
-    texture's swizzle swaps red and blue back when it is sampled.
+    Why: Mesa's software GL (llvmpipe: CI, headless machines, VMs) stores a texture
+    specified with GL_BGRA data as B8G8R8A8, the layout of its window buffers. Sampled as
+    is (no swizzle) by the present pass's texture-only shader, such a texture reaches the
+    screen by a row copy: a 640 x 480 frame with the panels costs ~1 ms of CPU where
+    swizzled storage cost ~2.5 and RGBA storage with a full shader ~5, CPU the render
+    thread needs. Frames come as BGRA (viewer.frames), so the upload is a plain copy too.
 
     The entry points come from the current GL context (glfwGetProcAddress); the calls
     release the GIL, so the render thread runs meanwhile.
@@ -105,19 +105,16 @@ class BGRAStorage:
         self._active_texture(GL_TEXTURE0 + self.ctx.default_texture_unit)
         self._bind_texture(GL_TEXTURE_2D, texture.glo)
 
-    def texture(self, size: tuple[int, int], swizzle: bool) -> moderngl.Texture:
-        """A moderngl texture of this size with BGRA8 storage (contents undefined).
-        swizzle: it will hold RGBA images uploaded with :meth:`upload`."""
+    def texture(self, size: tuple[int, int]) -> moderngl.Texture:
+        """A moderngl texture of this size with BGRA8 storage (contents undefined)."""
         texture = self.ctx.texture(size, 4, dtype="f1")
         self._bind(texture)
         self._tex_image(GL_TEXTURE_2D, 0, GL_RGBA, size[0], size[1], 0, GL_BGRA,
                         GL_UNSIGNED_BYTE, None)
-        if swizzle:
-            texture.swizzle = "BGRA"
         return texture
 
     def upload(self, texture: moderngl.Texture, image: np.ndarray) -> None:
-        """image: C-contiguous RGBA uint8 [H, W, 4] of the texture's size, in GL's row
+        """image: C-contiguous BGRA uint8 [H, W, 4] of the texture's size, in GL's row
         order (bottom first)."""
         self._bind(texture)
         self._pixel_store(GL_UNPACK_ALIGNMENT, 1)
@@ -127,7 +124,8 @@ class BGRAStorage:
 
 
 class CudaGLTexture:
-    """A CUDA registration of one GL texture; copies CUDA RGBA8 tensors into it."""
+    """A CUDA registration of one GL texture; copies CUDA uint8 [H, W, 4] tensors into
+    it, bytes as they are."""
 
     def __init__(self, texture: moderngl.Texture) -> None:
         self.rt = _cudart()
@@ -164,11 +162,13 @@ class CudaGLTexture:
 
 
 class FrameTexture:
-    """One RGBA8 texture that follows the size of the frames put into it.
+    """One 8-bit texture that follows the size of the BGRA frames put into it.
 
-    CPU frames go into BGRA storage when `bgra` is given (see BGRAStorage), CUDA frames
-    into plain RGBA8: interop copies raw bytes, and the driver's layout of a BGRA-specified
-    texture is its own business.
+    CPU frames go into BGRA storage when `bgra` is given (see BGRAStorage). CUDA frames go
+    into plain RGBA8 storage, as interop copies raw bytes and the driver's layout of a
+    BGRA-specified texture is its own business: that storage holds the frame's bytes as
+    they are, and the texture's swizzle gives them back as RGBA when sampled (free on a
+    GPU).
     """
 
     def __init__(self, ctx: moderngl.Context, allow_interop: bool = True,
@@ -178,7 +178,7 @@ class FrameTexture:
         self.interop: CudaGLTexture | None = None
         self.allow_interop = allow_interop
         self.bgra = bgra
-        self.is_bgra = False  # the texture has BGRA storage (RGBA images, swizzled)
+        self.is_bgra = False  # BGRA storage; else RGBA8 storage holding BGRA bytes
         self.path = "cpu-upload"
         self.reason = "frames are rendered on the CPU"
 
@@ -187,15 +187,17 @@ class FrameTexture:
         if self.texture is not None and self.texture.size == (w, h) and self.is_bgra == bgra:
             return False
         self.release()
-        self.texture = _texture(self.ctx, (w, h), self.bgra if bgra else None, swizzle=True)
+        self.texture = _texture(self.ctx, (w, h), self.bgra if bgra else None)
+        if not bgra:
+            self.texture.swizzle = "BGRA"
         self.is_bgra = bgra
         self.texture.repeat_x = self.texture.repeat_y = False
         return True
 
     def put(self, image) -> None:
-        """image: RGBA uint8 [H, W, 4], top row first, numpy or a CUDA tensor. The texture
+        """image: BGRA uint8 [H, W, 4], top row first, numpy or a CUDA tensor. The texture
         holds it bottom row first, GL's order, as gl_FragCoord counts. The render thread's
-        images are views of bottom-first memory (viewer.frames.to_rgba8): flipping those
+        images are views of bottom-first memory (viewer.frames.to_bgra8): flipping those
         back is free, where a copy here cost the UI thread 0.2-1.4 ms a frame, holding the
         GIL the render thread needs."""
         h, w = int(image.shape[0]), int(image.shape[1])
@@ -222,9 +224,10 @@ class FrameTexture:
             self.texture.write(rows)
 
     def read(self) -> np.ndarray:
-        """What the texture holds, as put() was given it: RGBA uint8 [H, W, 4], top row
+        """What the texture holds, as put() was given it: BGRA uint8 [H, W, 4], top row
         first."""
         w, h = self.texture.size
+        # GL reads BGRA storage back as RGBA; RGBA8 storage gives the bytes it was given.
         data = np.frombuffer(self.texture.read(), np.uint8).reshape(h, w, 4)[::-1]
         return data[..., [2, 1, 0, 3]] if self.is_bgra else data.copy()
 
@@ -389,7 +392,7 @@ class UILayer:
         set_regions says otherwise, all of it is composited."""
         if self.texture is None or self.texture.size != size:
             self.release()
-            self.texture = _texture(self.ctx, size, self.bgra, swizzle=False)
+            self.texture = _texture(self.ctx, size, self.bgra)
             self.texture.filter = (moderngl.NEAREST, moderngl.NEAREST)
             self.texture.repeat_x = self.texture.repeat_y = False
             self.fbo = self.ctx.framebuffer(color_attachments=[self.texture])
@@ -494,11 +497,11 @@ def imgui_boxes(draw_data) -> list[tuple[float, float, float, float]]:
 _DRAW_VERT = np.dtype([("pos", "<f4", 2), ("uv", "<f4", 2), ("col", "<u4")])
 
 
-def _texture(ctx: moderngl.Context, size: tuple[int, int], bgra: BGRAStorage | None,
-             swizzle: bool) -> moderngl.Texture:
-    """An RGBA8 texture of this size, with BGRA storage when `bgra` is given (see
-    BGRAStorage.texture for `swizzle`)."""
-    return bgra.texture(size, swizzle) if bgra is not None else ctx.texture(size, 4, dtype="f1")
+def _texture(ctx: moderngl.Context, size: tuple[int, int],
+             bgra: BGRAStorage | None) -> moderngl.Texture:
+    """An 8-bit four-channel texture of this size: BGRA storage when `bgra` is given,
+    else RGBA8."""
+    return bgra.texture(size) if bgra is not None else ctx.texture(size, 4, dtype="f1")
 
 
 def _release(*resources) -> None:

@@ -6,10 +6,11 @@ The window's loop never waits for the rasterizer: it posts the view it wants
 numpy, never GL. Screenshots are jobs of their own (:meth:`RenderWorker.capture`) that run
 before the next view and are never dropped.
 
-Frames leave the thread as RGBA uint8 images [H, W, 4] (Frame.images): on the CPU path
-a numpy array (rows stored bottom first, as GL wants them), packed from the float render
-by whoever first asks for it; on the CUDA path a CUDA tensor (so the display can copy it
-GPU-to-GPU into the texture).
+Frames leave the thread as BGRA uint8 images [H, W, 4] (Frame.images): the byte order
+of GL_BGRA uploads, which Mesa's software GL stores and copies to the screen as they are.
+On the CPU path a numpy array (rows stored bottom first, as GL wants them), packed from
+the float render by whoever first asks for it; on the CUDA path a CUDA tensor (so the
+display can copy it GPU-to-GPU into the texture).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class Frame:
 
     Attributes:
         request: what was asked for.
-        panes: per pane, its RGBA image, or (RenderResult, output) of a CPU render that
+        panes: per pane, its BGRA image, or (RenderResult, output) of a CPU render that
             :attr:`images` packs on first use.
         render_ms: wall time of all panes' renders (and, on CUDA, conversions).
         n_drawn: Gaussians drawn, per pane.
@@ -80,23 +81,23 @@ class Frame:
 
     @property
     def images(self) -> list:
-        """RGBA uint8 per pane, [H, W, 4]: numpy (CPU) or a CUDA tensor. CPU renders become
+        """BGRA uint8 per pane, [H, W, 4]: numpy (CPU) or a CUDA tensor. CPU renders become
         images here, on first use (a view of the colour the kernel packed; alpha and
         depth get packed), by the UI thread while the render thread is on the next view:
         packing on that thread put 0.3-0.9 ms a frame of serial work between renders."""
         for i, pane in enumerate(self.panes):
             if isinstance(pane, tuple):
-                self.panes[i] = to_rgba8(*pane)
+                self.panes[i] = to_bgra8(*pane)
         return self.panes
 
 
-def to_rgba8(result, output: str) -> torch.Tensor | np.ndarray:
-    """RenderResult -> RGBA uint8 [H, W, 4]: a CUDA tensor on the GPU, a numpy array on
+def to_bgra8(result, output: str) -> torch.Tensor | np.ndarray:
+    """RenderResult -> BGRA uint8 [H, W, 4]: a CUDA tensor on the GPU, a numpy array on
     the CPU.
 
     depth is shown as normalised inverse depth (near bright), alpha as grey. On the CPU
-    the colour usually comes packed by the blending kernel (RenderResult.rgba8_gl, which
-    render_panes asks for); else the packing is one compiled pass (:func:`pack_rgba8`):
+    the colour usually comes packed by the blending kernel (RenderResult.bgra8_gl, which
+    render_panes asks for); else the packing is one compiled pass (:func:`pack_bgra8`):
     the same arithmetic as torch's clamp / scale / round / cat, at a twentieth of its
     time. Either way the rows are stored bottom first, GL's order, and returned as a view
     that reads top row first: the display's upload then needs no copy (see
@@ -118,21 +119,21 @@ def to_rgba8(result, output: str) -> torch.Tensor | np.ndarray:
         img = result.rgb
     img = img.detach()
     if img.device.type == "cpu":
-        if output == "rgb" and result.rgba8_gl is not None:
-            return result.rgba8_gl.numpy()[::-1]  # packed by the blending kernel
+        if output == "rgb" and result.bgra8_gl is not None:
+            return result.bgra8_gl.numpy()[::-1]  # packed by the blending kernel
         src = np.ascontiguousarray(img.numpy(), dtype=np.float32)
         h, w, c = src.shape
         out = np.empty((h, w, 4), np.uint8)
-        pack_rgba8(src.reshape(h, w * c), c, out.reshape(h, w * 4))
+        pack_bgra8(src.reshape(h, w * c), c, out.reshape(h, w * 4))
         return out[::-1]
     img = (img.float().clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).expand(-1, -1, 3)
     alpha = torch.full_like(img[..., :1], 255)
-    return torch.cat([img, alpha], dim=-1).contiguous()
+    return torch.cat([img.flip(-1), alpha], dim=-1).contiguous()
 
 
 @njit(nogil=True, cache=True)
-def pack_rgba8(src: np.ndarray, channels: int, out: np.ndarray) -> None:
-    """Float colours in [0, 1] to opaque RGBA8, rounded to nearest, clamped (NaN -> 0),
+def pack_bgra8(src: np.ndarray, channels: int, out: np.ndarray) -> None:
+    """Float colours in [0, 1] to opaque BGRA8, rounded to nearest, clamped (NaN -> 0),
     rows upside down: src row y goes to out row H - 1 - y (~0.3 ms at 640 x 480).
 
     src: float32 [H, W * channels] (channels 3: RGB, 1: grey); out: uint8 [H, W * 4].
@@ -152,8 +153,8 @@ def pack_rgba8(src: np.ndarray, channels: int, out: np.ndarray) -> None:
         else:
             for i in range(s.shape[0] // 3):
                 for k in range(3):
-                    o[4 * i + k] = np.uint8(min(max(s[3 * i + k], zero), one)
-                                            * np.float32(255.0) + np.float32(0.5))
+                    o[4 * i + 2 - k] = np.uint8(min(max(s[3 * i + k], zero), one)
+                                                * np.float32(255.0) + np.float32(0.5))
                 o[4 * i + 3] = 255
 
 
@@ -164,14 +165,14 @@ def render_panes(request: FrameRequest, keep_on_device: bool) -> Frame:
     for cam, src in zip(request.cameras, request.sources):
         opts = src.options(request.options)
         # The colour comes packed for the display from the blending kernel (cpu backend).
-        opts = replace(opts, rgba8=opts.output == "rgb")
+        opts = replace(opts, bgra8=opts.output == "rgb")
         result = render(src.gaussians, cam, opts)
         if result.rgb.device.type == "cpu":
             panes.append((result, opts.output))  # packed on first use (Frame.images)
         elif keep_on_device:
-            panes.append(to_rgba8(result, opts.output))
-        else:  # flipped on the GPU, so that the upload needs no copy (see to_rgba8)
-            panes.append(to_rgba8(result, opts.output).flip(0).cpu().numpy()[::-1])
+            panes.append(to_bgra8(result, opts.output))
+        else:  # flipped on the GPU, so that the upload needs no copy (see to_bgra8)
+            panes.append(to_bgra8(result, opts.output).flip(0).cpu().numpy()[::-1])
         drawn.append(int(result.meta.get("n_drawn", 0)))
         backend = result.meta.get("backend", "")
     if panes and torch.is_tensor(panes[0]):

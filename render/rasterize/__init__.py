@@ -97,12 +97,12 @@ def _render_projected(g: Gaussians, cam: Camera, options: RenderOptions, backend
 
         rgb, alpha, depth, stats = rasterize_cpu(proj, cam.width, cam.height, bg, with_depth,
                                                  options.absgrad, options.count_pairs,
-                                                 options.rgba8)
+                                                 options.bgra8)
     else:
         raise ValueError(f"unknown backend {backend!r}")
-    rgba8_gl = stats.pop("rgba8_gl", None)
+    bgra8_gl = stats.pop("bgra8_gl", None)
     meta = {"n_drawn": int(proj.visible.sum()), **stats}
-    return RenderResult(rgb, alpha, depth, proj.means2d, proj.radii, meta, rgba8_gl)
+    return RenderResult(rgb, alpha, depth, proj.means2d, proj.radii, meta, bgra8_gl)
 
 
 __all__ = ["render", "auto_backend", "resolve_backend", "backend_device", "Projection",

@@ -53,9 +53,9 @@ class _State:
 def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
              depths: Tensor, visible: Tensor, width: int, height: int,
              background: np.ndarray, with_depth: bool, count_pairs: bool,
-             rgba8: bool = False):
+             bgra8: bool = False):
     """Run the forward kernels. Returns (rgb [H,W,3], alpha [H,W], depth [H,W], state,
-    stats); with `rgba8` stats["rgba8_gl"] is the colour as RGBA8 [H,W,4], rows bottom
+    stats); with `bgra8` stats["bgra8_gl"] is the colour as BGRA8 [H,W,4], rows bottom
     first."""
     order = depth_order(visible.numpy(), depths.detach().numpy())
     m = order.shape[0]
@@ -74,7 +74,7 @@ def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     T = np.empty((height, width), np.float32)
     last = np.empty((height, width), np.int32)
     blended = np.zeros(tiles_x * tiles_y, np.int64)
-    packed = np.empty((height, width, 4) if rgba8 else (0, 0, 4), np.uint8)
+    packed = np.empty((height, width, 4) if bgra8 else (0, 0, 4), np.uint8)
     # Depth and the blended count cost the blending loop ~5 %: a kernel of their own.
     extras = with_depth or count_pairs
     run_chunks(K.forward_extras if extras else K.forward, chunk_count(TILE_CHUNKS), rec, box,
@@ -89,8 +89,8 @@ def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     stats = {"n_tile_pairs": int(bins.pairs.shape[0])}
     if extras:
         stats["n_pairs"] = int(blended.sum())
-    if rgba8:
-        stats["rgba8_gl"] = torch.from_numpy(packed)
+    if bgra8:
+        stats["bgra8_gl"] = torch.from_numpy(packed)
     return rgb, alpha, depth, st, stats
 
 
@@ -159,7 +159,7 @@ class RasterizeCPU(torch.autograd.Function):
 
 def rasterize_cpu(
     proj: Projection, width: int, height: int, background: Tensor, with_depth: bool = False,
-    absgrad: bool = False, count_pairs: bool = False, rgba8: bool = False,
+    absgrad: bool = False, count_pairs: bool = False, bgra8: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor | None, dict]:
     """Blend a projection with the numba kernels.
 
@@ -170,8 +170,8 @@ def rasterize_cpu(
         with_depth: also compute the expected depth sum(w z) / alpha.
         absgrad: the backward also sets proj.means2d.absgrad (see RasterizeCPU).
         count_pairs: also count the Gaussian-pixel pairs blended (stats `n_pairs`).
-        rgba8: (frames nothing is differentiated through) also pack the colour as RGBA8
-            in the blending kernel (stats `rgba8_gl`, see RenderResult.rgba8_gl).
+        bgra8: (frames nothing is differentiated through) also pack the colour as BGRA8
+            in the blending kernel (stats `bgra8_gl`, see RenderResult.bgra8_gl).
 
     Returns:
         rgb [H, W, 3], alpha [H, W, 1], depth [H, W, 1] or None, and stats
@@ -190,6 +190,6 @@ def rasterize_cpu(
     # Nothing to differentiate (viewer frames): skip the autograd node and its saved state.
     rgb_np, alpha_np, depth_np, _, stats = _forward(*inputs, visible, int(width), int(height),
                                                     bg, bool(with_depth), bool(count_pairs),
-                                                    bool(rgba8))
+                                                    bool(bgra8))
     depth = torch.from_numpy(depth_np)[..., None] if with_depth else None
     return torch.from_numpy(rgb_np), torch.from_numpy(alpha_np)[..., None], depth, stats

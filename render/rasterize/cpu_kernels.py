@@ -438,7 +438,7 @@ def _blend_row(st, base, dx0, ha, bdy, hcdy2, o, gr, gg, gb, gz, kf, kf1, ec, am
 
 @njit(inline="always", **_JIT)
 def _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background, kc,
-                   out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended, out_rgba8,
+                   out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended, out_bgra8,
                    chunk, n_chunks, extras):
     """Blend every tile front to back.
 
@@ -446,9 +446,9 @@ def _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, backgrou
     out_T [H, W] final transmittance, out_last [H, W] how many entries of the tile list
     the pixel went through (the Gaussian that terminated it excluded), and with `extras`
     (a compile-time constant, see :func:`forward`) out_depth [H, W], the expected depth,
-    and tile_blended [T], the pairs blended per tile. Unless out_rgba8 is empty, also
-    the colour as opaque RGBA8 [H, W, 4] with rows upside down (GL's order), rounded and
-    clamped as viewer.frames.pack_rgba8: what a display uploads, at no pass of its own.
+    and tile_blended [T], the pairs blended per tile. Unless out_bgra8 is empty, also
+    the colour as opaque BGRA8 [H, W, 4] with rows upside down (GL's order), rounded and
+    clamped as viewer.frames.pack_bgra8: what a display uploads, at no pass of its own.
     """
     ec = _exp_consts(kc)
     amax, amin, tmin = kc[C_ALPHA_MAX], kc[C_ALPHA_MIN], kc[C_T_MIN]
@@ -495,7 +495,7 @@ def _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, backgrou
                 _blend_row(st, np.uint64(ly * TILE), dx0, ha, b * dy, hc * dy * dy, o, gr,
                            gg, gb, gz, kf, kf1, ec, amax, amin, tmin, extras)
         blended = 0
-        packed = out_rgba8.shape[0] > 0
+        packed = out_bgra8.shape[0] > 0
         for ly in range(th):
             for lx in range(tw):
                 q = np.uint64(ly * TILE + lx)
@@ -508,9 +508,9 @@ def _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, backgrou
                 if packed:
                     for k in range(3):
                         v = min(max(out_rgb[y, x, k], np.float32(0.0)), np.float32(1.0))
-                        out_rgba8[height - 1 - y, x, k] = np.uint8(
+                        out_bgra8[height - 1 - y, x, 2 - k] = np.uint8(
                             v * np.float32(255.0) + np.float32(0.5))
-                    out_rgba8[height - 1 - y, x, 3] = 255
+                    out_bgra8[height - 1 - y, x, 3] = 255
                 out_alpha[y, x] = a_px
                 out_T[y, x] = T
                 out_last[y, x] = np.int32(st[F_LAST + q])
@@ -523,21 +523,21 @@ def _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, backgrou
 
 @njit(**_JIT)
 def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, kc, out_rgb,
-            out_alpha, out_depth, out_T, out_last, tile_blended, out_rgba8, chunk, n_chunks):
+            out_alpha, out_depth, out_T, out_last, tile_blended, out_bgra8, chunk, n_chunks):
     """:func:`_forward_tiles` for colour alone (the depth and the blended count were ~5 %
     of its per-pixel work; out_depth and tile_blended are left as they are)."""
     _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background, kc,
-                   out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended, out_rgba8,
+                   out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended, out_bgra8,
                    chunk, n_chunks, False)
 
 
 @njit(**_JIT)
 def forward_extras(rec, box, tile_start, pairs, width, height, tiles_x, background, kc,
-                   out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended, out_rgba8,
+                   out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended, out_bgra8,
                    chunk, n_chunks):
     """:func:`_forward_tiles` with the expected depth and the count of pairs blended."""
     _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background, kc,
-                   out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended, out_rgba8,
+                   out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended, out_bgra8,
                    chunk, n_chunks, True)
 
 

@@ -44,8 +44,9 @@ class RenderResult:
         means2d: the projected centres, in the autograd graph, for densification. [N, 2]
         radii: per-Gaussian box half-extent in pixels (0 = not drawn). [N, 2]
         meta: backend name, Gaussians drawn, pairs blended, timings in ms.
-        rgba8_gl: rgb as opaque uint8 RGBA (rounded, clamped), rows bottom first (GL's
-            order), when RenderOptions.rgba8 asked the `cpu` backend for it. [H, W, 4]
+        bgra8_gl: rgb as opaque uint8 BGRA (rounded, clamped), rows bottom first: GL's
+            row order and the byte order of GL_BGRA uploads, when RenderOptions.bgra8
+            asked the `cpu` backend for it. [H, W, 4]
     """
 
     rgb: Tensor
@@ -54,7 +55,7 @@ class RenderResult:
     means2d: Tensor
     radii: Tensor
     meta: dict = field(default_factory=dict)
-    rgba8_gl: Tensor | None = None
+    bgra8_gl: Tensor | None = None
 
     @property
     def visible(self) -> Tensor:
