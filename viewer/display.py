@@ -66,9 +66,10 @@ class BGRAStorage:
     Why: Mesa's software GL (llvmpipe: CI, headless machines, VMs) stores a texture
     specified with GL_BGRA data as B8G8R8A8, the layout of its window buffers. Sampled as
     is (no swizzle) by the present pass's texture-only shader, such a texture reaches the
-    screen by a row copy: a 640 x 480 frame with the panels costs ~1 ms of CPU where
-    swizzled storage cost ~2.5 and RGBA storage with a full shader ~5, CPU the render
-    thread needs. Frames come as BGRA (viewer.frames), so the upload is a plain copy too.
+    screen by a row copy: a 640 x 480 frame with the panels costs llvmpipe's threads
+    ~1 ms of CPU where swizzled storage cost ~2.5 and RGBA storage with a full shader
+    ~5, CPU the render thread needs. Frames come as BGRA (viewer.frames), so the upload
+    is a plain copy too.
 
     The entry points come from the current GL context (glfwGetProcAddress); the calls
     release the GIL, so the render thread runs meanwhile.
