@@ -810,8 +810,7 @@ class ViewerApp:
         # Without input the panels go through the cached UI layer, ImGui running only
         # when they are due a refresh; that comes first, as a software GL draws each
         # target's queued work in one go when the target changes.
-        if reason != DRAW_INPUT and (reason == DRAW_PANELS
-                                     or not self.ui_layer.usable(size)):
+        if reason != DRAW_INPUT and self._layer_due(reason, size):
             self._refresh_layer(size)
             reason = DRAW_FRAME  # the layer is current: composite it
         t2 = time.perf_counter()
@@ -838,9 +837,13 @@ class ViewerApp:
             layer.valid = False  # input may change what the panels show
             self._imgui_frame()
             return
-        if reason != DRAW_FRAME or not layer.usable(size):
+        if self._layer_due(reason, size):
             self._refresh_layer(size)
         layer.composite()
+
+    def _layer_due(self, reason: int, size: tuple[int, int]) -> bool:
+        """Whether the cached UI layer must be redrawn before it is composited."""
+        return reason == DRAW_PANELS or not self.ui_layer.usable(size)
 
     def _refresh_layer(self, size: tuple[int, int]) -> None:
         """Run ImGui into the cached UI layer."""
