@@ -192,7 +192,6 @@ class FrameTexture:
         if not bgra:
             self.texture.swizzle = "BGRA"
         self.is_bgra = bgra
-        self.texture.repeat_x = self.texture.repeat_y = False
         return True
 
     def put(self, image) -> None:
@@ -328,9 +327,9 @@ class Presenter:
         for tex, pane in zip(textures, pane_sizes(mode, w, h)):
             tex.use_filter(tex.texture.size == pane)
         self.ctx.disable(moderngl.BLEND | moderngl.DEPTH_TEST)
-        for pane, x0, x1, u0, u1 in pane_rects(mode, w, h, divider):
+        for pane, rect in pane_rects(mode, w, h, divider):
             texture = textures[pane].texture if pane >= 0 else None
-            self.painter.draw([(x0, 0, x1, h, u0, 0.0, u1, 1.0)], size, texture)
+            self.painter.draw([rect], size, texture)
 
     def render_offscreen(self, images: list, mode: str, divider: float,
                          width: int, height: int) -> np.ndarray:
@@ -394,8 +393,6 @@ class UILayer:
         if self.texture is None or self.texture.size != size:
             self.release()
             self.texture = _texture(self.ctx, size, self.bgra)
-            self.texture.filter = (moderngl.NEAREST, moderngl.NEAREST)
-            self.texture.repeat_x = self.texture.repeat_y = False
             self.fbo = self.ctx.framebuffer(color_attachments=[self.texture])
         self.fbo.use()
         self.fbo.viewport = (0, 0, *size)
@@ -501,8 +498,11 @@ _DRAW_VERT = np.dtype([("pos", "<f4", 2), ("uv", "<f4", 2), ("col", "<u4")])
 def _texture(ctx: moderngl.Context, size: tuple[int, int],
              bgra: BGRAStorage | None) -> moderngl.Texture:
     """An 8-bit four-channel texture of this size: BGRA storage when `bgra` is given,
-    else RGBA8."""
-    return bgra.texture(size) if bgra is not None else ctx.texture(size, 4, dtype="f1")
+    else RGBA8; nearest sampling, clamped at the edges (what llvmpipe's copy path takes)."""
+    texture = bgra.texture(size) if bgra is not None else ctx.texture(size, 4, dtype="f1")
+    texture.filter = (moderngl.NEAREST, moderngl.NEAREST)
+    texture.repeat_x = texture.repeat_y = False
+    return texture
 
 
 def _release(*resources) -> None:
@@ -512,12 +512,11 @@ def _release(*resources) -> None:
             r.release()
 
 
-def pane_rects(mode: str, width: int, height: int,
-               divider: float) -> list[tuple[int, int, int, float, float]]:
+def pane_rects(mode: str, width: int, height: int, divider: float) -> list[tuple[int, Rect]]:
     """The rectangles of the present pass in a width x height viewport, in drawing order:
-    (pane, x0, x1, u0, u1) = pane 0 (A), 1 (B) or -1 (the divider line) over columns
-    [x0, x1), the full height, showing its texture from u = u0 to u1 (texture
-    coordinates). The layout is viewer.compare.compose's."""
+    (pane, rect) with pane 0 (A), 1 (B) or -1 (the divider line), each rect over columns
+    [x0, x1) and the full height, showing its texture from u = u0 to u1. The layout is
+    viewer.compare.compose's."""
     if mode == "side_by_side":
         left = pane_sizes(mode, width, height)[0][0]
         rects = [(0, 0, left, 0.0, 1.0), (1, left, width, 0.0, 1.0)]
@@ -530,7 +529,8 @@ def pane_rects(mode: str, width: int, height: int,
         rects.append((-1, x0, x1, 0.0, 0.0))
     else:
         rects = [(0, 0, width, 0.0, 1.0)]
-    return [r for r in rects if r[2] > r[1]]
+    return [(pane, (x0, 0, x1, height, u0, 0.0, u1, 1.0))
+            for pane, x0, x1, u0, u1 in rects if x1 > x0]
 
 
 def _set(program: moderngl.Program, name: str, value) -> None:
