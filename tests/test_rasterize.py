@@ -262,22 +262,43 @@ def test_chunks_run_once_each_and_a_held_up_thread_leaves_its_share(monkeypatch)
     monkeypatch.setenv("MIPVIEW_CPU_THREADS", "2")
     done: list[tuple[int, str]] = []
 
-    def kernel(out, chunk, n_chunks):
-        if chunk == 0:
-            time.sleep(0.3)  # held up
-        out.append((chunk, threading.current_thread().name))
+    def kernel(out, ticket, n_chunks):
+        while (chunk := cpu_threads.next_chunk(ticket)) < n_chunks:
+            if chunk == 0:
+                time.sleep(0.3)  # held up
+            out.append((chunk, threading.current_thread().name))
 
     cpu_threads.run_chunks(kernel, 8, done)
     assert sorted(c for c, _ in done) == list(range(8))
     slow = next(name for c, name in done if c == 0)
     assert sum(name != slow for _, name in done) == 7  # the others took the rest
 
-    def failing(chunk, n_chunks):
-        if chunk == 5:
-            raise ValueError("chunk 5")
+    def failing(ticket, n_chunks):
+        while (chunk := cpu_threads.next_chunk(ticket)) < n_chunks:
+            if chunk == 5:
+                raise ValueError("chunk 5")
 
     with pytest.raises(ValueError, match="chunk 5"):
         cpu_threads.run_chunks(failing, 8)
+
+
+def test_chunks_are_handed_out_once_among_compiled_threads(monkeypatch):
+    """next_chunk under contention: two compiled (nogil) calls drawing 200,000 tiny chunks
+    from one ticket at once take each chunk exactly once."""
+    from render.jit import njit
+    from render.rasterize import cpu_threads
+
+    @njit(nogil=True)
+    def mark(counts, ticket, n_chunks):
+        chunk = cpu_threads.next_chunk(ticket)
+        while chunk < n_chunks:
+            counts[chunk] += 1
+            chunk = cpu_threads.next_chunk(ticket)
+
+    monkeypatch.setenv("MIPVIEW_CPU_THREADS", "2")
+    counts = np.zeros(200_000, np.int64)
+    cpu_threads.run_chunks(mark, counts.shape[0], counts)
+    assert counts.min() == 1 and counts.max() == 1
 
 
 def test_empty_and_all_culled_scenes():

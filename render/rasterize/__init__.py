@@ -101,8 +101,9 @@ def _render_projected(g: Gaussians, cam: Camera, options: RenderOptions, backend
     else:
         raise ValueError(f"unknown backend {backend!r}")
     bgra8_gl = stats.pop("bgra8_gl", None)
-    meta = {"n_drawn": int(proj.visible.sum()), **stats}
-    return RenderResult(rgb, alpha, depth, proj.means2d, proj.radii, meta, bgra8_gl)
+    if "n_drawn" not in stats:  # the cpu backend counts them on the way
+        stats["n_drawn"] = int(proj.visible.sum())
+    return RenderResult(rgb, alpha, depth, proj.means2d, proj.radii, stats, bgra8_gl)
 
 
 __all__ = ["render", "auto_backend", "resolve_backend", "backend_device", "Projection",

@@ -26,8 +26,9 @@ Data layout (all float32 / int32, C-contiguous):
 The backward pass walks each tile's list back to front from the saved final
 transmittance and the per-pixel count of processed Gaussians (as gsplat does), writing
 one gradient row per (Gaussian, tile) pair; a final pass sums each Gaussian's rows
-(no atomics, deterministic). Every kernel takes (chunk, n_chunks) and does its share:
-:mod:`render.rasterize.cpu_threads` runs the shares on threads (the kernels are nogil).
+(no atomics, deterministic). Every kernel is cut into n_chunks chunks that the calls of
+it on several threads share out (a ticket, see :mod:`render.rasterize.cpu_threads`; the
+kernels are nogil).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from render.jit import njit
+from render.rasterize.cpu_threads import next_chunk
 
 TILE = 16
 ALPHA_MIN = np.float32(1.0 / 255.0)
@@ -72,61 +74,64 @@ def chunk_range(n, chunk, n_chunks):
 
 @njit(**_JIT)
 def prepare(order, means2d, conics, opacities, colors, depths, width, height, rec, box,
-            n_rows, chunk, n_chunks):
+            n_rows, ticket, n_chunks):
     """Pack the visible Gaussians in depth order and bound their alpha >= 1/255 region.
 
     order [M] int64 (original index of rank r), means2d [N, 2], conics [N, 3],
     opacities [N], colors [N, 3], depths [N] -> rec [M, REC_COLS], box [M, 4] int32,
     n_rows [M] int64: how many rows of tiles the box spans (0 when empty).
-    This call does one contiguous run of ranks (see chunk_range).
+    A chunk is one contiguous run of ranks (see chunk_range).
     """
-    r0, r1 = chunk_range(order.shape[0], chunk, n_chunks)
-    for r in range(r0, r1):
-        g = order[r]
-        mx, my = means2d[g, 0], means2d[g, 1]
-        a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
-        o = opacities[g]
-        rec[r, MX] = mx
-        rec[r, MY] = my
-        rec[r, CA] = a
-        rec[r, CB] = b
-        rec[r, CC] = c
-        rec[r, OP] = o
-        rec[r, CR] = colors[g, 0]
-        rec[r, CG] = colors[g, 1]
-        rec[r, CBL] = colors[g, 2]
-        rec[r, DZ] = depths[g]
-        box[r, 0] = 0
-        box[r, 1] = -1
-        box[r, 2] = 0
-        box[r, 3] = -1
-        n_rows[r] = 0
-        det = a * c - b * b
-        # alpha = o exp(-sigma) >= 1/255 needs sigma <= log(255 o); nothing below 1/255.
-        if not (o >= ALPHA_MIN and det > 0.0 and a > 0.0 and c > 0.0):
-            rec[r, SMAX] = -1.0
-            continue
-        smax = math.log(o * 255.0)
-        rec[r, SMAX] = smax
-        # The ellipse sigma <= s spans sqrt(2 s Sigma_xx) in x; Sigma = conic^-1.
-        # Widen a little so float rounding never drops a pixel the blend would keep.
-        ex = math.sqrt(2.0 * smax * c / det) * 1.001 + 0.01
-        ey = math.sqrt(2.0 * smax * a / det) * 1.001 + 0.01
-        # Pixel x has its centre at x + 0.5.
-        fx0 = max(math.ceil(mx - ex - 0.5), 0.0)
-        fx1 = min(math.floor(mx + ex - 0.5), width - 1.0)
-        fy0 = max(math.ceil(my - ey - 0.5), 0.0)
-        fy1 = min(math.floor(my + ey - 0.5), height - 1.0)
-        if fx0 <= fx1 and fy0 <= fy1:
-            box[r, 0] = np.int32(fx0)
-            box[r, 1] = np.int32(fx1)
-            box[r, 2] = np.int32(fy0)
-            box[r, 3] = np.int32(fy1)
-            n_rows[r] = np.int64(fy1) // TILE - np.int64(fy0) // TILE + 1
+    chunk = next_chunk(ticket)
+    while chunk < n_chunks:
+        r0, r1 = chunk_range(order.shape[0], chunk, n_chunks)
+        for r in range(r0, r1):
+            g = order[r]
+            mx, my = means2d[g, 0], means2d[g, 1]
+            a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
+            o = opacities[g]
+            rec[r, MX] = mx
+            rec[r, MY] = my
+            rec[r, CA] = a
+            rec[r, CB] = b
+            rec[r, CC] = c
+            rec[r, OP] = o
+            rec[r, CR] = colors[g, 0]
+            rec[r, CG] = colors[g, 1]
+            rec[r, CBL] = colors[g, 2]
+            rec[r, DZ] = depths[g]
+            box[r, 0] = 0
+            box[r, 1] = -1
+            box[r, 2] = 0
+            box[r, 3] = -1
+            n_rows[r] = 0
+            det = a * c - b * b
+            # alpha = o exp(-sigma) >= 1/255 needs sigma <= log(255 o); nothing below 1/255.
+            if not (o >= ALPHA_MIN and det > 0.0 and a > 0.0 and c > 0.0):
+                rec[r, SMAX] = -1.0
+                continue
+            smax = math.log(o * 255.0)
+            rec[r, SMAX] = smax
+            # The ellipse sigma <= s spans sqrt(2 s Sigma_xx) in x; Sigma = conic^-1.
+            # Widen a little so float rounding never drops a pixel the blend would keep.
+            ex = math.sqrt(2.0 * smax * c / det) * 1.001 + 0.01
+            ey = math.sqrt(2.0 * smax * a / det) * 1.001 + 0.01
+            # Pixel x has its centre at x + 0.5.
+            fx0 = max(math.ceil(mx - ex - 0.5), 0.0)
+            fx1 = min(math.floor(mx + ex - 0.5), width - 1.0)
+            fy0 = max(math.ceil(my - ey - 0.5), 0.0)
+            fy1 = min(math.floor(my + ey - 0.5), height - 1.0)
+            if fx0 <= fx1 and fy0 <= fy1:
+                box[r, 0] = np.int32(fx0)
+                box[r, 1] = np.int32(fx1)
+                box[r, 2] = np.int32(fy0)
+                box[r, 3] = np.int32(fy1)
+                n_rows[r] = np.int64(fy1) // TILE - np.int64(fy0) // TILE + 1
+        chunk = next_chunk(ticket)
 
 
 @njit(**_JIT)
-def _count_tiles(rec, box, tiles_x, row_start, band, per_rank, edges, chunk, n_chunks):
+def _count_tiles(rec, box, tiles_x, row_start, band, per_rank, edges, ticket, n_chunks):
     """Which tiles each rank of this chunk reaches.
 
     The bounding box alone takes every tile of the rectangle; a thin diagonal splat
@@ -138,82 +143,88 @@ def _count_tiles(rec, box, tiles_x, row_start, band, per_rank, edges, chunk, n_c
     each row gives the per-tile counts): O(1) per band, not per tile.
     """
     one = np.float32(1.0)
-    r0, r1 = chunk_range(box.shape[0], chunk, n_chunks)
-    for r in range(r0, r1):
-        j0 = row_start[r]
-        n_rows = row_start[r + 1] - j0
-        bx0, bx1, by0, by1 = box[r, 0], box[r, 1], box[r, 2], box[r, 3]
-        ty0 = by0 // TILE
-        if n_rows == 0:
-            per_rank[r] = 0
-            continue
-        if bx0 // TILE == bx1 // TILE:
-            # One tile column: every row of the box is reached (it bounds the ellipse).
-            tx = bx0 // TILE
-            for i in range(n_rows):
-                band[j0 + i, 0] = tx
-                band[j0 + i, 1] = tx
-                band[j0 + i, 2] = i
-                edges[chunk, ty0 + i, tx] += 1
-                edges[chunk, ty0 + i, tx + 1] -= 1
-            per_rank[r] = n_rows
-            continue
-        mx, my = rec[r, MX], rec[r, MY]
-        a, b, c, smax = rec[r, CA], rec[r, CB], rec[r, CC], rec[r, SMAX]
-        inv_a = one / a
-        # Row dy of the ellipse sigma <= smax spans centre(dy) +- half(dy), centre = mx - b
-        # dy / a, half = sqrt((2 smax - det dy^2 / a) / a). Its right end is concave in
-        # dy, so over the rows of a tile row it peaks at the row nearest to the ellipse's
-        # rightmost point, dy = -b ext / c with ext its half height (the left end
-        # mirrors it).
-        det = a * c - b * b
-        dy_right = -b * math.sqrt(np.float32(2.0) * smax * c / det) / c
-        k2 = -det * inv_a
-        s2 = np.float32(2.0) * smax
-        n = 0
-        for i in range(n_rows):
-            ty = ty0 + i
-            dy_lo = np.float32(max(ty * TILE, by0)) + np.float32(0.5) - my
-            dy_hi = np.float32(min(ty * TILE + TILE - 1, by1)) + np.float32(0.5) - my
-            dyr = min(max(dy_right, dy_lo), dy_hi)
-            dyl = min(max(-dy_right, dy_lo), dy_hi)
-            half_r = math.sqrt(max(k2 * dyr * dyr + s2, np.float32(0.0)) * inv_a)
-            half_l = math.sqrt(max(k2 * dyl * dyl + s2, np.float32(0.0)) * inv_a)
-            # Widened a little so float rounding never drops a tile the blend reaches;
-            # pixel x has its centre at x + 0.5.
-            x_hi = mx - b * dyr * inv_a + half_r * np.float32(1.001) + np.float32(0.01)
-            x_lo = mx - b * dyl * inv_a - half_l * np.float32(1.001) - np.float32(0.01)
-            lo = max(x_lo - np.float32(0.5), np.float32(bx0))
-            hi = min(x_hi - np.float32(0.5), np.float32(bx1))
-            band[j0 + i, 2] = n
-            if hi < lo:
-                band[j0 + i, 0] = 1
-                band[j0 + i, 1] = 0
+    chunk = next_chunk(ticket)
+    while chunk < n_chunks:
+        r0, r1 = chunk_range(box.shape[0], chunk, n_chunks)
+        for r in range(r0, r1):
+            j0 = row_start[r]
+            n_rows = row_start[r + 1] - j0
+            bx0, bx1, by0, by1 = box[r, 0], box[r, 1], box[r, 2], box[r, 3]
+            ty0 = by0 // TILE
+            if n_rows == 0:
+                per_rank[r] = 0
                 continue
-            tx0 = np.int64(lo) // TILE
-            tx1 = np.int64(hi) // TILE
-            band[j0 + i, 0] = tx0
-            band[j0 + i, 1] = tx1
-            n += tx1 - tx0 + 1
-            edges[chunk, ty, tx0] += 1
-            edges[chunk, ty, tx1 + 1] -= 1
-        per_rank[r] = n
+            if bx0 // TILE == bx1 // TILE:
+                # One tile column: every row of the box is reached (it bounds the ellipse).
+                tx = bx0 // TILE
+                for i in range(n_rows):
+                    band[j0 + i, 0] = tx
+                    band[j0 + i, 1] = tx
+                    band[j0 + i, 2] = i
+                    edges[chunk, ty0 + i, tx] += 1
+                    edges[chunk, ty0 + i, tx + 1] -= 1
+                per_rank[r] = n_rows
+                continue
+            mx, my = rec[r, MX], rec[r, MY]
+            a, b, c, smax = rec[r, CA], rec[r, CB], rec[r, CC], rec[r, SMAX]
+            inv_a = one / a
+            # Row dy of the ellipse sigma <= smax spans centre(dy) +- half(dy), centre = mx - b
+            # dy / a, half = sqrt((2 smax - det dy^2 / a) / a). Its right end is concave in
+            # dy, so over the rows of a tile row it peaks at the row nearest to the ellipse's
+            # rightmost point, dy = -b ext / c with ext its half height (the left end
+            # mirrors it).
+            det = a * c - b * b
+            dy_right = -b * math.sqrt(np.float32(2.0) * smax * c / det) / c
+            k2 = -det * inv_a
+            s2 = np.float32(2.0) * smax
+            n = 0
+            for i in range(n_rows):
+                ty = ty0 + i
+                dy_lo = np.float32(max(ty * TILE, by0)) + np.float32(0.5) - my
+                dy_hi = np.float32(min(ty * TILE + TILE - 1, by1)) + np.float32(0.5) - my
+                dyr = min(max(dy_right, dy_lo), dy_hi)
+                dyl = min(max(-dy_right, dy_lo), dy_hi)
+                half_r = math.sqrt(max(k2 * dyr * dyr + s2, np.float32(0.0)) * inv_a)
+                half_l = math.sqrt(max(k2 * dyl * dyl + s2, np.float32(0.0)) * inv_a)
+                # Widened a little so float rounding never drops a tile the blend reaches;
+                # pixel x has its centre at x + 0.5.
+                x_hi = mx - b * dyr * inv_a + half_r * np.float32(1.001) + np.float32(0.01)
+                x_lo = mx - b * dyl * inv_a - half_l * np.float32(1.001) - np.float32(0.01)
+                lo = max(x_lo - np.float32(0.5), np.float32(bx0))
+                hi = min(x_hi - np.float32(0.5), np.float32(bx1))
+                band[j0 + i, 2] = n
+                if hi < lo:
+                    band[j0 + i, 0] = 1
+                    band[j0 + i, 1] = 0
+                    continue
+                tx0 = np.int64(lo) // TILE
+                tx1 = np.int64(hi) // TILE
+                band[j0 + i, 0] = tx0
+                band[j0 + i, 1] = tx1
+                n += tx1 - tx0 + 1
+                edges[chunk, ty, tx0] += 1
+                edges[chunk, ty, tx1 + 1] -= 1
+            per_rank[r] = n
+        chunk = next_chunk(ticket)
 
 
 @njit(**_JIT)
-def _fill_tiles(box, row_start, band, tiles_x, cursor, pairs, chunk, n_chunks):
+def _fill_tiles(box, row_start, band, tiles_x, cursor, pairs, ticket, n_chunks):
     """Write the ranks of this chunk into their tiles' lists, in rank order, from
     cursor[chunk, t] on (the chunk's first slot in tile t): every list comes out front to
     back without a sort."""
-    r0, r1 = chunk_range(box.shape[0], chunk, n_chunks)
-    for r in range(r0, r1):
-        row = (box[r, 2] // TILE) * tiles_x
-        for j in range(row_start[r], row_start[r + 1]):
-            for tx in range(band[j, 0], band[j, 1] + 1):
-                slot = cursor[chunk, row + tx]
-                pairs[slot] = r
-                cursor[chunk, row + tx] = slot + 1
-            row += tiles_x
+    chunk = next_chunk(ticket)
+    while chunk < n_chunks:
+        r0, r1 = chunk_range(box.shape[0], chunk, n_chunks)
+        for r in range(r0, r1):
+            row = (box[r, 2] // TILE) * tiles_x
+            for j in range(row_start[r], row_start[r + 1]):
+                for tx in range(band[j, 0], band[j, 1] + 1):
+                    slot = cursor[chunk, row + tx]
+                    pairs[slot] = r
+                    cursor[chunk, row + tx] = slot + 1
+                row += tiles_x
+        chunk = next_chunk(ticket)
 
 
 @njit(inline="always", **_JIT)
@@ -523,22 +534,28 @@ def _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, backgrou
 
 @njit(**_JIT)
 def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, kc, out_rgb,
-            out_alpha, out_depth, out_T, out_last, tile_blended, out_bgra8, chunk, n_chunks):
+            out_alpha, out_depth, out_T, out_last, tile_blended, out_bgra8, ticket, n_chunks):
     """:func:`_forward_tiles` for colour alone (the depth and the blended count were ~5 %
     of its per-pixel work; out_depth and tile_blended are left as they are)."""
-    _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background, kc,
-                   out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended, out_bgra8,
-                   chunk, n_chunks, False)
+    chunk = next_chunk(ticket)
+    while chunk < n_chunks:
+        _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background, kc,
+                       out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended,
+                       out_bgra8, chunk, n_chunks, False)
+        chunk = next_chunk(ticket)
 
 
 @njit(**_JIT)
 def forward_extras(rec, box, tile_start, pairs, width, height, tiles_x, background, kc,
                    out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended, out_bgra8,
-                   chunk, n_chunks):
+                   ticket, n_chunks):
     """:func:`_forward_tiles` with the expected depth and the count of pairs blended."""
-    _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background, kc,
-                   out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended, out_bgra8,
-                   chunk, n_chunks, True)
+    chunk = next_chunk(ticket)
+    while chunk < n_chunks:
+        _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background, kc,
+                       out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended,
+                       out_bgra8, chunk, n_chunks, True)
+        chunk = next_chunk(ticket)
 
 
 @njit(inline="always", **_JIT)
@@ -673,38 +690,47 @@ def _backward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, backgro
 @njit(**_JIT)
 def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, with_depth, kc,
              img_T, img_last, img_depth, v_rgb, v_alpha, v_depth, rank_start, row_start, band,
-             pair_grad, chunk, n_chunks):
+             pair_grad, ticket, n_chunks):
     """:func:`_backward_tiles` without the |dL/d means2d| sums (their per-pixel work was
     ~9 % of this kernel; only AbsGS densification asks for them)."""
-    _backward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background,
-                    with_depth, kc, img_T, img_last, img_depth, v_rgb, v_alpha, v_depth,
-                    rank_start, row_start, band, pair_grad, chunk, n_chunks, False)
+    chunk = next_chunk(ticket)
+    while chunk < n_chunks:
+        _backward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background,
+                        with_depth, kc, img_T, img_last, img_depth, v_rgb, v_alpha, v_depth,
+                        rank_start, row_start, band, pair_grad, chunk, n_chunks, False)
+        chunk = next_chunk(ticket)
 
 
 @njit(**_JIT)
 def backward_absgrad(rec, box, tile_start, pairs, width, height, tiles_x, background,
                      with_depth, kc, img_T, img_last, img_depth, v_rgb, v_alpha, v_depth,
-                     rank_start, row_start, band, pair_grad, chunk, n_chunks):
+                     rank_start, row_start, band, pair_grad, ticket, n_chunks):
     """:func:`_backward_tiles` with the |dL/d means2d| sums (AbsGS)."""
-    _backward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background,
-                    with_depth, kc, img_T, img_last, img_depth, v_rgb, v_alpha, v_depth,
-                    rank_start, row_start, band, pair_grad, chunk, n_chunks, True)
+    chunk = next_chunk(ticket)
+    while chunk < n_chunks:
+        _backward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background,
+                        with_depth, kc, img_T, img_last, img_depth, v_rgb, v_alpha, v_depth,
+                        rank_start, row_start, band, pair_grad, chunk, n_chunks, True)
+        chunk = next_chunk(ticket)
 
 
 @njit(**_JIT)
-def gather_grads(order, rank_start, pair_grad, out, chunk, n_chunks):
+def gather_grads(order, rank_start, pair_grad, out, ticket, n_chunks):
     """Sum each Gaussian's pair rows into the first C columns of out [N, GRAD_COLS]
     (pair_grad [P, C]; rows of unranked Gaussians stay 0). The rows of a rank are
     contiguous: one sequential pass over pair_grad."""
     m = order.shape[0]
     cols = pair_grad.shape[1]
     acc = np.zeros(GRAD_COLS, np.float32)  # one allocation, not one per Gaussian
-    r0, r1 = chunk_range(m, chunk, n_chunks)
-    for r in range(r0, r1):
-        g = order[r]
-        acc[:] = 0.0
-        for row in range(rank_start[r], rank_start[r + 1]):
+    chunk = next_chunk(ticket)
+    while chunk < n_chunks:
+        r0, r1 = chunk_range(m, chunk, n_chunks)
+        for r in range(r0, r1):
+            g = order[r]
+            acc[:] = 0.0
+            for row in range(rank_start[r], rank_start[r + 1]):
+                for col in range(cols):
+                    acc[col] += pair_grad[row, col]
             for col in range(cols):
-                acc[col] += pair_grad[row, col]
-        for col in range(cols):
-            out[g, col] = acc[col]
+                out[g, col] = acc[col]
+        chunk = next_chunk(ticket)

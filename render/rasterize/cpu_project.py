@@ -24,7 +24,7 @@ from render.gaussians import Gaussians
 from render.jit import njit
 from render.options import RenderOptions
 from render.rasterize.cpu_kernels import chunk_range
-from render.rasterize.cpu_threads import chunk_count, run_chunks
+from render.rasterize.cpu_threads import chunk_count, next_chunk, run_chunks
 
 _JIT = {"nogil": True, "cache": True, "fastmath": {"nsz", "arcp", "contract", "reassoc"},
         "error_model": "numpy"}
@@ -66,68 +66,71 @@ def _unit_quat(quats, n):
 
 @njit(**_JIT)
 def project_forward(means, quats, log_scales, opacity_logits, cam, eps, compensate,
-                    means2d, conics, depths, opacities, radii, chunk, n_chunks):
+                    means2d, conics, depths, opacities, radii, ticket, n_chunks):
     """means [N, 3], quats [N, 4], log_scales [N, 3], opacity_logits [N] (float32);
     cam [20] float64 = R (9, row-major), t (3), fx, fy, cx, cy, width, height, near, far
     -> means2d [N, 2], conics [N, 3], depths [N], opacities [N], radii [N, 2] int32."""
     fx, fy, cx, cy = cam[12], cam[13], cam[14], cam[15]
     w, h, near, far = cam[16], cam[17], cam[18], cam[19]
     lim_xp, lim_xn, lim_yp, lim_yn = _fov_limits(cam)
-    n0, n1 = chunk_range(means.shape[0], chunk, n_chunks)
-    for n in range(n0, n1):
-        tx, ty, tz = _camera_point(means, n, cam)
-        nw, nx, ny, nz, _ = _unit_quat(quats, n)
-        q = _rotmat(nw, nx, ny, nz)
-        s0 = math.exp(log_scales[n, 0])
-        s1 = math.exp(log_scales[n, 1])
-        s2 = math.exp(log_scales[n, 2])
-        z = tz if abs(tz) >= 1e-8 else 1e-8
-        iz = 1.0 / z
-        jx = -fx * min(max(tx * iz, -lim_xn), lim_xp) * iz
-        jy = -fy * min(max(ty * iz, -lim_yn), lim_yp) * iz
-        ku, kv = fx * iz, fy * iz
-        a0 = 0.0
-        b0 = 0.0
-        c0 = 0.0
-        for j in range(3):
-            sj = s0 if j == 0 else (s1 if j == 1 else s2)
-            # Column j of M = R R_q diag(s), in camera axes.
-            m0 = (cam[0] * q[j] + cam[1] * q[3 + j] + cam[2] * q[6 + j]) * sj
-            m1 = (cam[3] * q[j] + cam[4] * q[3 + j] + cam[5] * q[6 + j]) * sj
-            m2 = (cam[6] * q[j] + cam[7] * q[3 + j] + cam[8] * q[6 + j]) * sj
-            u = ku * m0 + jx * m2
-            v = kv * m1 + jy * m2
-            a0 += u * u
-            b0 += u * v
-            c0 += v * v
-        px = fx * tx * iz + cx
-        py = fy * ty * iz + cy
-        det_orig = a0 * c0 - b0 * b0
-        a, c = a0 + eps, c0 + eps
-        det_raw = a * c - b0 * b0
-        det = max(det_raw, 1e-10)
-        means2d[n, 0] = px
-        means2d[n, 1] = py
-        conics[n, 0] = c / det
-        conics[n, 1] = -b0 / det
-        conics[n, 2] = a / det
-        depths[n] = tz
-        op = 1.0 / (1.0 + math.exp(-np.float64(opacity_logits[n])))
-        if compensate:
-            op *= math.sqrt(max(det_orig / det, 0.0))
-        opacities[n] = op
-        rx = math.ceil(3.33 * math.sqrt(max(a, 0.0)))
-        ry = math.ceil(3.33 * math.sqrt(max(c, 0.0)))
-        ok = (det_raw > 0.0 and tz > near and tz < far and px + rx > 0 and px - rx < w
-              and py + ry > 0 and py - ry < h)
-        radii[n, 0] = np.int32(rx) if ok else 0
-        radii[n, 1] = np.int32(ry) if ok else 0
+    chunk = next_chunk(ticket)
+    while chunk < n_chunks:
+        n0, n1 = chunk_range(means.shape[0], chunk, n_chunks)
+        for n in range(n0, n1):
+            tx, ty, tz = _camera_point(means, n, cam)
+            nw, nx, ny, nz, _ = _unit_quat(quats, n)
+            q = _rotmat(nw, nx, ny, nz)
+            s0 = math.exp(log_scales[n, 0])
+            s1 = math.exp(log_scales[n, 1])
+            s2 = math.exp(log_scales[n, 2])
+            z = tz if abs(tz) >= 1e-8 else 1e-8
+            iz = 1.0 / z
+            jx = -fx * min(max(tx * iz, -lim_xn), lim_xp) * iz
+            jy = -fy * min(max(ty * iz, -lim_yn), lim_yp) * iz
+            ku, kv = fx * iz, fy * iz
+            a0 = 0.0
+            b0 = 0.0
+            c0 = 0.0
+            for j in range(3):
+                sj = s0 if j == 0 else (s1 if j == 1 else s2)
+                # Column j of M = R R_q diag(s), in camera axes.
+                m0 = (cam[0] * q[j] + cam[1] * q[3 + j] + cam[2] * q[6 + j]) * sj
+                m1 = (cam[3] * q[j] + cam[4] * q[3 + j] + cam[5] * q[6 + j]) * sj
+                m2 = (cam[6] * q[j] + cam[7] * q[3 + j] + cam[8] * q[6 + j]) * sj
+                u = ku * m0 + jx * m2
+                v = kv * m1 + jy * m2
+                a0 += u * u
+                b0 += u * v
+                c0 += v * v
+            px = fx * tx * iz + cx
+            py = fy * ty * iz + cy
+            det_orig = a0 * c0 - b0 * b0
+            a, c = a0 + eps, c0 + eps
+            det_raw = a * c - b0 * b0
+            det = max(det_raw, 1e-10)
+            means2d[n, 0] = px
+            means2d[n, 1] = py
+            conics[n, 0] = c / det
+            conics[n, 1] = -b0 / det
+            conics[n, 2] = a / det
+            depths[n] = tz
+            op = 1.0 / (1.0 + math.exp(-np.float64(opacity_logits[n])))
+            if compensate:
+                op *= math.sqrt(max(det_orig / det, 0.0))
+            opacities[n] = op
+            rx = math.ceil(3.33 * math.sqrt(max(a, 0.0)))
+            ry = math.ceil(3.33 * math.sqrt(max(c, 0.0)))
+            ok = (det_raw > 0.0 and tz > near and tz < far and px + rx > 0 and px - rx < w
+                  and py + ry > 0 and py - ry < h)
+            radii[n, 0] = np.int32(rx) if ok else 0
+            radii[n, 1] = np.int32(ry) if ok else 0
+        chunk = next_chunk(ticket)
 
 
 @njit(**_JIT)
 def project_backward(means, quats, log_scales, opacity_logits, cam, eps, compensate,
                      v_means2d, v_conics, v_depths, v_opacities,
-                     v_means, v_quats, v_log_scales, v_opacity_logits, chunk, n_chunks):
+                     v_means, v_quats, v_log_scales, v_opacity_logits, ticket, n_chunks):
     """Adjoint of :func:`project_forward` (recomputes the forward per Gaussian)."""
     fx, fy = cam[12], cam[13]
     lim_xp, lim_xn, lim_yp, lim_yn = _fov_limits(cam)
@@ -137,138 +140,141 @@ def project_backward(means, quats, log_scales, opacity_logits, cam, eps, compens
     vv = np.empty(3)
     v_mc = np.empty((3, 3))
     g = np.empty(9)  # dL/dR_q, row-major
-    n0, n1 = chunk_range(means.shape[0], chunk, n_chunks)
-    for n in range(n0, n1):
-        gx, gy = np.float64(v_means2d[n, 0]), np.float64(v_means2d[n, 1])
-        vA, vB, vC = (np.float64(v_conics[n, 0]), np.float64(v_conics[n, 1]),
-                      np.float64(v_conics[n, 2]))
-        vz, vo = np.float64(v_depths[n]), np.float64(v_opacities[n])
-        if gx == 0.0 and gy == 0.0 and vA == 0.0 and vB == 0.0 and vC == 0.0 and vz == 0.0 \
-                and vo == 0.0:
+    chunk = next_chunk(ticket)
+    while chunk < n_chunks:
+        n0, n1 = chunk_range(means.shape[0], chunk, n_chunks)
+        for n in range(n0, n1):
+            gx, gy = np.float64(v_means2d[n, 0]), np.float64(v_means2d[n, 1])
+            vA, vB, vC = (np.float64(v_conics[n, 0]), np.float64(v_conics[n, 1]),
+                          np.float64(v_conics[n, 2]))
+            vz, vo = np.float64(v_depths[n]), np.float64(v_opacities[n])
+            if gx == 0.0 and gy == 0.0 and vA == 0.0 and vB == 0.0 and vC == 0.0 and vz == 0.0 \
+                    and vo == 0.0:
+                for k in range(3):
+                    v_means[n, k] = 0.0
+                    v_log_scales[n, k] = 0.0
+                for k in range(4):
+                    v_quats[n, k] = 0.0
+                v_opacity_logits[n] = 0.0
+                continue
+            # ---- forward again -------------------------------------------------------------
+            tx, ty, tz = _camera_point(means, n, cam)
+            nw, nx, ny, nz, qn = _unit_quat(quats, n)
+            q = _rotmat(nw, nx, ny, nz)
+            s = (math.exp(log_scales[n, 0]), math.exp(log_scales[n, 1]),
+                 math.exp(log_scales[n, 2]))
+            z_small = abs(tz) < 1e-8
+            z = 1e-8 if z_small else tz
+            iz = 1.0 / z
+            xr, yr = tx * iz, ty * iz
+            x_in = -lim_xn <= xr <= lim_xp
+            y_in = -lim_yn <= yr <= lim_yp
+            xcl = min(max(xr, -lim_xn), lim_xp)
+            ycl = min(max(yr, -lim_yn), lim_yp)
+            jx, jy = -fx * xcl * iz, -fy * ycl * iz
+            ku, kv = fx * iz, fy * iz
+            a0 = 0.0
+            b0 = 0.0
+            c0 = 0.0
+            for j in range(3):
+                for i in range(3):
+                    mc[i, j] = (cam[3 * i] * q[j] + cam[3 * i + 1] * q[3 + j]
+                                + cam[3 * i + 2] * q[6 + j]) * s[j]
+                uu[j] = ku * mc[0, j] + jx * mc[2, j]
+                vv[j] = kv * mc[1, j] + jy * mc[2, j]
+                a0 += uu[j] * uu[j]
+                b0 += uu[j] * vv[j]
+                c0 += vv[j] * vv[j]
+            det_orig = a0 * c0 - b0 * b0
+            a, c = a0 + eps, c0 + eps
+            det_raw = a * c - b0 * b0
+            det = max(det_raw, 1e-10)
+            sig = 1.0 / (1.0 + math.exp(-np.float64(opacity_logits[n])))
+            # ---- opacity and its compensation -------------------------------------------------
+            v_det = 0.0
+            v_a0 = 0.0
+            v_b0 = 0.0
+            v_c0 = 0.0
+            v_sig = vo
+            if compensate:
+                ratio = det_orig / det
+                comp = math.sqrt(max(ratio, 0.0))
+                v_sig = vo * comp
+                if ratio > 0.0:
+                    v_ratio = vo * sig * 0.5 / comp
+                    v_do = v_ratio / det
+                    v_det -= v_ratio * ratio / det
+                    v_a0 += v_do * c0
+                    v_c0 += v_do * a0
+                    v_b0 -= 2.0 * b0 * v_do
+            v_opacity_logits[n] = v_sig * sig * (1.0 - sig)
+            # ---- conic = (c, -b, a) / det ---------------------------------------------------
+            v_det -= (vA * c - vB * b0 + vC * a) / (det * det)
+            v_a0 += vC / det
+            v_c0 += vA / det
+            v_b0 -= vB / det
+            if det_raw > 1e-10:
+                v_a0 += v_det * c
+                v_c0 += v_det * a
+                v_b0 -= 2.0 * b0 * v_det
+            # ---- rows u, v of J M ---------------------------------------------------------------
+            v_ku = 0.0
+            v_kv = 0.0
+            v_jx = 0.0
+            v_jy = 0.0
+            for j in range(3):
+                vu = 2.0 * v_a0 * uu[j] + v_b0 * vv[j]
+                vv_ = 2.0 * v_c0 * vv[j] + v_b0 * uu[j]
+                v_mc[0, j] = ku * vu
+                v_mc[1, j] = kv * vv_
+                v_mc[2, j] = jx * vu + jy * vv_
+                v_ku += vu * mc[0, j]
+                v_kv += vv_ * mc[1, j]
+                v_jx += vu * mc[2, j]
+                v_jy += vv_ * mc[2, j]
+            v_iz = fx * v_ku + fy * v_kv - fx * xcl * v_jx - fy * ycl * v_jy
+            v_tx = 0.0
+            v_ty = 0.0
+            if x_in:
+                v_xr = -fx * iz * v_jx
+                v_tx += v_xr * iz
+                v_iz += v_xr * tx
+            if y_in:
+                v_yr = -fy * iz * v_jy
+                v_ty += v_yr * iz
+                v_iz += v_yr * ty
+            # ---- means2d = f t / z + c ----------------------------------------------------------
+            v_tx += fx * iz * gx
+            v_ty += fy * iz * gy
+            v_iz += fx * tx * gx + fy * ty * gy
+            v_tz = vz
+            if not z_small:
+                v_tz -= v_iz * iz * iz
+            # m_c = R m + t
             for k in range(3):
-                v_means[n, k] = 0.0
-                v_log_scales[n, k] = 0.0
-            for k in range(4):
-                v_quats[n, k] = 0.0
-            v_opacity_logits[n] = 0.0
-            continue
-        # ---- forward again -------------------------------------------------------------
-        tx, ty, tz = _camera_point(means, n, cam)
-        nw, nx, ny, nz, qn = _unit_quat(quats, n)
-        q = _rotmat(nw, nx, ny, nz)
-        s = (math.exp(log_scales[n, 0]), math.exp(log_scales[n, 1]),
-             math.exp(log_scales[n, 2]))
-        z_small = abs(tz) < 1e-8
-        z = 1e-8 if z_small else tz
-        iz = 1.0 / z
-        xr, yr = tx * iz, ty * iz
-        x_in = -lim_xn <= xr <= lim_xp
-        y_in = -lim_yn <= yr <= lim_yp
-        xcl = min(max(xr, -lim_xn), lim_xp)
-        ycl = min(max(yr, -lim_yn), lim_yp)
-        jx, jy = -fx * xcl * iz, -fy * ycl * iz
-        ku, kv = fx * iz, fy * iz
-        a0 = 0.0
-        b0 = 0.0
-        c0 = 0.0
-        for j in range(3):
-            for i in range(3):
-                mc[i, j] = (cam[3 * i] * q[j] + cam[3 * i + 1] * q[3 + j]
-                            + cam[3 * i + 2] * q[6 + j]) * s[j]
-            uu[j] = ku * mc[0, j] + jx * mc[2, j]
-            vv[j] = kv * mc[1, j] + jy * mc[2, j]
-            a0 += uu[j] * uu[j]
-            b0 += uu[j] * vv[j]
-            c0 += vv[j] * vv[j]
-        det_orig = a0 * c0 - b0 * b0
-        a, c = a0 + eps, c0 + eps
-        det_raw = a * c - b0 * b0
-        det = max(det_raw, 1e-10)
-        sig = 1.0 / (1.0 + math.exp(-np.float64(opacity_logits[n])))
-        # ---- opacity and its compensation -------------------------------------------------
-        v_det = 0.0
-        v_a0 = 0.0
-        v_b0 = 0.0
-        v_c0 = 0.0
-        v_sig = vo
-        if compensate:
-            ratio = det_orig / det
-            comp = math.sqrt(max(ratio, 0.0))
-            v_sig = vo * comp
-            if ratio > 0.0:
-                v_ratio = vo * sig * 0.5 / comp
-                v_do = v_ratio / det
-                v_det -= v_ratio * ratio / det
-                v_a0 += v_do * c0
-                v_c0 += v_do * a0
-                v_b0 -= 2.0 * b0 * v_do
-        v_opacity_logits[n] = v_sig * sig * (1.0 - sig)
-        # ---- conic = (c, -b, a) / det ---------------------------------------------------
-        v_det -= (vA * c - vB * b0 + vC * a) / (det * det)
-        v_a0 += vC / det
-        v_c0 += vA / det
-        v_b0 -= vB / det
-        if det_raw > 1e-10:
-            v_a0 += v_det * c
-            v_c0 += v_det * a
-            v_b0 -= 2.0 * b0 * v_det
-        # ---- rows u, v of J M ---------------------------------------------------------------
-        v_ku = 0.0
-        v_kv = 0.0
-        v_jx = 0.0
-        v_jy = 0.0
-        for j in range(3):
-            vu = 2.0 * v_a0 * uu[j] + v_b0 * vv[j]
-            vv_ = 2.0 * v_c0 * vv[j] + v_b0 * uu[j]
-            v_mc[0, j] = ku * vu
-            v_mc[1, j] = kv * vv_
-            v_mc[2, j] = jx * vu + jy * vv_
-            v_ku += vu * mc[0, j]
-            v_kv += vv_ * mc[1, j]
-            v_jx += vu * mc[2, j]
-            v_jy += vv_ * mc[2, j]
-        v_iz = fx * v_ku + fy * v_kv - fx * xcl * v_jx - fy * ycl * v_jy
-        v_tx = 0.0
-        v_ty = 0.0
-        if x_in:
-            v_xr = -fx * iz * v_jx
-            v_tx += v_xr * iz
-            v_iz += v_xr * tx
-        if y_in:
-            v_yr = -fy * iz * v_jy
-            v_ty += v_yr * iz
-            v_iz += v_yr * ty
-        # ---- means2d = f t / z + c ----------------------------------------------------------
-        v_tx += fx * iz * gx
-        v_ty += fy * iz * gy
-        v_iz += fx * tx * gx + fy * ty * gy
-        v_tz = vz
-        if not z_small:
-            v_tz -= v_iz * iz * iz
-        # m_c = R m + t
-        for k in range(3):
-            v_means[n, k] = cam[k] * v_tx + cam[3 + k] * v_ty + cam[6 + k] * v_tz
-        # ---- M = R R_q diag(s) ----------------------------------------------------------------
-        for j in range(3):
-            v_s = 0.0
-            for i in range(3):
-                wij = cam[i] * v_mc[0, j] + cam[3 + i] * v_mc[1, j] + cam[6 + i] * v_mc[2, j]
-                g[3 * i + j] = wij * s[j]
-                v_s += wij * q[3 * i + j]
-            v_log_scales[n, j] = v_s * s[j]
-        vw = 2.0 * (-nz * g[1] + ny * g[2] + nz * g[3] - nx * g[5] - ny * g[6] + nx * g[7])
-        vx = 2.0 * (ny * g[1] + nz * g[2] + ny * g[3] - 2.0 * nx * g[4] - nw * g[5]
-                    + nz * g[6] + nw * g[7] - 2.0 * nx * g[8])
-        vy = 2.0 * (-2.0 * ny * g[0] + nx * g[1] + nw * g[2] + nx * g[3] + nz * g[5]
-                    - nw * g[6] + nz * g[7] - 2.0 * ny * g[8])
-        vzq = 2.0 * (-2.0 * nz * g[0] - nw * g[1] + nx * g[2] + nw * g[3] - 2.0 * nz * g[4]
-                     + ny * g[5] + nx * g[6] + ny * g[7])
-        # q / |q|: remove the radial part, divide by the length.
-        dot = nw * vw + nx * vx + ny * vy + nz * vzq
-        v_quats[n, 0] = (vw - nw * dot) / qn
-        v_quats[n, 1] = (vx - nx * dot) / qn
-        v_quats[n, 2] = (vy - ny * dot) / qn
-        v_quats[n, 3] = (vzq - nz * dot) / qn
+                v_means[n, k] = cam[k] * v_tx + cam[3 + k] * v_ty + cam[6 + k] * v_tz
+            # ---- M = R R_q diag(s) -----------------------------------------------------------
+            for j in range(3):
+                v_s = 0.0
+                for i in range(3):
+                    wij = cam[i] * v_mc[0, j] + cam[3 + i] * v_mc[1, j] + cam[6 + i] * v_mc[2, j]
+                    g[3 * i + j] = wij * s[j]
+                    v_s += wij * q[3 * i + j]
+                v_log_scales[n, j] = v_s * s[j]
+            vw = 2.0 * (-nz * g[1] + ny * g[2] + nz * g[3] - nx * g[5] - ny * g[6] + nx * g[7])
+            vx = 2.0 * (ny * g[1] + nz * g[2] + ny * g[3] - 2.0 * nx * g[4] - nw * g[5]
+                        + nz * g[6] + nw * g[7] - 2.0 * nx * g[8])
+            vy = 2.0 * (-2.0 * ny * g[0] + nx * g[1] + nw * g[2] + nx * g[3] + nz * g[5]
+                        - nw * g[6] + nz * g[7] - 2.0 * ny * g[8])
+            vzq = 2.0 * (-2.0 * nz * g[0] - nw * g[1] + nx * g[2] + nw * g[3] - 2.0 * nz * g[4]
+                         + ny * g[5] + nx * g[6] + ny * g[7])
+            # q / |q|: remove the radial part, divide by the length.
+            dot = nw * vw + nx * vx + ny * vy + nz * vzq
+            v_quats[n, 0] = (vw - nw * dot) / qn
+            v_quats[n, 1] = (vx - nx * dot) / qn
+            v_quats[n, 2] = (vy - ny * dot) / qn
+            v_quats[n, 3] = (vzq - nz * dot) / qn
+        chunk = next_chunk(ticket)
 
 
 def camera_array(cam: Camera) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Running the nogil numba kernels of the cpu backend on several threads.
 
-The kernels are plain `@njit(nogil=True)` functions that take a (chunk, n_chunks) pair
-and do their share of the work; this module runs the shares on a small pool of Python
-threads. Why not numba's `parallel=True`: on a machine whose few cores are shared, the
+The kernels are plain `@njit(nogil=True)` functions cut into n_chunks chunks of work;
+this module runs one call of a kernel on each thread of a small pool of Python threads,
+and the calls share the chunks out among themselves (:func:`next_chunk`) without the
+GIL. Why not numba's `parallel=True`: on a machine whose few cores are shared, the
 OpenMP pools of numba and of torch spin-wait after every parallel region and steal
 each other's cycles (measured: ~70 % more CPU time for the same render), the first
 parallel call pays for starting the threading layer, and numba's lock-free `workqueue`
@@ -17,6 +18,14 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from render.jit import njit
 
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
@@ -61,31 +70,59 @@ def _get_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def run_chunks(kernel: Callable, n_chunks: int, *args) -> None:
-    """Call kernel(*args, chunk, n_chunks) for every chunk, and wait.
+@intrinsic
+def _fetch_add_one(typingctx, counter):
+    """counter[0] += 1 as one atomic step (int64 array); the value before."""
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64):
+        return None
+    sig = types.int64(counter)
 
-    The calling thread and num_threads() - 1 pool threads take chunks in turn from one
-    shared queue until none are left: a thread held up by another program, or by the
-    viewer's UI (shared cores), leaves its share to the others instead of holding the
-    whole call up, as a fixed split did. Which thread runs a chunk does not change what
-    the chunk writes, so results stay deterministic. Any exception of any chunk is
-    raised here, after every thread has stopped.
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, signature.args[0], ary,
+                                       [context.get_constant(types.intp, 0)])
+        return builder.atomic_rmw("add", ptr, ir.Constant(ir.IntType(64), 1), "monotonic")
+
+    return sig, codegen
+
+
+@njit(inline="always", nogil=True, cache=True)
+def next_chunk(ticket):
+    """The next chunk for the calling thread to do: ticket [1] int64 counts the chunks
+    handed out so far (atomically, so that any number of threads may draw from one
+    ticket); every chunk from n_chunks on means that none are left. A kernel runs
+
+        chunk = next_chunk(ticket)
+        while chunk < n_chunks:
+            ...  # its share number `chunk`
+            chunk = next_chunk(ticket)
     """
+    return _fetch_add_one(ticket)
+
+
+def run_chunks(kernel: Callable, n_chunks: int, *args) -> None:
+    """Call kernel(*args, ticket, n_chunks) on the calling thread and on num_threads() - 1
+    pool threads at once, and wait: the calls draw the chunks from one ticket
+    (:func:`next_chunk`) until none are left.
+
+    A thread held up by another program, or by the viewer's UI (shared cores), leaves
+    its chunks to the others instead of holding the whole call up, as a fixed split did.
+    Taking a chunk needs no GIL: with the chunks handed out by Python, every thread went
+    back for the GIL between two chunks and waited there for as long as another thread
+    ran Python (the viewer's UI: measured, ~1 ms of render time lost for each ms the UI
+    held it). Which thread runs a chunk does not change what the chunk writes, so results
+    stay deterministic. Any exception of any call is raised here, after every thread has
+    stopped.
+    """
+    ticket = np.zeros(1, np.int64)
     helpers = min(num_threads(), n_chunks) - 1
     if helpers <= 0:
-        for c in range(n_chunks):
-            kernel(*args, c, n_chunks)
+        kernel(*args, ticket, n_chunks)
         return
-    chunks = iter(range(n_chunks))  # next() on it is one atomic step under the GIL
-
-    def take() -> None:
-        for c in chunks:
-            kernel(*args, c, n_chunks)
-
     pool = _get_pool()
-    futures = [pool.submit(take) for _ in range(helpers)]
+    futures = [pool.submit(kernel, *args, ticket, n_chunks) for _ in range(helpers)]
     try:
-        take()
+        kernel(*args, ticket, n_chunks)
     finally:
         for f in futures:
             exc = f.exception()  # waits
