@@ -96,19 +96,18 @@ def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
 
 def _backward(st: _State, v_rgb: np.ndarray, v_alpha: np.ndarray, v_depth: np.ndarray):
     """Run the backward kernels. Returns grads [N, GRAD_COLS] (see cpu_kernels G_*)."""
-    # Zeroed: the rows of pairs the backward never reaches (behind where their tile's
-    # pixels all stopped, often most of them) must sum as 0. A large np.zeros comes as
-    # fresh zero pages, cheaper than writing those scattered rows in the kernel.
     b = st.bins
     cols = K.GRAD_COLS if st.absgrad else K.G_ABSX  # the |dL/d means2d| columns are last
-    pair_grad = np.zeros((b.pairs.shape[0], cols), np.float32)
+    # Not zeroed: the kernel says per tile how many rows it wrote (tile_done).
+    pair_grad = np.empty((b.pairs.shape[0], cols), np.float32)
+    tile_done = np.empty(b.tile_start.shape[0] - 1, np.int64)
     kernel = K.backward_absgrad if st.absgrad else K.backward
     run_chunks(kernel, chunk_count(TILE_CHUNKS), st.rec, st.box, b.tile_start, b.pairs,
                st.width, st.height, st.tiles_x, st.background, st.with_depth, K.CONSTS, st.T,
-               st.last, st.depth, v_rgb, v_alpha, v_depth, b.rank_start, b.row_start, b.band,
-               pair_grad)
+               st.last, st.depth, v_rgb, v_alpha, v_depth, pair_grad, tile_done)
     out = np.zeros((st.n, K.GRAD_COLS), np.float32)
-    run_chunks(K.gather_grads, chunk_count(RANK_CHUNKS), st.order, b.rank_start, pair_grad, out)
+    run_chunks(K.gather_grads, chunk_count(RANK_CHUNKS), st.order, b.tile_start, tile_done,
+               b.pairs, pair_grad, out)
     return out
 
 
