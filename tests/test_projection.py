@@ -108,6 +108,26 @@ def test_numba_projection_matches_torch(aa):
     torch.testing.assert_close(got.colors, want.colors)
 
 
+@pytest.mark.parametrize("degree,cap", [(0, None), (1, None), (2, None), (3, None), (3, 1)])
+def test_numba_sh_colours_match_torch(degree, cap):
+    """Frames without a gradient take their colours from the numba SH kernel: the same as
+    torch's, at every degree, with the options' degree cap, and for a Gaussian exactly at
+    the camera centre (no view direction)."""
+    from render.rasterize.project import colors_from_sh
+
+    g, cam = small_scene(1, 500), small_camera()
+    gen = torch.Generator().manual_seed(2)
+    g = Gaussians(g.means, g.quats, g.log_scales, g.opacity_logits,
+                  torch.randn(len(g), (degree + 1) ** 2, 3, generator=gen))
+    g.means[0] = cam.position
+    opts = RenderOptions(sh_degree=cap)
+    with torch.no_grad():
+        got = project_cpu(g, cam, opts).colors
+        want = colors_from_sh(g, cam, opts)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert float(want.std()) > 0.1  # not all clamped to 0
+
+
 @pytest.mark.parametrize("aa", ["classic", "mip"])
 def test_numba_projection_gradients_match_autograd(aa):
     g0, cam = small_scene(1), small_camera()

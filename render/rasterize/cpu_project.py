@@ -3,7 +3,8 @@
 The same mathematics as :func:`render.rasterize.project.project` (the torch version,
 which the tests hold against gsplat's own), fused into one pass per Gaussian: torch spends
 ~100 separate elementwise ops on it, each a pass over memory (and, under load, a thread
-barrier), which cost more than the whole rasterization. Colours from SH stay in torch.
+barrier), which cost more than the whole rasterization. Colours from SH stay in torch
+where they need a gradient; frames without one take :func:`sh_colors`.
 
 Per Gaussian, with q = quat / |quat|, R_q its rotation, s = exp(log_scales), (R, t) the
 view: m_c = R m + t, M = R R_q diag(s) (so the camera covariance is M M^T), and with the
@@ -25,6 +26,7 @@ from render.jit import njit
 from render.options import RenderOptions
 from render.rasterize.cpu_kernels import chunk_range
 from render.rasterize.cpu_threads import chunk_count, next_chunk, run_chunks
+from render.sh import SH_C0, SH_C1, SH_C2, SH_C3
 
 _JIT = {"nogil": True, "cache": True, "fastmath": {"nsz", "arcp", "contract", "reassoc"},
         "error_model": "numpy"}
@@ -277,6 +279,48 @@ def project_backward(means, quats, log_scales, opacity_logits, cam, eps, compens
         chunk = next_chunk(ticket)
 
 
+@njit(**_JIT)
+def sh_colors(means, sh, campos, degree, colors, ticket, n_chunks):
+    """View-dependent colour, as :func:`render.sh.sh_to_rgb` (no gradient): means [N, 3],
+    sh [N, K, 3] (the first (degree + 1)^2 used), campos [3] float64 -> colors [N, 3],
+    sum_k basis_k(unit(mean - campos)) sh_k + 0.5, clamped at 0.
+
+    torch spends ~40 elementwise ops on it at degree 3, each a pass over memory and a
+    wake-up of its thread pool: several ms a frame on a few cores, where this is one pass.
+    The basis stays in scalars (registers), not a scratch array.
+    """
+    chunk = next_chunk(ticket)
+    while chunk < n_chunks:
+        n0, n1 = chunk_range(means.shape[0], chunk, n_chunks)
+        for n in range(n0, n1):
+            x = y = z = 0.0
+            if degree > 0:
+                x = means[n, 0] - campos[0]
+                y = means[n, 1] - campos[1]
+                z = means[n, 2] - campos[2]
+                inv = 1.0 / max(math.sqrt(x * x + y * y + z * z), 1e-12)
+                x, y, z = x * inv, y * inv, z * inv
+            xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
+            for ch in range(3):
+                v = 0.5 + SH_C0 * sh[n, 0, ch]
+                if degree > 0:
+                    v += SH_C1 * (z * sh[n, 2, ch] - y * sh[n, 1, ch] - x * sh[n, 3, ch])
+                if degree > 1:
+                    v += (SH_C2[0] * xy * sh[n, 4, ch] + SH_C2[1] * yz * sh[n, 5, ch]
+                          + SH_C2[2] * (2.0 * zz - xx - yy) * sh[n, 6, ch]
+                          + SH_C2[3] * xz * sh[n, 7, ch] + SH_C2[4] * (xx - yy) * sh[n, 8, ch])
+                if degree > 2:
+                    v += (SH_C3[0] * y * (3.0 * xx - yy) * sh[n, 9, ch]
+                          + SH_C3[1] * xy * z * sh[n, 10, ch]
+                          + SH_C3[2] * y * (4.0 * zz - xx - yy) * sh[n, 11, ch]
+                          + SH_C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy) * sh[n, 12, ch]
+                          + SH_C3[4] * x * (4.0 * zz - xx - yy) * sh[n, 13, ch]
+                          + SH_C3[5] * z * (xx - yy) * sh[n, 14, ch]
+                          + SH_C3[6] * x * (xx - 3.0 * yy) * sh[n, 15, ch])
+                colors[n, ch] = max(v, 0.0)
+        chunk = next_chunk(ticket)
+
+
 def camera_array(cam: Camera) -> np.ndarray:
     """The camera as the flat float64 array the kernels read. [20]"""
     vm = cam.viewmat.double().numpy()
@@ -327,11 +371,20 @@ class ProjectCPU(torch.autograd.Function):
 
 def project_cpu(g: Gaussians, cam: Camera, options: RenderOptions):
     """Projection with the numba kernels; returns the same :class:`Projection` as
-    :func:`render.rasterize.project.project` (colours from SH still in torch)."""
-    from render.rasterize.project import colors_from_sh
+    :func:`render.rasterize.project.project`. Colours from SH come from torch when they
+    need a gradient (autograd), else from :func:`sh_colors`."""
+    from render.rasterize.project import colors_from_sh, sh_degree_used
     from render.rasterize.types import Projection
 
     eps, compensate = options.dilation()
     means2d, conics, depths, opacities, radii = ProjectCPU.apply(
         g.means, g.quats, g.log_scales, g.opacity_logits, camera_array(cam), eps, compensate)
-    return Projection(means2d, conics, depths, radii, opacities, colors_from_sh(g, cam, options))
+    if torch.is_grad_enabled() and (g.sh.requires_grad or g.means.requires_grad):
+        colors = colors_from_sh(g, cam, options)
+    else:
+        out = np.empty((g.means.shape[0], 3), np.float32)
+        campos = cam.position.detach().cpu().double().numpy()
+        run_chunks(sh_colors, chunk_count(3), _np(g.means), _np(g.sh), campos,
+                   sh_degree_used(g, options), out)
+        colors = torch.from_numpy(out)
+    return Projection(means2d, conics, depths, radii, opacities, colors)

@@ -88,10 +88,15 @@ def project(g: Gaussians, cam: Camera, options: RenderOptions) -> Projection:
     return Projection(means2d, conics, tz, radii, opacities, colors_from_sh(g, cam, options))
 
 
+def sh_degree_used(g: Gaussians, options: RenderOptions) -> int:
+    """The SH degree a render evaluates: the options' cap, at most the model's own."""
+    return g.sh_degree if options.sh_degree is None else min(options.sh_degree, g.sh_degree)
+
+
 def colors_from_sh(g: Gaussians, cam: Camera, options: RenderOptions) -> Tensor:
     """RGB seen from the camera centre: SH up to the options' degree, + 0.5, clamped at 0.
     [N, 3]"""
-    degree = g.sh_degree if options.sh_degree is None else min(options.sh_degree, g.sh_degree)
+    degree = sh_degree_used(g, options)
     if degree == 0:
         return torch.clamp_min(g.sh[:, 0] * SH_C0 + 0.5, 0.0)
     campos = cam.position.to(g.means.device)
