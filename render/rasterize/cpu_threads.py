@@ -96,6 +96,9 @@ def next_chunk(ticket):
         while chunk < n_chunks:
             ...  # its share number `chunk`
             chunk = next_chunk(ticket)
+
+    (Inlined into the kernels of cpu_kernels and cpu_project: numba's cache does not see
+    edits here from there.)
     """
     return _fetch_add_one(ticket)
 
