@@ -13,7 +13,8 @@ import torch
 from conftest import data_file
 
 from render import Camera, Gaussians, RenderOptions
-from render.rasterize.cpu_project import project_cpu
+from render.rasterize.cpu_project import project_cpu, sh_colors
+from render.rasterize.cpu_threads import run_chunks
 from render.rasterize.project import covariances3d, project
 
 
@@ -126,6 +127,11 @@ def test_numba_sh_colours_match_torch(degree, cap):
         want = colors_from_sh(g, cam, opts)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     assert float(want.std()) > 0.1  # not all clamped to 0
+    # Large models take several chunks on several threads: the same colours.
+    out = np.empty((len(g), 3), np.float32)
+    run_chunks(sh_colors, 7, g.means.numpy(), g.sh.numpy(), cam.position.double().numpy(),
+               degree if cap is None else cap, out)
+    assert np.array_equal(out, got.numpy())
 
 
 @pytest.mark.parametrize("aa", ["classic", "mip"])

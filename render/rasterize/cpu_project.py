@@ -382,9 +382,13 @@ def project_cpu(g: Gaussians, cam: Camera, options: RenderOptions):
     if torch.is_grad_enabled() and (g.sh.requires_grad or g.means.requires_grad):
         colors = colors_from_sh(g, cam, options)
     else:
-        out = np.empty((g.means.shape[0], 3), np.float32)
+        n, degree = g.means.shape[0], sh_degree_used(g, options)
+        out = np.empty((n, 3), np.float32)
         campos = cam.position.detach().cpu().double().numpy()
-        run_chunks(sh_colors, chunk_count(3), _np(g.means), _np(g.sh), campos,
-                   sh_degree_used(g, options), out)
+        # Under ~0.5 ms of work (measured: degree 0, 31,708 Gaussians, 0.3 ms) handing
+        # chunks to the pool costs more than it saves: one chunk, on this thread.
+        small = n * (degree + 1) ** 2 < 1_000_000
+        run_chunks(sh_colors, 1 if small else chunk_count(3), _np(g.means), _np(g.sh), campos,
+                   degree, out)
         colors = torch.from_numpy(out)
     return Projection(means2d, conics, depths, radii, opacities, colors)
