@@ -134,6 +134,24 @@ def test_numba_sh_colours_match_torch(degree, cap):
     assert np.array_equal(out, got.numpy())
 
 
+def test_numba_sh_colours_of_a_real_degree_3_model():
+    """The real INRIA degree-3 model seen from outside its bounds: numba's colours are
+    torch's."""
+    from render.io import load_model
+    from render.rasterize.project import colors_from_sh
+
+    g = load_model(data_file("inria_iter7000_sh3.ply")).gaussians
+    assert g.sh_degree == 3
+    lo, hi = g.bounds()
+    centre = (lo + hi) / 2
+    cam = Camera.look_at(tuple((centre + (hi - lo) * torch.tensor([0.3, -0.8, -1.2])).tolist()),
+                         tuple(centre.tolist()), fov_y_deg=60.0, width=64, height=48)
+    opts = RenderOptions()
+    with torch.no_grad():
+        torch.testing.assert_close(project_cpu(g, cam, opts).colors,
+                                   colors_from_sh(g, cam, opts), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("aa", ["classic", "mip"])
 def test_numba_projection_gradients_match_autograd(aa):
     g0, cam = small_scene(1), small_camera()
