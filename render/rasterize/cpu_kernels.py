@@ -424,7 +424,7 @@ def _blend_row(st, base, dx0, ha, bdy, hcdy2, o, gr, gg, gb, gz, kf, kf1, ec, am
 @njit(inline="always", **_JIT)
 def _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background, kc,
                    out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended, out_bgra8,
-                   chunk, n_chunks, extras):
+                   ticket, n_chunks, extras):
     """Blend every tile front to back.
 
     kc is CONSTS. Writes out_rgb [H, W, 3] (over the background), out_alpha [H, W],
@@ -437,73 +437,76 @@ def _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, backgrou
     """
     ec = _exp_consts(kc)
     amax, amin, tmin = kc[C_ALPHA_MAX], kc[C_ALPHA_MIN], kc[C_T_MIN]
-    t_lo, t_hi = chunk_range(tile_start.shape[0] - 1, chunk, n_chunks)
-    for t in range(t_lo, t_hi):
-        tx0, ty0, tw, th = _tile_box(t, tiles_x, width, height)
-        st = np.zeros(F_FIELDS * QN, np.float32)
-        for ly in range(th):
-            for lx in range(tw):
-                q = np.uint64(ly * TILE + lx)
-                st[F_T + q] = 1.0
-        row_live = np.full(TILE, tw, np.int64)  # live pixels per row
-        s0 = tile_start[t]
-        s1 = tile_start[t + 1]
-        for k in range(s0, s1):
-            if k > s0 and (k - s0) % LIVE_EVERY == 0:
-                # Recount the live pixels from T now and then (see LIVE_EVERY).
-                n_live = 0
-                for ly in range(th):
-                    cnt = np.float32(0.0)
-                    for lx in range(TILE):
-                        cnt += np.float32(1.0) if st[F_T + np.uint64(ly * TILE + lx)] > 0.0 \
-                            else np.float32(0.0)
-                    row_live[ly] = np.int64(cnt)
-                    n_live += np.int64(cnt)
-                if n_live == 0:
-                    break
-            if k + PREFETCH_AHEAD < s1:
-                _prefetch_row(rec, np.intp(pairs[k + PREFETCH_AHEAD]))
-            r = pairs[k]
-            mx, my = rec[r, MX], rec[r, MY]
-            a, b, c, o = rec[r, CA], rec[r, CB], rec[r, CC], rec[r, OP]
-            ha, hc = np.float32(0.5) * a, np.float32(0.5) * c
-            gr, gg, gb, gz = rec[r, CR], rec[r, CG], rec[r, CBL], rec[r, DZ]
-            kf = np.float32(k - s0)
-            kf1 = kf + np.float32(1.0)
-            ya = max(box[r, 2], ty0) - ty0
-            yb = min(box[r, 3], ty0 + th - 1) - ty0
-            dx0 = np.float32(tx0) + np.float32(0.5) - mx
-            for ly in range(ya, yb + 1):
-                if row_live[ly] == 0:
-                    continue
-                dy = np.float32(ty0 + ly) + np.float32(0.5) - my
-                _blend_row(st, np.uint64(ly * TILE), dx0, ha, b * dy, hc * dy * dy, o, gr,
-                           gg, gb, gz, kf, kf1, ec, amax, amin, tmin, extras)
-        blended = 0
-        packed = out_bgra8.shape[0] > 0
-        for ly in range(th):
-            for lx in range(tw):
-                q = np.uint64(ly * TILE + lx)
-                y, x = ty0 + ly, tx0 + lx
-                T = abs(st[F_T + q])
-                a_px = np.float32(1.0) - T
-                out_rgb[y, x, 0] = st[F_R + q] + T * background[0]
-                out_rgb[y, x, 1] = st[F_G + q] + T * background[1]
-                out_rgb[y, x, 2] = st[F_B + q] + T * background[2]
-                if packed:
-                    for k in range(3):
-                        v = min(max(out_rgb[y, x, k], np.float32(0.0)), np.float32(1.0))
-                        out_bgra8[height - 1 - y, x, 2 - k] = np.uint8(
-                            v * np.float32(255.0) + np.float32(0.5))
-                    out_bgra8[height - 1 - y, x, 3] = 255
-                out_alpha[y, x] = a_px
-                out_T[y, x] = T
-                out_last[y, x] = np.int32(st[F_LAST + q])
-                if extras:
-                    blended += np.int64(st[F_N + q])
-                    out_depth[y, x] = st[F_Z + q] / max(a_px, np.float32(1e-10))
-        if extras:
-            tile_blended[t] = blended
+    chunk = next_chunk(ticket)
+    while chunk < n_chunks:
+        t_lo, t_hi = chunk_range(tile_start.shape[0] - 1, chunk, n_chunks)
+        for t in range(t_lo, t_hi):
+            tx0, ty0, tw, th = _tile_box(t, tiles_x, width, height)
+            st = np.zeros(F_FIELDS * QN, np.float32)
+            for ly in range(th):
+                for lx in range(tw):
+                    q = np.uint64(ly * TILE + lx)
+                    st[F_T + q] = 1.0
+            row_live = np.full(TILE, tw, np.int64)  # live pixels per row
+            s0 = tile_start[t]
+            s1 = tile_start[t + 1]
+            for k in range(s0, s1):
+                if k > s0 and (k - s0) % LIVE_EVERY == 0:
+                    # Recount the live pixels from T now and then (see LIVE_EVERY).
+                    n_live = 0
+                    for ly in range(th):
+                        cnt = np.float32(0.0)
+                        for lx in range(TILE):
+                            cnt += np.float32(1.0) if st[F_T + np.uint64(ly * TILE + lx)] > 0.0 \
+                                else np.float32(0.0)
+                        row_live[ly] = np.int64(cnt)
+                        n_live += np.int64(cnt)
+                    if n_live == 0:
+                        break
+                if k + PREFETCH_AHEAD < s1:
+                    _prefetch_row(rec, np.intp(pairs[k + PREFETCH_AHEAD]))
+                r = pairs[k]
+                mx, my = rec[r, MX], rec[r, MY]
+                a, b, c, o = rec[r, CA], rec[r, CB], rec[r, CC], rec[r, OP]
+                ha, hc = np.float32(0.5) * a, np.float32(0.5) * c
+                gr, gg, gb, gz = rec[r, CR], rec[r, CG], rec[r, CBL], rec[r, DZ]
+                kf = np.float32(k - s0)
+                kf1 = kf + np.float32(1.0)
+                ya = max(box[r, 2], ty0) - ty0
+                yb = min(box[r, 3], ty0 + th - 1) - ty0
+                dx0 = np.float32(tx0) + np.float32(0.5) - mx
+                for ly in range(ya, yb + 1):
+                    if row_live[ly] == 0:
+                        continue
+                    dy = np.float32(ty0 + ly) + np.float32(0.5) - my
+                    _blend_row(st, np.uint64(ly * TILE), dx0, ha, b * dy, hc * dy * dy, o, gr,
+                               gg, gb, gz, kf, kf1, ec, amax, amin, tmin, extras)
+            blended = 0
+            packed = out_bgra8.shape[0] > 0
+            for ly in range(th):
+                for lx in range(tw):
+                    q = np.uint64(ly * TILE + lx)
+                    y, x = ty0 + ly, tx0 + lx
+                    T = abs(st[F_T + q])
+                    a_px = np.float32(1.0) - T
+                    out_rgb[y, x, 0] = st[F_R + q] + T * background[0]
+                    out_rgb[y, x, 1] = st[F_G + q] + T * background[1]
+                    out_rgb[y, x, 2] = st[F_B + q] + T * background[2]
+                    if packed:
+                        for k in range(3):
+                            v = min(max(out_rgb[y, x, k], np.float32(0.0)), np.float32(1.0))
+                            out_bgra8[height - 1 - y, x, 2 - k] = np.uint8(
+                                v * np.float32(255.0) + np.float32(0.5))
+                        out_bgra8[height - 1 - y, x, 3] = 255
+                    out_alpha[y, x] = a_px
+                    out_T[y, x] = T
+                    out_last[y, x] = np.int32(st[F_LAST + q])
+                    if extras:
+                        blended += np.int64(st[F_N + q])
+                        out_depth[y, x] = st[F_Z + q] / max(a_px, np.float32(1e-10))
+            if extras:
+                tile_blended[t] = blended
+        chunk = next_chunk(ticket)
 
 
 @njit(**_JIT)
@@ -511,12 +514,9 @@ def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, kc,
             out_alpha, out_depth, out_T, out_last, tile_blended, out_bgra8, ticket, n_chunks):
     """:func:`_forward_tiles` for colour alone (the depth and the blended count were ~5 %
     of its per-pixel work; out_depth and tile_blended are left as they are)."""
-    chunk = next_chunk(ticket)
-    while chunk < n_chunks:
-        _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background, kc,
-                       out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended,
-                       out_bgra8, chunk, n_chunks, False)
-        chunk = next_chunk(ticket)
+    _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background, kc,
+                   out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended, out_bgra8,
+                   ticket, n_chunks, False)
 
 
 @njit(**_JIT)
@@ -524,18 +524,15 @@ def forward_extras(rec, box, tile_start, pairs, width, height, tiles_x, backgrou
                    out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended, out_bgra8,
                    ticket, n_chunks):
     """:func:`_forward_tiles` with the expected depth and the count of pairs blended."""
-    chunk = next_chunk(ticket)
-    while chunk < n_chunks:
-        _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background, kc,
-                       out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended,
-                       out_bgra8, chunk, n_chunks, True)
-        chunk = next_chunk(ticket)
+    _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background, kc,
+                   out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended, out_bgra8,
+                   ticket, n_chunks, True)
 
 
 @njit(inline="always", **_JIT)
 def _backward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background,
                     with_depth, kc, img_T, img_last, img_depth, v_rgb, v_alpha, v_depth,
-                    pair_grad, tile_done, chunk, n_chunks, absgrad):
+                    pair_grad, tile_done, ticket, n_chunks, absgrad):
     """Adjoint of :func:`forward`: one gradient row per pair into pair_grad [P, C] (C =
     GRAD_COLS with `absgrad`, else GRAD_COLS - 2: no |dL/d means2d| columns), row k for
     pair k of the tile lists. Only the pairs up to the last that a pixel of the tile
@@ -555,110 +552,113 @@ def _backward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, backgro
     zero, one = ec[0], ec[13]
     amax, amin = kc[C_ALPHA_MAX], kc[C_ALPHA_MIN]
     acc = np.zeros(A_N * LANES, np.float32)
-    t_lo, t_hi = chunk_range(tile_start.shape[0] - 1, chunk, n_chunks)
-    for t in range(t_lo, t_hi):
-        tx0, ty0, tw, th = _tile_box(t, tiles_x, width, height)
-        st = np.zeros(B_FIELDS * QN, np.float32)
-        max_last = 0
-        row_last = np.zeros(TILE, np.float32)  # per row, the largest pixel `last`
-        for ly in range(TILE):
-            for lx in range(TILE):
-                st[B_T + np.uint64(ly * TILE + lx)] = 1.0
-        for ly in range(th):
-            for lx in range(tw):
-                q = np.uint64(ly * TILE + lx)
-                y, x = ty0 + ly, tx0 + lx
-                st[B_T + q] = img_T[y, x]
-                st[B_LAST + q] = np.float32(img_last[y, x])
-                max_last = max(max_last, img_last[y, x])
-                row_last[ly] = max(row_last[ly], np.float32(img_last[y, x]))
-                st[B_GR + q] = v_rgb[y, x, 0]
-                st[B_GG + q] = v_rgb[y, x, 1]
-                st[B_GB + q] = v_rgb[y, x, 2]
-                # rgb = sum w c + (1 - A) bg, so every w also carries -bg . v_rgb.
-                g_alpha = (v_alpha[y, x] - v_rgb[y, x, 0] * background[0]
-                           - v_rgb[y, x, 1] * background[1] - v_rgb[y, x, 2] * background[2])
-                if with_depth:
-                    a_px = np.float32(1.0) - img_T[y, x]
-                    a_safe = max(a_px, np.float32(1e-10))
-                    st[B_GZ + q] = v_depth[y, x] / a_safe
-                    if a_px > 1e-10:  # depth = sum w z / A: A's own share
-                        g_alpha -= v_depth[y, x] * img_depth[y, x] / a_safe
-                st[B_GA + q] = g_alpha
-        s0 = tile_start[t]
-        tile_done[t] = max_last
-        for k in range(s0 + max_last - 1, s0 - 1, -1):
-            if k - PREFETCH_AHEAD >= s0:
-                _prefetch_row(rec, np.intp(pairs[k - PREFETCH_AHEAD]))
-            r = pairs[k]
-            kf = np.float32(k - s0)
-            mx, my = rec[r, MX], rec[r, MY]
-            a, b, c, o = rec[r, CA], rec[r, CB], rec[r, CC], rec[r, OP]
-            ha, hc = np.float32(0.5) * a, np.float32(0.5) * c
-            cr, cg, cb, cz = rec[r, CR], rec[r, CG], rec[r, CBL], rec[r, DZ]
-            acc[:] = 0.0
-            dx0 = np.float32(tx0) + np.float32(0.5) - mx
-            for ly in range(max(box[r, 2], ty0) - ty0, min(box[r, 3], ty0 + th - 1) - ty0 + 1):
-                if kf >= row_last[ly]:  # every pixel of the row stopped before this one
-                    continue
-                dy = np.float32(ty0 + ly) + np.float32(0.5) - my
-                hcdy2 = hc * dy * dy
-                bdy = b * dy
-                dy2 = dy * dy
-                # The whole tile row is one window (LANES = TILE).
-                base = np.uint64(ly * TILE)
-                for j in range(LANES):
-                    q = base + np.uint64(j)
-                    u = np.uint64(j)
-                    dx = dx0 + _LANE_X[j]
-                    sigma = ha * dx * dx + bdy * dx + hcdy2
-                    vis = _exp_neg(sigma, ec)
-                    raw = o * vis
-                    alpha = min(amax, raw)
-                    last = st[B_LAST + q]
-                    t_after = st[B_T + q]
-                    gcr, gcg, gcb, gcz = st[B_GR + q], st[B_GG + q], st[B_GB + q], st[B_GZ + q]
-                    g_a = st[B_GA + q]
-                    s_behind = st[B_S + q]
-                    ok = (sigma >= zero) & (alpha >= amin) & (kf < last)
-                    alpha = alpha if ok else zero
-                    inv_om = one / (one - alpha)
-                    t_i = t_after * inv_om
-                    w = alpha * t_i
-                    phi = gcr * cr + gcg * cg + gcb * cb + g_a + gcz * cz
-                    v_al = t_i * phi - s_behind * inv_om
-                    st[B_S + q] = s_behind + w * phi
-                    st[B_T + q] = t_i
-                    acc[u + A_R] += w * gcr
-                    acc[u + A_G] += w * gcg
-                    acc[u + A_B] += w * gcb
-                    acc[u + A_Z] += w * gcz
-                    # The clamp at 0.999 passes no gradient to opacity or shape.
-                    v_al = v_al if (ok & (raw <= amax)) else zero
-                    acc[u + A_O] += vis * v_al
-                    v_s = -alpha * v_al
-                    dxvs = dx * v_s
-                    acc[u + A_A] += dx * dxvs
-                    acc[u + A_BB] += dy * dxvs
-                    acc[u + A_C] += dy2 * v_s
-                    # dL/d mean = -(a dx + b dy, b dx + c dy) v_s summed over the pixels:
-                    # sum the moments dx v_s and dy v_s and apply the conic once per pair.
-                    acc[u + A_MX] += dxvs
-                    acc[u + A_MY] += dy * v_s
-                    if absgrad:  # AbsGS needs each pixel's own |dL/d mean|
-                        acc[u + A_AX] += abs((a * dx + bdy) * v_s)
-                        acc[u + A_AY] += abs((b * dx + c * dy) * v_s)
-            for i in range(A_N if absgrad else A_N - 2):
-                sm = np.float32(0.0)
-                for j in range(LANES):
-                    sm += acc[i * LANES + j]
-                pair_grad[k, i] = sm
-            # sigma = 0.5 a dx^2 + b dx dy + 0.5 c dy^2: the halves of a and c.
-            pair_grad[k, G_CA] *= np.float32(0.5)
-            pair_grad[k, G_CC] *= np.float32(0.5)
-            sx, sy = pair_grad[k, G_MX], pair_grad[k, G_MY]
-            pair_grad[k, G_MX] = -(a * sx + b * sy)
-            pair_grad[k, G_MY] = -(b * sx + c * sy)
+    chunk = next_chunk(ticket)
+    while chunk < n_chunks:
+        t_lo, t_hi = chunk_range(tile_start.shape[0] - 1, chunk, n_chunks)
+        for t in range(t_lo, t_hi):
+            tx0, ty0, tw, th = _tile_box(t, tiles_x, width, height)
+            st = np.zeros(B_FIELDS * QN, np.float32)
+            max_last = 0
+            row_last = np.zeros(TILE, np.float32)  # per row, the largest pixel `last`
+            for ly in range(TILE):
+                for lx in range(TILE):
+                    st[B_T + np.uint64(ly * TILE + lx)] = 1.0
+            for ly in range(th):
+                for lx in range(tw):
+                    q = np.uint64(ly * TILE + lx)
+                    y, x = ty0 + ly, tx0 + lx
+                    st[B_T + q] = img_T[y, x]
+                    st[B_LAST + q] = np.float32(img_last[y, x])
+                    max_last = max(max_last, img_last[y, x])
+                    row_last[ly] = max(row_last[ly], np.float32(img_last[y, x]))
+                    st[B_GR + q] = v_rgb[y, x, 0]
+                    st[B_GG + q] = v_rgb[y, x, 1]
+                    st[B_GB + q] = v_rgb[y, x, 2]
+                    # rgb = sum w c + (1 - A) bg, so every w also carries -bg . v_rgb.
+                    g_alpha = (v_alpha[y, x] - v_rgb[y, x, 0] * background[0]
+                               - v_rgb[y, x, 1] * background[1] - v_rgb[y, x, 2] * background[2])
+                    if with_depth:
+                        a_px = np.float32(1.0) - img_T[y, x]
+                        a_safe = max(a_px, np.float32(1e-10))
+                        st[B_GZ + q] = v_depth[y, x] / a_safe
+                        if a_px > 1e-10:  # depth = sum w z / A: A's own share
+                            g_alpha -= v_depth[y, x] * img_depth[y, x] / a_safe
+                    st[B_GA + q] = g_alpha
+            s0 = tile_start[t]
+            tile_done[t] = max_last
+            for k in range(s0 + max_last - 1, s0 - 1, -1):
+                if k - PREFETCH_AHEAD >= s0:
+                    _prefetch_row(rec, np.intp(pairs[k - PREFETCH_AHEAD]))
+                r = pairs[k]
+                kf = np.float32(k - s0)
+                mx, my = rec[r, MX], rec[r, MY]
+                a, b, c, o = rec[r, CA], rec[r, CB], rec[r, CC], rec[r, OP]
+                ha, hc = np.float32(0.5) * a, np.float32(0.5) * c
+                cr, cg, cb, cz = rec[r, CR], rec[r, CG], rec[r, CBL], rec[r, DZ]
+                acc[:] = 0.0
+                dx0 = np.float32(tx0) + np.float32(0.5) - mx
+                for ly in range(max(box[r, 2], ty0) - ty0, min(box[r, 3], ty0 + th - 1) - ty0 + 1):
+                    if kf >= row_last[ly]:  # every pixel of the row stopped before this one
+                        continue
+                    dy = np.float32(ty0 + ly) + np.float32(0.5) - my
+                    hcdy2 = hc * dy * dy
+                    bdy = b * dy
+                    dy2 = dy * dy
+                    # The whole tile row is one window (LANES = TILE).
+                    base = np.uint64(ly * TILE)
+                    for j in range(LANES):
+                        q = base + np.uint64(j)
+                        u = np.uint64(j)
+                        dx = dx0 + _LANE_X[j]
+                        sigma = ha * dx * dx + bdy * dx + hcdy2
+                        vis = _exp_neg(sigma, ec)
+                        raw = o * vis
+                        alpha = min(amax, raw)
+                        last = st[B_LAST + q]
+                        t_after = st[B_T + q]
+                        gcr, gcg, gcb, gcz = st[B_GR + q], st[B_GG + q], st[B_GB + q], st[B_GZ + q]
+                        g_a = st[B_GA + q]
+                        s_behind = st[B_S + q]
+                        ok = (sigma >= zero) & (alpha >= amin) & (kf < last)
+                        alpha = alpha if ok else zero
+                        inv_om = one / (one - alpha)
+                        t_i = t_after * inv_om
+                        w = alpha * t_i
+                        phi = gcr * cr + gcg * cg + gcb * cb + g_a + gcz * cz
+                        v_al = t_i * phi - s_behind * inv_om
+                        st[B_S + q] = s_behind + w * phi
+                        st[B_T + q] = t_i
+                        acc[u + A_R] += w * gcr
+                        acc[u + A_G] += w * gcg
+                        acc[u + A_B] += w * gcb
+                        acc[u + A_Z] += w * gcz
+                        # The clamp at 0.999 passes no gradient to opacity or shape.
+                        v_al = v_al if (ok & (raw <= amax)) else zero
+                        acc[u + A_O] += vis * v_al
+                        v_s = -alpha * v_al
+                        dxvs = dx * v_s
+                        acc[u + A_A] += dx * dxvs
+                        acc[u + A_BB] += dy * dxvs
+                        acc[u + A_C] += dy2 * v_s
+                        # dL/d mean = -(a dx + b dy, b dx + c dy) v_s summed over the pixels:
+                        # sum the moments dx v_s and dy v_s and apply the conic once per pair.
+                        acc[u + A_MX] += dxvs
+                        acc[u + A_MY] += dy * v_s
+                        if absgrad:  # AbsGS needs each pixel's own |dL/d mean|
+                            acc[u + A_AX] += abs((a * dx + bdy) * v_s)
+                            acc[u + A_AY] += abs((b * dx + c * dy) * v_s)
+                for i in range(A_N if absgrad else A_N - 2):
+                    sm = np.float32(0.0)
+                    for j in range(LANES):
+                        sm += acc[i * LANES + j]
+                    pair_grad[k, i] = sm
+                # sigma = 0.5 a dx^2 + b dx dy + 0.5 c dy^2: the halves of a and c.
+                pair_grad[k, G_CA] *= np.float32(0.5)
+                pair_grad[k, G_CC] *= np.float32(0.5)
+                sx, sy = pair_grad[k, G_MX], pair_grad[k, G_MY]
+                pair_grad[k, G_MX] = -(a * sx + b * sy)
+                pair_grad[k, G_MY] = -(b * sx + c * sy)
+        chunk = next_chunk(ticket)
 
 
 @njit(**_JIT)
@@ -667,12 +667,9 @@ def backward(rec, box, tile_start, pairs, width, height, tiles_x, background, wi
              n_chunks):
     """:func:`_backward_tiles` without the |dL/d means2d| sums (their per-pixel work was
     ~9 % of this kernel; only AbsGS densification asks for them)."""
-    chunk = next_chunk(ticket)
-    while chunk < n_chunks:
-        _backward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background,
-                        with_depth, kc, img_T, img_last, img_depth, v_rgb, v_alpha, v_depth,
-                        pair_grad, tile_done, chunk, n_chunks, False)
-        chunk = next_chunk(ticket)
+    _backward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background,
+                    with_depth, kc, img_T, img_last, img_depth, v_rgb, v_alpha, v_depth,
+                    pair_grad, tile_done, ticket, n_chunks, False)
 
 
 @njit(**_JIT)
@@ -680,12 +677,9 @@ def backward_absgrad(rec, box, tile_start, pairs, width, height, tiles_x, backgr
                      with_depth, kc, img_T, img_last, img_depth, v_rgb, v_alpha, v_depth,
                      pair_grad, tile_done, ticket, n_chunks):
     """:func:`_backward_tiles` with the |dL/d means2d| sums (AbsGS)."""
-    chunk = next_chunk(ticket)
-    while chunk < n_chunks:
-        _backward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background,
-                        with_depth, kc, img_T, img_last, img_depth, v_rgb, v_alpha, v_depth,
-                        pair_grad, tile_done, chunk, n_chunks, True)
-        chunk = next_chunk(ticket)
+    _backward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background,
+                    with_depth, kc, img_T, img_last, img_depth, v_rgb, v_alpha, v_depth,
+                    pair_grad, tile_done, ticket, n_chunks, True)
 
 
 @njit(**_JIT)
