@@ -14,14 +14,9 @@ import torch
 from torch import Tensor
 
 from render.rasterize import cpu_kernels as K
+from render.rasterize.cpu_project import numpy_f32
 from render.rasterize.cpu_threads import chunk_count, run_chunks
 from render.rasterize.types import Projection
-
-
-def _f32(t: Tensor) -> np.ndarray:
-    """A C-contiguous float32 numpy view (or copy) of a CPU tensor, detached."""
-    return np.ascontiguousarray(t.detach().to(torch.float32).numpy())
-
 
 # Chunks per thread (see run_chunks). Tiles differ most in cost (the busy part of the
 # image), so tile loops get more; the per-Gaussian loops are even, and their chunks'
@@ -57,14 +52,14 @@ def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     """Run the forward kernels (visible [N] bool). Returns (rgb [H,W,3], alpha [H,W],
     depth [H,W], state, stats); with `bgra8` stats["bgra8_gl"] is the colour as BGRA8
     [H,W,4], rows bottom first."""
-    order = depth_order(visible, depths.detach().numpy())
+    order = depth_order(visible, numpy_f32(depths))
     m = order.shape[0]
     rec = np.empty((m, K.REC_COLS), np.float32)
     box = np.empty((m, 4), np.int32)
     n_rows = np.empty(m, np.int64)
     chunks = chunk_count(RANK_CHUNKS)
-    run_chunks(K.prepare, chunks, order, _f32(means2d), _f32(conics), _f32(opacities),
-               _f32(colors), _f32(depths), width, height, rec, box, n_rows)
+    arrays = [numpy_f32(t) for t in (means2d, conics, opacities, colors, depths)]
+    run_chunks(K.prepare, chunks, order, *arrays, width, height, rec, box, n_rows)
     tiles_x = (width + K.TILE - 1) // K.TILE
     tiles_y = (height + K.TILE - 1) // K.TILE
     bins = K.bin_tiles(rec, box, n_rows, tiles_x, tiles_y, chunks, run_chunks)
@@ -138,9 +133,9 @@ class RasterizeCPU(torch.autograd.Function):
         st: _State = ctx.state
         h, w = st.height, st.width
         zeros = np.zeros((h, w), np.float32)
-        g_rgb = _f32(v_rgb) if v_rgb is not None else np.zeros((h, w, 3), np.float32)
-        g_alpha = _f32(v_alpha[..., 0]) if v_alpha is not None else zeros
-        g_depth = (_f32(v_depth[..., 0]) if (st.with_depth and v_depth is not None
+        g_rgb = numpy_f32(v_rgb) if v_rgb is not None else np.zeros((h, w, 3), np.float32)
+        g_alpha = numpy_f32(v_alpha[..., 0]) if v_alpha is not None else zeros
+        g_depth = (numpy_f32(v_depth[..., 0]) if (st.with_depth and v_depth is not None
                                               and v_depth.numel()) else zeros)
         grads = torch.from_numpy(_backward(st, g_rgb, g_alpha, g_depth))
         if st.absgrad:
@@ -177,11 +172,11 @@ def rasterize_cpu(
         (`n_drawn`: Gaussians that touch the image; `n_tile_pairs`: Gaussian-tile pairs;
         `n_pairs`: Gaussian-pixel pairs blended, with count_pairs or with_depth).
     """
-    bg = np.ascontiguousarray(background.detach().cpu().numpy(), dtype=np.float32)
+    bg = numpy_f32(background)
     # Projection.visible in numpy: torch spreads the two small ops over its OpenMP
     # threads, which took ~0.4 ms a frame on 2 cores (waking threads that then compete
     # with the rasterizer's for the cores), numpy ~0.05 ms.
-    radii = proj.radii.detach().cpu().numpy()
+    radii = proj.radii.numpy()  # int, never in a graph
     visible = (radii[:, 0] > 0) & (radii[:, 1] > 0)
     inputs = (proj.means2d, proj.conics, proj.opacities, proj.colors, proj.depths)
     stats: dict = {}

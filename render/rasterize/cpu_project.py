@@ -323,14 +323,25 @@ def sh_colors(means, sh, campos, degree, colors, ticket, n_chunks):
 
 def camera_array(cam: Camera) -> np.ndarray:
     """The camera as the flat float64 array the kernels read. [20]"""
-    vm = cam.viewmat.double().numpy()
+    vm = cam.viewmat.numpy().astype(np.float64)
     return np.concatenate([vm[:3, :3].ravel(), vm[:3, 3],
                            [cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height, cam.near,
-                            cam.far]]).astype(np.float64)
+                            cam.far]])
 
 
-def _np(t: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().to(torch.float32).numpy())
+def numpy_f32(t: Tensor) -> np.ndarray:
+    """A C-contiguous float32 numpy view (or copy) of a CPU tensor, outside autograd.
+
+    detach() only for a tensor in a graph: it is an autograd call that lets go of the
+    GIL, and a render thread that lets go of it waits to get it back for as long as
+    another thread runs Python (measured: ~10 ms a detach() against a thread running
+    Python; a viewer frame made ~14 of them, now none).
+    """
+    if t.requires_grad:
+        t = t.detach()
+    if t.dtype != torch.float32:
+        t = t.to(torch.float32)
+    return np.ascontiguousarray(t.numpy())
 
 
 class ProjectCPU(torch.autograd.Function):
@@ -345,7 +356,7 @@ class ProjectCPU(torch.autograd.Function):
         depths = np.empty(n, np.float32)
         opacities = np.empty(n, np.float32)
         radii = np.empty((n, 2), np.int32)
-        args = (_np(means), _np(quats), _np(log_scales), _np(opacity_logits), cam_arr,
+        args = (*(numpy_f32(t) for t in (means, quats, log_scales, opacity_logits)), cam_arr,
                 float(eps), bool(compensate))
         run_chunks(project_forward, chunk_count(3), *args, means2d, conics, depths, opacities,
                    radii)
@@ -360,7 +371,7 @@ class ProjectCPU(torch.autograd.Function):
         n = ctx.args[0].shape[0]
 
         def grad(t, shape):
-            return _np(t) if t is not None else np.zeros(shape, np.float32)
+            return numpy_f32(t) if t is not None else np.zeros(shape, np.float32)
 
         outs = (np.empty((n, 3), np.float32), np.empty((n, 4), np.float32),
                 np.empty((n, 3), np.float32), np.empty(n, np.float32))
@@ -384,11 +395,13 @@ def project_cpu(g: Gaussians, cam: Camera, options: RenderOptions):
     else:
         n, degree = g.means.shape[0], sh_degree_used(g, options)
         out = np.empty((n, 3), np.float32)
-        campos = cam.position.detach().cpu().double().numpy()
+        # The camera centre as Camera.position gives it (float32), without torch calls.
+        vm = cam.viewmat.numpy().astype(np.float64)
+        campos = np.linalg.inv(vm)[:3, 3].astype(np.float32).astype(np.float64)
         # Under ~0.5 ms of work (measured: degree 0, 31,708 Gaussians, 0.3 ms) handing
         # chunks to the pool costs more than it saves: one chunk, on this thread.
         small = n * (degree + 1) ** 2 < 1_000_000
-        run_chunks(sh_colors, 1 if small else chunk_count(3), _np(g.means), _np(g.sh), campos,
-                   degree, out)
+        run_chunks(sh_colors, 1 if small else chunk_count(3), numpy_f32(g.means),
+                   numpy_f32(g.sh), campos, degree, out)
         colors = torch.from_numpy(out)
     return Projection(means2d, conics, depths, radii, opacities, colors)
