@@ -30,6 +30,7 @@ from render.camera import Camera
 from render.jit import njit
 from render.options import RenderOptions
 from render.rasterize import render
+from render.rasterize.cpu_project import numpy_f32
 from viewer.compare import Source
 
 log = logging.getLogger("mipview.viewer")
@@ -103,6 +104,8 @@ def to_bgra8(result, output: str) -> torch.Tensor | np.ndarray:
     that reads top row first: the display's upload then needs no copy (see
     FrameTexture.put).
     """
+    if output == "rgb" and result.bgra8_gl is not None:
+        return result.bgra8_gl.numpy()[::-1]  # packed by the blending kernel
     if output == "depth" and result.depth is not None:
         d = result.depth[..., 0]
         a = result.alpha[..., 0]
@@ -117,16 +120,15 @@ def to_bgra8(result, output: str) -> torch.Tensor | np.ndarray:
         img = result.alpha
     else:
         img = result.rgb
-    img = img.detach()
     if img.device.type == "cpu":
-        if output == "rgb" and result.bgra8_gl is not None:
-            return result.bgra8_gl.numpy()[::-1]  # packed by the blending kernel
-        src = np.ascontiguousarray(img.numpy(), dtype=np.float32)
+        # numpy_f32: no detach() (it lets go of the GIL) for a frame outside autograd.
+        src = numpy_f32(img)
         h, w, c = src.shape
         out = np.empty((h, w, 4), np.uint8)
         pack_bgra8(src.reshape(h, w * c), c, out.reshape(h, w * 4))
         return out[::-1]
-    img = (img.float().clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).expand(-1, -1, 3)
+    img = (img.detach().float().clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
+    img = img.expand(-1, -1, 3)
     alpha = torch.full_like(img[..., :1], 255)
     return torch.cat([img.flip(-1), alpha], dim=-1).contiguous()
 
