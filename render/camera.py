@@ -57,7 +57,12 @@ class Camera:
     @property
     def c2w(self) -> Tensor:
         """Camera-to-world transform, OpenCV axes. [4, 4]"""
-        return torch.linalg.inv(self.viewmat.double()).float()
+        if self.viewmat.requires_grad:  # keep the graph
+            return torch.linalg.inv(self.viewmat.double()).float()
+        # In numpy: torch calls let go of the GIL, and the cpu renderer asks for the
+        # camera centre on every frame (see render.rasterize.cpu_project.numpy_f32).
+        inv = np.linalg.inv(self.viewmat.numpy().astype(np.float64))
+        return torch.from_numpy(inv.astype(np.float32))
 
     @property
     def position(self) -> Tensor:

@@ -395,9 +395,7 @@ def project_cpu(g: Gaussians, cam: Camera, options: RenderOptions):
     else:
         n, degree = g.means.shape[0], sh_degree_used(g, options)
         out = np.empty((n, 3), np.float32)
-        # The camera centre as Camera.position gives it (float32), without torch calls.
-        vm = cam.viewmat.numpy().astype(np.float64)
-        campos = np.linalg.inv(vm)[:3, 3].astype(np.float32).astype(np.float64)
+        campos = cam.position.numpy().astype(np.float64)
         # Under ~0.5 ms of work (measured: degree 0, 31,708 Gaussians, 0.3 ms) handing
         # chunks to the pool costs more than it saves: one chunk, on this thread.
         small = n * (degree + 1) ** 2 < 1_000_000
