@@ -74,8 +74,8 @@ class ViewPose:
 
     def key(self) -> tuple:
         """A hashable summary, to tell whether the view changed between frames."""
-        return (tuple(np.round(self.rotation, 9).ravel()), tuple(np.round(self.position, 9)),
-                round(self.fov_y, 9))
+        return (tuple(self.rotation.round(9).ravel().tolist()),
+                tuple(self.position.round(9).tolist()), round(self.fov_y, 9))
 
 
 def rotation_about(axis: np.ndarray, angle: float) -> np.ndarray:

@@ -445,14 +445,15 @@ Rect = tuple[float, float, float, float, float, float, float, float]
 def rect_vertices(rects: list[Rect], width: int, height: int) -> np.ndarray:
     """Two triangles per rectangle for present.vert: corners in clip space and their
     texture coordinates. [6 * len(rects), 4] float32 (x, y, u, v)"""
-    r = np.asarray(rects, np.float64).reshape(-1, 8)
-    x0, y0, x1, y1 = (2.0 * r[:, 0] / width - 1.0, 2.0 * r[:, 1] / height - 1.0,
-                      2.0 * r[:, 2] / width - 1.0, 2.0 * r[:, 3] / height - 1.0)
-    u0, v0, u1, v1 = r[:, 4], r[:, 5], r[:, 6], r[:, 7]
-    corners = [(x0, y0, u0, v0), (x1, y0, u1, v0), (x0, y1, u0, v1),
-               (x0, y1, u0, v1), (x1, y0, u1, v0), (x1, y1, u1, v1)]
-    out = np.stack([np.stack(c, axis=-1) for c in corners], axis=1)  # [n, 6, 4]
-    return out.reshape(-1, 4).astype(np.float32)
+    # Plain floats: a draw has a handful of rectangles, and numpy's per-call overhead
+    # made this ~0.3 ms of the UI thread's time per draw.
+    sx, sy = 2.0 / width, 2.0 / height
+    out: list[float] = []
+    for x0, y0, x1, y1, u0, v0, u1, v1 in rects:
+        a, b, c, d = x0 * sx - 1.0, y0 * sy - 1.0, x1 * sx - 1.0, y1 * sy - 1.0
+        out += (a, b, u0, v0, c, b, u1, v0, a, d, u0, v1,
+                a, d, u0, v1, c, b, u1, v0, c, d, u1, v1)
+    return np.array(out, np.float32).reshape(-1, 4)
 
 
 def _subtract(r: list[int], o: list[int]) -> list[list[int]]:
