@@ -15,13 +15,8 @@ from torch import Tensor
 
 from render.rasterize import cpu_kernels as K
 from render.rasterize.cpu_project import numpy_f32
-from render.rasterize.cpu_threads import chunk_count, run_chunks
+from render.rasterize.cpu_threads import GAUSSIAN_CHUNKS, TILE_CHUNKS, chunk_count, run_chunks
 from render.rasterize.types import Projection
-
-# Chunks per thread (see run_chunks). Tiles differ most in cost (the busy part of the
-# image), so tile loops get more; the per-Gaussian loops are even, and their chunks'
-# binning runs (bin_tiles) grow with their count.
-TILE_CHUNKS, RANK_CHUNKS = 6, 3
 
 
 def depth_order(visible: np.ndarray, depths: np.ndarray) -> np.ndarray:
@@ -57,7 +52,7 @@ def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     rec = np.empty((m, K.REC_COLS), np.float32)
     box = np.empty((m, 4), np.int32)
     n_rows = np.empty(m, np.int64)
-    chunks = chunk_count(RANK_CHUNKS)
+    chunks = chunk_count(GAUSSIAN_CHUNKS)
     arrays = [numpy_f32(t) for t in (means2d, conics, opacities, colors, depths)]
     run_chunks(K.prepare, chunks, order, *arrays, width, height, rec, box, n_rows)
     tiles_x = (width + K.TILE - 1) // K.TILE
@@ -101,7 +96,7 @@ def _backward(st: _State, v_rgb: np.ndarray, v_alpha: np.ndarray, v_depth: np.nd
                st.width, st.height, st.tiles_x, st.background, st.with_depth, K.CONSTS, st.T,
                st.last, st.depth, v_rgb, v_alpha, v_depth, pair_grad, tile_done)
     out = np.zeros((st.n, K.GRAD_COLS), np.float32)
-    run_chunks(K.gather_grads, chunk_count(RANK_CHUNKS), st.order, b.tile_start, tile_done,
+    run_chunks(K.gather_grads, chunk_count(GAUSSIAN_CHUNKS), st.order, b.tile_start, tile_done,
                b.pairs, pair_grad, out)
     return out
 

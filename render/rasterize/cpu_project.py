@@ -25,7 +25,7 @@ from render.gaussians import Gaussians
 from render.jit import njit
 from render.options import RenderOptions
 from render.rasterize.cpu_kernels import chunk_range
-from render.rasterize.cpu_threads import chunk_count, next_chunk, run_chunks
+from render.rasterize.cpu_threads import GAUSSIAN_CHUNKS, chunk_count, next_chunk, run_chunks
 from render.sh import SH_C0, SH_C1, SH_C2, SH_C3
 
 _JIT = {"nogil": True, "cache": True, "fastmath": {"nsz", "arcp", "contract", "reassoc"},
@@ -358,8 +358,8 @@ class ProjectCPU(torch.autograd.Function):
         radii = np.empty((n, 2), np.int32)
         args = (*(numpy_f32(t) for t in (means, quats, log_scales, opacity_logits)), cam_arr,
                 float(eps), bool(compensate))
-        run_chunks(project_forward, chunk_count(3), *args, means2d, conics, depths, opacities,
-                   radii)
+        run_chunks(project_forward, chunk_count(GAUSSIAN_CHUNKS), *args, means2d, conics, depths,
+                   opacities, radii)
         ctx.args = args
         radii_t = torch.from_numpy(radii)
         ctx.mark_non_differentiable(radii_t)
@@ -375,8 +375,9 @@ class ProjectCPU(torch.autograd.Function):
 
         outs = (np.empty((n, 3), np.float32), np.empty((n, 4), np.float32),
                 np.empty((n, 3), np.float32), np.empty(n, np.float32))
-        run_chunks(project_backward, chunk_count(3), *ctx.args, grad(v_means2d, (n, 2)),
-                   grad(v_conics, (n, 3)), grad(v_depths, n), grad(v_opacities, n), *outs)
+        run_chunks(project_backward, chunk_count(GAUSSIAN_CHUNKS), *ctx.args,
+                   grad(v_means2d, (n, 2)), grad(v_conics, (n, 3)), grad(v_depths, n),
+                   grad(v_opacities, n), *outs)
         return (*(torch.from_numpy(o) for o in outs), None, None, None)
 
 
@@ -399,7 +400,7 @@ def project_cpu(g: Gaussians, cam: Camera, options: RenderOptions):
         # Under ~0.5 ms of work (measured: degree 0, 31,708 Gaussians, 0.3 ms) handing
         # chunks to the pool costs more than it saves: one chunk, on this thread.
         small = n * (degree + 1) ** 2 < 1_000_000
-        run_chunks(sh_colors, 1 if small else chunk_count(3), numpy_f32(g.means),
-                   numpy_f32(g.sh), campos, degree, out)
+        run_chunks(sh_colors, 1 if small else chunk_count(GAUSSIAN_CHUNKS),
+                   numpy_f32(g.means), numpy_f32(g.sh), campos, degree, out)
         colors = torch.from_numpy(out)
     return Projection(means2d, conics, depths, radii, opacities, colors)

@@ -53,6 +53,12 @@ def num_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# Chunks per thread (see run_chunks). Tiles differ most in cost (the busy part of the
+# image), so tile loops get more; the per-Gaussian loops are even, and the binning runs
+# of their chunks (cpu_kernels.bin_tiles) grow with their count.
+TILE_CHUNKS, GAUSSIAN_CHUNKS = 6, 3
+
+
 def chunk_count(per_thread: int) -> int:
     """How many chunks to cut a kernel's work into: `per_thread` for every thread (see
     run_chunks: the spare chunks are what a thread that is ahead takes over), one when
