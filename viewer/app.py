@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from viewer import controls as C  # noqa: E402
 from viewer.compare import Source, divider_px, pane_cameras  # noqa: E402
 from viewer.display import Presenter, UILayer, imgui_boxes, read_screen  # noqa: E402
 from viewer.frames import Frame, FrameRequest, RenderWorker  # noqa: E402
+from viewer.memory import memory_text, release_free, tame_malloc  # noqa: E402
 from viewer.models import ModelLoader, demo_model, scale_function  # noqa: E402
 from viewer.state import (  # noqa: E402
     ModelState,
@@ -60,6 +60,7 @@ DIVIDER_GRAB_PX = 6.0
 IDLE_REDRAW_S = 0.25  # redraw at least this often (stats, loading text)
 STREAMING_REDRAW_S = 0.5  # the same while the render thread works (each costs it CPU)
 IDLE_WAIT_S = 0.02  # longest sleep between UI frames when nothing happens
+RELEASE_AFTER_S = 2.0  # without new frames for this long, free heap goes back to the OS
 # UI frames that no new rendered frame asks for (input, hover, held keys) are paced to
 # these rates, measured from the start of the previous draw: with a software GL a draw
 # costs ~5-10 ms of CPU, and unpaced input (a mouse sends 100+ events a second) would
@@ -84,27 +85,6 @@ class Drag:
     action: str  # orbit, look, pan, divider
     x: float
     y: float
-
-
-def tame_malloc() -> bool:
-    """Keep the resident memory of a long session flat (glibc only; no-op elsewhere).
-
-    Frames of changing sizes (resizes, reduced-resolution frames, screenshots) are
-    allocated on the render thread; glibc's default raises its mmap threshold after the
-    first large frees and keeps one arena per thread, after which freed frames fragment
-    the heap and the resident set creeps up (~40 MiB per 5,000 random frames in the soak
-    test). A fixed 256 KiB threshold (large buffers go back to the OS when freed) and two
-    arenas hold it flat. Returns whether the settings were applied.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_mmap_threshold, m_arena_max = -3, -8  # from glibc's malloc.h
-        return bool(libc.mallopt(m_mmap_threshold, 256 * 1024)) and bool(
-            libc.mallopt(m_arena_max, 2))
-    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
-        return False
 
 
 class ViewerApp:
@@ -202,6 +182,8 @@ class ViewerApp:
         self._draw_owed = DRAW_NONE  # a draw that pacing postponed (its DRAW_* reason)
         self._last_panels_draw = -math.inf  # when ImGui last ran
         self._shown: Frame | None = None
+        self._frame_t = -math.inf  # when the newest frame was shown
+        self._heap_released = True  # no frame since the free heap last went back
         self._last_t = time.perf_counter()
         self._file_dialog = None
         self.captured: list[tuple[Path, np.ndarray]] = []  # screenshots written, newest last
@@ -714,6 +696,7 @@ class ViewerApp:
         self.presenter.set_frame(frame.images, frame.request.tag["mode"])
         self._upload_ms = (time.perf_counter() - t0) * 1e3
         self._shown = frame
+        self._frame_t, self._heap_released = t0, False
         st.render_error = None
         st.render_ms = frame.render_ms
         st.n_drawn = frame.n_drawn
@@ -734,6 +717,14 @@ class ViewerApp:
         return (self._shown is not None and self._shown.request.full_res
                 and self._last_key == self._view_key() and self._last_request_full
                 and self._shown_seq == self._last_view_seq)
+
+    def _release_heap_when_idle(self, now: float) -> None:
+        """Once no frame has come for RELEASE_AFTER_S, hand the free heap back to the OS:
+        streaming frames keep reusing it (viewer/memory.py), an idle viewer need not."""
+        if (not self._heap_released and now - self._frame_t >= RELEASE_AFTER_S
+                and self.worker.idle()):
+            release_free()
+            self._heap_released = True
 
     def _draw_reason(self, new_frame: bool, now: float) -> int:
         """Why this UI frame must be drawn, if at all (DRAW_*). The loop draws on input,
@@ -793,6 +784,7 @@ class ViewerApp:
         self._draw_owed = max(self._draw_reason(new_frame, t0), self._draw_owed)
         if not force_draw:
             if not self._draw_owed:
+                self._release_heap_when_idle(t0)
                 # Woken early by input or by the render thread (glfw.post_empty_event).
                 glfw.wait_events_timeout(IDLE_WAIT_S)
                 return False
@@ -943,26 +935,6 @@ class ViewerApp:
         glfw.destroy_window(self.window)
         self.window = None
         glfw.poll_events()
-
-
-def memory_text(device) -> str:
-    """Device memory in use: CUDA allocator, else the process's resident set."""
-    if getattr(device, "type", "cpu") == "cuda":
-        import torch
-
-        return (f"CUDA {torch.cuda.memory_allocated() / 2**20:,.0f} MiB allocated, "
-                f"{torch.cuda.memory_reserved() / 2**20:,.0f} MiB reserved")
-    return f"RSS {resident_mib():,.0f} MiB"
-
-
-def resident_mib() -> float:
-    """This process's resident memory in MiB (Linux /proc; 0 elsewhere)."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError):
-        return 0.0
 
 
 def with_camera(app: ViewerApp, camera: Camera) -> None:
