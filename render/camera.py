@@ -36,8 +36,13 @@ class Camera:
     far: float = 1e10
 
     def __post_init__(self) -> None:
-        vm = torch.as_tensor(self.viewmat, dtype=torch.float32).reshape(4, 4).cpu()
-        object.__setattr__(self, "viewmat", vm)
+        vm = self.viewmat
+        # Checked first: the conversion's torch calls let go of the GIL, and cameras are
+        # made on the UI thread while the render thread holds it (see c2w).
+        if not (isinstance(vm, Tensor) and vm.dtype == torch.float32 and vm.is_cpu
+                and vm.shape == (4, 4)):
+            vm = torch.as_tensor(vm, dtype=torch.float32).reshape(4, 4).cpu()
+            object.__setattr__(self, "viewmat", vm)
         object.__setattr__(self, "width", int(self.width))
         object.__setattr__(self, "height", int(self.height))
         if self.width <= 0 or self.height <= 0:
@@ -133,7 +138,7 @@ class Camera:
         """From a camera-to-world matrix in OpenCV axes. [4, 4] or [3, 4]"""
         m = np.eye(4)
         m[:3, :] = np.asarray(c2w, dtype=np.float64).reshape(-1, 4)[:3]
-        viewmat = torch.from_numpy(np.linalg.inv(m)).float()
+        viewmat = torch.from_numpy(np.linalg.inv(m).astype(np.float32))
         return Camera(viewmat, float(fx), float(fy),
                       width / 2.0 if cx is None else float(cx),
                       height / 2.0 if cy is None else float(cy), width, height, **kw)

@@ -56,6 +56,36 @@ def test_worker_renders_the_newest_request_and_drops_stale_ones():
         w.stop()
 
 
+def test_worker_wakes_the_ui_after_every_frame_once_per_streamed_frame():
+    """A UI loop that sleeps until woken sees every frame the thread publishes, and while
+    views stream (the next view posted as soon as the last was taken up, as a drag does)
+    one wake-up a frame serves both the publication and the next take-up."""
+    g = tiny_scene()
+    cam = tiny_cameras()[0].scaled(0.25)
+    n = 12
+    seen: list[int] = []  # per wake-up, the newest frame the UI would show
+    w: RenderWorker | None = None
+    posted = [1]
+
+    def on_event():  # the UI loop, woken: shows the newest frame, posts the next view
+        latest = w.latest()
+        seen.append(latest.request.seq if latest is not None else 0)
+        if w.started_seq == posted[0] < n:
+            posted[0] += 1
+            w.request(_request(posted[0], cam, g))
+
+    w = RenderWorker(on_event=on_event)
+    try:
+        w.request(_request(1, cam, g))
+        _wait(lambda: w.idle() and posted[0] == n)
+        time.sleep(0.05)
+        assert set(range(1, n + 1)) <= set(seen), seen  # every frame was seen
+        assert seen[-1] == n
+        assert len(seen) <= n + 3, seen  # two wake-ups a frame before
+    finally:
+        w.stop()
+
+
 def test_worker_capture_jobs_are_never_dropped_and_errors_are_reported():
     g = tiny_scene()
     cam = tiny_cameras()[0].scaled(0.25)

@@ -60,6 +60,7 @@ DIVIDER_GRAB_PX = 6.0
 IDLE_REDRAW_S = 0.25  # redraw at least this often (stats, loading text)
 STREAMING_REDRAW_S = 0.5  # the same while the render thread works (each costs it CPU)
 IDLE_WAIT_S = 0.02  # longest sleep between UI frames when nothing happens
+BUSY_WAIT_S = 0.1  # the same while the render thread works (it wakes the loop itself)
 RELEASE_AFTER_S = 2.0  # without new frames for this long, free heap goes back to the OS
 # UI frames that no new rendered frame asks for (input, hover, held keys) are paced to
 # these rates, measured from the start of the previous draw: with a software GL a draw
@@ -718,6 +719,17 @@ class ViewerApp:
                 and self._last_key == self._view_key() and self._last_request_full
                 and self._shown_seq == self._last_view_seq)
 
+    def _idle_wait_s(self, now: float) -> float:
+        """How long the loop may sleep with nothing to draw. IDLE_WAIT_S polls what has no
+        wake-up of its own (a model loading, the adaptation worker's progress). While the
+        render thread works, its take-ups and finished frames wake the loop: then it
+        sleeps until the panels' next refresh (at most BUSY_WAIT_S), as a 20 ms poll
+        added a UI step to every streamed frame."""
+        if not self.worker.busy:
+            return IDLE_WAIT_S
+        due = self._last_panels_draw + STREAMING_REDRAW_S - now
+        return min(max(due, 0.001), BUSY_WAIT_S)
+
     def _release_heap_when_idle(self, now: float) -> None:
         """Once no frame has come for RELEASE_AFTER_S, hand the free heap back to the OS:
         streaming frames keep reusing it (viewer/memory.py), an idle viewer need not."""
@@ -786,7 +798,7 @@ class ViewerApp:
             if not self._draw_owed:
                 self._release_heap_when_idle(t0)
                 # Woken early by input or by the render thread (glfw.post_empty_event).
-                glfw.wait_events_timeout(IDLE_WAIT_S)
+                glfw.wait_events_timeout(self._idle_wait_s(t0))
                 return False
             early = self._next_draw_at(new_frame) - time.perf_counter()
             if early > 0:  # paced: the draw stays owed; input wakes the loop early
