@@ -9,6 +9,8 @@ carries those on to every Gaussian parameter.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -64,12 +66,14 @@ def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     T = np.empty((height, width), np.float32)
     last = np.empty((height, width), np.int32)
     blended = np.zeros(tiles_x * tiles_y, np.int64)
+    # The kernel stores a pixel's four bytes as one little-endian uint32.
+    bgra8 = bgra8 and sys.byteorder == "little"
     packed = np.empty((height, width, 4) if bgra8 else (0, 0, 4), np.uint8)
     # Depth and the blended count cost the blending loop ~5 %: a kernel of their own.
     extras = with_depth or count_pairs
     run_chunks(K.forward_extras if extras else K.forward, chunk_count(TILE_CHUNKS), rec, box,
                bins.tile_start, bins.pairs, width, height, tiles_x, background, K.CONSTS, rgb,
-               alpha, depth, T, last, blended, packed)
+               alpha, depth, T, last, blended, packed.view(np.uint32)[..., 0])
     st = _State()
     st.order, st.rec, st.box = order, rec, box
     st.bins = bins
