@@ -2,22 +2,19 @@
 
 Every CPU frame allocates and frees tens of MiB (Gaussian-tile pairs, sort keys, images;
 ~40 MiB at 640 x 480 for the demo scene, more for larger models). Where those buffers
-come from decides what a frame costs:
+come from decides what a frame costs. Served by fresh mmap()s, as a fixed 256 KiB mmap
+threshold did (the viewer's setting until 2026-11), every frame faults all its pages in
+again: ~3,300 minor page faults a frame for the demo scene and ~4,800 for the 45k-
+Gaussian donut at 640 x 480, ~4.5 ms and ~17 ms of CPU a frame. Served by the heap, the
+pages stay mapped and the next frame reuses them.
 
-- from fresh mmap()s, each frame first touches every page again: ~3,300 minor page
-  faults a frame for the demo scene, ~4,800 for the 45k-Gaussian donut, which cost
-  ~4.5 ms and ~17 ms of CPU per frame at 640 x 480 (`benchmarks/viewer.py` measures it
-  through the window);
-- from the heap, the pages stay mapped and a frame reuses them.
-
-glibc mmaps anything above its mmap threshold and gives the top of the heap back to the
-OS above its trim threshold. Its defaults adapt both to the sizes freed so far, which
+glibc's defaults adapt its mmap and trim thresholds to the sizes freed so far, which
 suits a frame loop once warm, but they also keep one arena per thread, where freed
 frames of changing sizes (resizes, reduced-resolution frames while dragging,
 screenshots) fragment the heaps and the resident set creeps up. So the viewer fixes
-them: buffers up to 32 MiB (glibc's largest threshold) come from the heap, up to 256 MiB
-of free heap stays mapped, and two arenas serve all threads. :func:`release_free` hands
-the free memory back when the viewer goes idle.
+them: buffers up to 32 MiB (the ceiling of glibc's own adaptive threshold) come from the
+heap, up to 256 MiB of free heap stays mapped, and two arenas serve all threads.
+:func:`release_free` hands the free memory back when the viewer goes idle.
 """
 
 from __future__ import annotations
@@ -26,7 +23,7 @@ import ctypes
 import os
 import sys
 
-MMAP_THRESHOLD = 32 * 2**20  # bytes; glibc refuses more than half its 64 MiB heap size
+MMAP_THRESHOLD = 32 * 2**20  # bytes; larger buffers are mmapped, as glibc does anyway
 TRIM_THRESHOLD = 256 * 2**20  # bytes of free heap kept mapped while frames stream
 ARENA_MAX = 2
 # mallopt parameters, from glibc's malloc.h.
