@@ -117,9 +117,10 @@ def soak(frames: int, seed: int, workdir: Path, size=(320, 240)) -> dict:
     finally:
         app.close()
     # Growth after warm-up: from the sample at half the run to the end. Warm-up (caches,
-    # numba's and llvmpipe's shader JITs) takes a few hundred frames; RSS then stays flat
-    # but for passing peaks of ~30 MiB (5000 frames: 585-595 MiB from frame 750 on), so
-    # the end is the least of the last three samples: a leak shows in all of them.
+    # numba's and llvmpipe's shader JITs) takes a few hundred frames; the live RSS then
+    # stays flat but for passing peaks (5,000 frames: 567-626 MiB from frame 500 on, and
+    # up to ~200 MiB more of free heap held for reuse between releases), so the end is
+    # the least of the last three samples: a leak shows in all of them.
     warm = [m for i, m in rss if i >= frames // 2] or [rss[-1][1]]
     end = min(m for _, m in rss[-3:])
     return {"frames": frames, "seed": seed, "rss_start_mib": round(rss[0][1], 1),
