@@ -249,7 +249,7 @@ class RenderWorker:
 
     def idle(self) -> bool:
         with self._cond:
-            return self._pending is None and not self._captures and not self.busy
+            return not self._work_waiting() and not self.busy
 
     def set_scale_fn(self, fn) -> None:
         with self._cond:
@@ -264,12 +264,16 @@ class RenderWorker:
             self._cond.notify()
         self._thread.join(timeout=30)
 
+    def _work_waiting(self) -> bool:
+        """A view or a screenshot waits to be rendered (call with the lock held)."""
+        return self._pending is not None or bool(self._captures)
+
     # -- render thread -----------------------------------------------------------------
     def _run(self) -> None:
         torch.set_grad_enabled(False)
         while True:
             with self._cond:
-                while not self._stop and self._pending is None and not self._captures:
+                while not self._stop and not self._work_waiting():
                     self._cond.wait()
                 if self._stop:
                     return
@@ -286,7 +290,7 @@ class RenderWorker:
                     self._captured.append(frame)
                 elif self._latest is None or req.seq >= self._latest.request.seq:
                     self._latest = frame
-                more = self._pending is not None or bool(self._captures)
+                more = self._work_waiting()
             # With more to do, the next take-up wakes the UI moments from now (after the
             # readout, ~1 ms every scale_interval_s), for both: two wake-ups were two UI
             # steps per streamed frame.
@@ -296,7 +300,7 @@ class RenderWorker:
                 self._update_scale(req)
             with self._cond:
                 self.busy = False
-                more = self._pending is not None or bool(self._captures)
+                more = self._work_waiting()
             if not more:  # else the next view's take-up wakes the UI (one wake-up less)
                 self._notify()
 

@@ -20,6 +20,7 @@ heap, up to 256 MiB of free heap stays mapped, and two arenas serve all threads.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 
@@ -30,6 +31,7 @@ ARENA_MAX = 2
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 
 
+@functools.cache
 def _libc():
     """glibc, or None where there is none (macOS, Windows, musl...)."""
     if not sys.platform.startswith("linux"):
