@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
+import torch
 
 from render.camera import Camera
 
@@ -66,16 +68,31 @@ class ViewPose:
         m[:3, 3] = self.position
         return m
 
+    @cached_property
+    def _viewmat(self) -> np.ndarray:
+        """World-to-camera transform [4, 4] float32: the rigid inverse of c2w (R^T,
+        -R^T t), as the viewer asks for it on every UI frame that moves."""
+        m = np.eye(4)
+        m[:3, :3] = self.rotation.T
+        m[:3, 3] = -(self.rotation.T @ self.position)
+        return m.astype(np.float32)
+
     def camera(self, width: int, height: int, near: float = 0.01, far: float = 1e10) -> Camera:
         """The render camera for a width x height image: square pixels, centred principal
         point, this pose's vertical field of view."""
         f = height / (2.0 * math.tan(self.fov_y / 2.0))
-        return Camera.from_c2w(self.c2w(), f, f, width, height, near=near, far=far)
+        return Camera(torch.from_numpy(self._viewmat.copy()), f, f, width / 2.0, height / 2.0,
+                      width, height, near=near, far=far)
 
-    def key(self) -> tuple:
-        """A hashable summary, to tell whether the view changed between frames."""
+    @cached_property
+    def _key(self) -> tuple:
         return (tuple(self.rotation.round(9).ravel().tolist()),
                 tuple(self.position.round(9).tolist()), round(self.fov_y, 9))
+
+    def key(self) -> tuple:
+        """A hashable summary, to tell whether the view changed between frames (a pose is
+        immutable: computed once)."""
+        return self._key
 
 
 def rotation_about(axis: np.ndarray, angle: float) -> np.ndarray:
