@@ -8,9 +8,10 @@ when there is none), orbits through `--views` views around the model and measure
 - bare: `render.render()` of each view at the window's size, back to back (CUDA
   synchronised), on a thread of its own like the viewer's renders, as frames per
   second;
-- viewer: the same views through the window: each view is posted to the render thread
-  as soon as the previous one was taken up (as a continuous drag does), and a frame
-  counts once it is on screen; frames per second from the first post to the last frame
+- viewer: the same views through the window, as a left-button drag that orbits: the
+  mouse moves through the window's input callbacks, the next move as soon as the render
+  thread took the previous view up (a drag always has a newer view ready), and a frame
+  counts once it is on screen; frames per second from the first move to the last frame
   shown, with the UI frame rate and the per-frame split meanwhile.
 
 They alternate, bare first and last (`--rounds` viewer runs); each viewer run is
@@ -48,12 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     w, h = (int(v) for v in args.size.lower().split("x"))
 
+    import glfw
     import torch
 
     from render.rasterize import render
     from viewer import controls as C
     from viewer.app import ViewerApp
     from viewer.models import demo_model, file_model
+    from viewer.panels import PANEL_WIDTH
 
     model = file_model(args.model) if args.model else demo_model()
     app = ViewerApp(model, size=(w, h), backend=args.backend, vsync=False)
@@ -66,8 +69,14 @@ def main(argv: list[str] | None = None) -> int:
             adaptation.auto = False
         nav = app.state.nav
         home = nav.pose
+        # The drag: the mouse's x position for each view, from the middle of the part of
+        # the window right of the side panel; orbit turns 0.005 rad per pixel.
         step_px = math.radians(args.degrees) / args.views / 0.005
-        poses = [C.orbit(home, nav.up, dx=i * step_px, dy=0.0) for i in range(args.views)]
+        x0, y0 = max(w * 0.55, PANEL_WIDTH + 40.0), h * 0.5
+        xs = [x0 + i * step_px for i in range(args.views)]
+        poses = [home]  # as the window's orbit makes them, move by move
+        for i in range(1, args.views):
+            poses.append(C.orbit(poses[-1], nav.up, xs[i] - xs[i - 1], 0.0))
         cuda = app.device.type == "cuda"
         sync = torch.cuda.synchronize if cuda else (lambda: None)
 
@@ -128,17 +137,27 @@ def main(argv: list[str] | None = None) -> int:
             shown_views: set[int] = set()
             seq_to_view: dict[int, int] = {}
             k = 0
-            nav.pose = poses[0]
+            app.on_cursor_pos(None, x0, y0)
+            while not app.frame_is_current() or not app.worker.idle():
+                app.step()
+            app.step(force_draw=True)  # ImGui sees the mouse over the scene, not a panel
+            app.on_mouse_button(None, glfw.MOUSE_BUTTON_LEFT, glfw.PRESS, 0)
+            if app.drag is None or app.drag.action != "orbit":
+                raise RuntimeError(f"a press at ({x0:.0f}, {y0:.0f}) did not start an orbit "
+                                   "(a panel under the mouse? try a wider --size)")
+            while app._draw_frames_left:  # the frames ImGui settles the press in
+                app.step(force_draw=True)
+            nav.pose = poses[0]  # (the view the previous run ended at is on screen)
             t0, c0 = time.perf_counter(), time.process_time()
             app.step()
             seq_to_view[app._last_view_seq] = 0
             # Until the last view is on screen. A view whose frame was replaced by a newer
             # one before a UI frame showed it is not counted (nor waited for).
             while k + 1 < len(poses) or not app.frame_is_current():
-                # The render thread took the last view up: post the next one now.
+                # The render thread took the last view up: move the mouse on now.
                 if k + 1 < len(poses) and app.worker.started_seq >= app._last_view_seq:
                     k += 1
-                    nav.pose = poses[k]
+                    app.on_cursor_pos(None, xs[k], y0)
                 a = time.perf_counter()
                 app.step()
                 frame_ms.append((time.perf_counter() - a) * 1e3)
@@ -152,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
                     shown_views.add(seq_to_view[f.request.seq])
                 if time.perf_counter() - t0 > 900:
                     break
-            return time.perf_counter() - t0, time.process_time() - c0, len(shown_views)
+            out = time.perf_counter() - t0, time.process_time() - c0, len(shown_views)
+            app.on_mouse_button(None, glfw.MOUSE_BUTTON_LEFT, glfw.RELEASE, 0)
+            return out
 
         # -- rounds: bare, viewer, bare, viewer, ..., bare. A shared machine's speed drifts
         # by tens of percent within a minute, so each viewer run is compared with the mean
@@ -180,24 +201,22 @@ def main(argv: list[str] | None = None) -> int:
         bare_fps = n / bare_s
         viewer_fps = n_shown / viewer_s
 
-        # -- UI responsiveness behind slow frames: drag-orbit for 3 s (every UI frame is
-        # drawn, the render thread always has a view to render) and count drawn frames.
-        import glfw
-
-        cx, cy = w * 0.6, h * 0.5
-        app.on_cursor_pos(None, cx, cy)
-        app.on_mouse_button(None, glfw.MOUSE_BUTTON_LEFT, glfw.PRESS, 0)
-        drawn, busy_drawn, t_ui = 0, 0, time.perf_counter()
-        i = 0
+        # -- UI responsiveness behind slow frames: for 3 s the view turns at every UI step
+        # (the render thread always has a view to render) while the mouse moves over the
+        # side panel, so that ImGui must run; count the UI frames it ran in.
+        imgui_frames, busy_frames, t_ui, i = 0, 0, time.perf_counter(), 0
+        last = app._last_panels_draw
         while time.perf_counter() - t_ui < 3.0:
             i += 1
-            app.on_cursor_pos(None, cx + (i % 40), cy)
+            app.on_cursor_pos(None, 100.0 + i % 40, h * 0.5)
+            nav.pose = poses[i % len(poses)]
             busy = app.worker.busy
-            if app.step():
-                drawn += 1
-                busy_drawn += busy
+            app.step()
+            if app._last_panels_draw != last:
+                last = app._last_panels_draw
+                imgui_frames += 1
+                busy_frames += busy
         ui_s = time.perf_counter() - t_ui
-        app.on_mouse_button(None, glfw.MOUSE_BUTTON_LEFT, glfw.RELEASE, 0)
         bare_thread.shutdown()
         out = {
             "model": str(args.model or "demo"),
@@ -222,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             # rest of the gap to bare_ms_per_frame is the UI thread's share of the CPU.
             "viewer_render_ms_median": round(statistics.median(render_ms), 2),
             "ui_loop_steps_per_s": round(len(frame_ms) / sum(v[0] for v in viewer_runs), 1),
-            "ui_drawn_fps_while_dragging": round(drawn / ui_s, 1),
-            "ui_drawn_frames_while_render_busy": busy_drawn,
+            "ui_panel_fps_while_rendering": round(imgui_frames / ui_s, 1),
+            "ui_panel_frames_while_render_busy": busy_frames,
             "ui_frame_ms_median": round(statistics.median(frame_ms), 2),
             "ui_frame_ms_max": round(max(frame_ms), 2),
             "imgui_ms_median": round(statistics.median(ui_ms), 2),

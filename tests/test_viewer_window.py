@@ -100,6 +100,61 @@ def test_zoom_changes_the_readout(app):
     assert app.state.scale == pytest.approx(s1 / 0.9**2 * 0.5, rel=0.03)
 
 
+def test_camera_drag_puts_the_cached_panels_over_each_new_frame(app, monkeypatch):
+    """The moves of a camera drag change only the rendered frame: the UI frames that show
+    the new frames put the cached panel layer over them instead of running ImGui (with a
+    software GL an ImGui frame of the panels costs ~8 ms of CPU the renders need)."""
+    import viewer.app as A
+
+    monkeypatch.setattr(A, "STREAMING_REDRAW_S", 1e9)  # no periodic refresh: only input
+    monkeypatch.setattr(A, "IDLE_REDRAW_S", 1e9)
+    monkeypatch.setattr(A, "READOUT_REDRAW_S", 1e9)
+    app.state.ui.show_panels = True
+    settle(app)
+    reasons = []
+    draw_window = app._draw_window
+    monkeypatch.setattr(app, "_draw_window",
+                        lambda r, size: reasons.append(r) or draw_window(r, size))
+    imgui_runs = []
+    imgui_frame = app._imgui_frame
+    monkeypatch.setattr(app, "_imgui_frame", lambda: imgui_runs.append(1) or imgui_frame())
+    app.on_cursor_pos(None, 250, 120)
+    app.on_mouse_button(None, glfw.MOUSE_BUTTON_LEFT, glfw.PRESS, 0)
+    seqs = set()
+    for i in range(60):
+        app.on_cursor_pos(None, 250 - i, 120)
+        app.step()
+        seqs.add(app._shown_seq)
+    app.on_mouse_button(None, glfw.MOUSE_BUTTON_LEFT, glfw.RELEASE, 0)
+    assert len(seqs) >= 5  # the drag streamed new frames
+    assert reasons.count(A.DRAW_FRAME) >= 4
+    assert len(imgui_runs) <= 4  # the press and the frames ImGui settles hover states in
+    assert app.ui_layer.usable(app.framebuffer_size)
+
+
+def test_zoom_readout_on_screen_follows_a_scroll(app, monkeypatch):
+    """Scrolling to zoom is navigation (no ImGui frame of its own): the menu bar's readout
+    is redrawn once it no longer says the view's scale."""
+    import viewer.app as A
+    from viewer.panels import zoom_readout
+
+    monkeypatch.setattr(A, "STREAMING_REDRAW_S", 1e9)  # only a stale readout refreshes
+    monkeypatch.setattr(A, "IDLE_REDRAW_S", 1e9)
+    settle(app)
+    shown, s0 = app.state.ui.readout_shown, app.state.scale
+    assert shown == zoom_readout(app.state)
+    app.on_cursor_pos(None, 160, 120)
+    app.step(force_draw=True)  # ImGui sees the mouse over the scene
+    app.on_scroll(None, 0, 3)
+    t_end = time.time() + 60
+    while time.time() < t_end and app.state.scale == s0:
+        app.step()
+    t_end = time.time() + 5
+    while time.time() < t_end and app.state.ui.readout_shown != zoom_readout(app.state):
+        app.step()
+    assert app.state.ui.readout_shown == zoom_readout(app.state) != shown
+
+
 def test_reduced_resolution_while_moving_does_not_change_the_readout(app):
     settle(app)
     s = app.state.scale
@@ -322,8 +377,9 @@ def test_new_frame_reuses_the_cached_panels_as_drawn(app, mode):
     size = app.framebuffer_size
 
     def draw(reason):
-        app.presenter.draw((0, 0, *size), app.state.compare.divider)
-        app._draw_panels(reason, size)
+        app.ctx.screen.use()
+        app.ctx.clear(1.0, 0.0, 1.0, 1.0)  # magenta: wherever nothing is drawn
+        app._draw_window(reason, size)
         return read_screen(app.ctx, *size).astype(int)
 
     direct = draw(DRAW_INPUT)
@@ -333,8 +389,13 @@ def test_new_frame_reuses_the_cached_panels_as_drawn(app, mode):
     cached = draw(DRAW_FRAME)
     panels = np.abs(direct - scene_free(app, size)).max(axis=-1) > 8
     assert panels.mean() > 0.05  # the panels cover a good part of the window
+    layer = app.ui_layer
+    # The side panel's opaque background is copied, and the frame is not presented
+    # under it; the rest of the panels is blended.
+    copied = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1, *_ in layer.opaque)
+    assert copied > 0.2 * size[0] * size[1]
     mask = np.zeros(size[::-1], int)  # how often each pixel is composited
-    for x0, y0, x1, y1, *_ in app.ui_layer.regions:
+    for x0, y0, x1, y1, *_ in layer.regions + layer.opaque:
         mask[int(y0):int(y1), int(x0):int(x1)] += 1
     assert mask.max() == 1  # never twice (that would darken it)
     assert mask.mean() < 0.98  # the panels' boxes, not the whole window

@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ import moderngl  # noqa: E402
 from render.camera import Camera  # noqa: E402
 from render.rasterize import auto_backend, backend_device, resolve_backend  # noqa: E402
 from viewer import controls as C  # noqa: E402
+from viewer import panels  # noqa: E402
 from viewer.compare import Source, divider_px, pane_cameras  # noqa: E402
 from viewer.display import Presenter, UILayer, imgui_boxes, read_screen  # noqa: E402
 from viewer.frames import Frame, FrameRequest, RenderWorker  # noqa: E402
@@ -58,7 +60,8 @@ STILL_AFTER_S = 0.15
 MIN_MOVING_SCALE = 0.25
 DIVIDER_GRAB_PX = 6.0
 IDLE_REDRAW_S = 0.25  # redraw at least this often (stats, loading text)
-STREAMING_REDRAW_S = 0.5  # the same while the render thread works (each costs it CPU)
+STREAMING_REDRAW_S = 1.0  # the same while the render thread works (each costs it CPU)
+READOUT_REDRAW_S = 0.2  # sooner when the zoom readout changed (scrolling, say)
 IDLE_WAIT_S = 0.02  # longest sleep between UI frames when nothing happens
 BUSY_WAIT_S = 0.1  # the same while the render thread works (it wakes the loop itself)
 RELEASE_AFTER_S = 2.0  # without new frames for this long, free heap goes back to the OS
@@ -70,12 +73,12 @@ UI_FPS_RENDERING = 40.0  # while the render thread works
 UI_FPS_IDLE = 60.0  # otherwise
 # Why a UI frame is drawn, by precedence. INPUT: ImGui runs and draws onto the screen.
 # PANELS (the periodic refresh): ImGui runs and draws into the cached UI layer
-# (viewer.display.UILayer), which is blended over the frame. FRAME (only a new rendered
-# frame): the cached layer is blended over it without running ImGui, as the panels
+# (viewer.display.UILayer), which is put over the frame. FRAME (only a new rendered
+# frame): the cached layer is put over it without running ImGui, as the panels
 # cannot have changed (no input, no refresh due). With llvmpipe this halves the CPU a
 # streamed frame costs the UI thread.
 DRAW_NONE, DRAW_FRAME, DRAW_PANELS, DRAW_INPUT = 0, 1, 2, 3
-FLY_KEYS = (glfw.KEY_W, glfw.KEY_A, glfw.KEY_S, glfw.KEY_D, glfw.KEY_Q, glfw.KEY_E)
+FLY_KEYS = frozenset((glfw.KEY_W, glfw.KEY_A, glfw.KEY_S, glfw.KEY_D, glfw.KEY_Q, glfw.KEY_E))
 
 
 @dataclass
@@ -142,10 +145,11 @@ class ViewerApp:
         self.device = backend_device(backend)
         self.presenter = Presenter(self.ctx, allow_interop=allow_interop)
         self.ui_layer = UILayer(self.ctx, self.presenter.painter, self.presenter.bgra)
-        # The render thread wakes the loop (sleeping in wait_events_timeout) when it takes
-        # a view up and when a frame is done.
+        # The render thread wakes the loop (see _wait) when it takes a view up and when a
+        # frame is done.
+        self._woken = threading.Event()
         self.worker = RenderWorker(keep_on_device=self.device.type == "cuda",
-                                   on_event=glfw.post_empty_event)
+                                   on_event=self._wake_up)
         self.loader = ModelLoader()
 
         from viewer.path_panel import PathEditorState
@@ -402,9 +406,10 @@ class ViewerApp:
 
     def on_cursor_pos(self, _window, x: float, y: float) -> None:
         imgui.backends.glfw_cursor_pos_callback(self._addr, x, y)
-        self._events += 1
         self.mouse = (float(x), float(y))
         d = self.drag
+        if d is None or d.action == "divider":  # hover; the split's labels follow the divider
+            self._events += 1
         if d is None:
             return
         dx, dy = x - d.x, y - d.y
@@ -422,8 +427,8 @@ class ViewerApp:
 
     def on_scroll(self, _window, dx: float, dy: float) -> None:
         imgui.backends.glfw_scroll_callback(self._addr, dx, dy)
-        self._events += 1
         if self._ui_wants_mouse() or dy == 0:
+            self._events += 1
             return
         nav = self.state.nav
         fov_keys = {glfw.KEY_LEFT_CONTROL, glfw.KEY_RIGHT_CONTROL, glfw.KEY_LEFT_ALT,
@@ -630,7 +635,7 @@ class ViewerApp:
     # -- the frame loop -------------------------------------------------------------------------
     def _apply_held_keys(self, dt: float) -> None:
         keys = self.held
-        if not keys & set(FLY_KEYS) or imgui.get_io().want_text_input or self._ctrl(0):
+        if not keys & FLY_KEYS or imgui.get_io().want_text_input or self._ctrl(0):
             return
         speed = self.state.nav.fly_speed * dt
         if keys & {glfw.KEY_LEFT_SHIFT, glfw.KEY_RIGHT_SHIFT}:
@@ -725,6 +730,8 @@ class ViewerApp:
         render thread works, its take-ups and finished frames wake the loop: then it
         sleeps until the panels' next refresh (at most BUSY_WAIT_S), as a 20 ms poll
         added a UI step to every streamed frame."""
+        if self.held & FLY_KEYS:  # moving: at the UI frame rate
+            return 1.0 / UI_FPS_RENDERING
         if not self.worker.busy:
             return IDLE_WAIT_S
         due = self._last_panels_draw + STREAMING_REDRAW_S - now
@@ -751,14 +758,23 @@ class ViewerApp:
         if self._draw_frames_left > 0:
             self._draw_frames_left -= 1
             return DRAW_INPUT
-        io = imgui.get_io()
-        if (self.held or self.path_editor.playing or self.state.ui.error_text
-                or io.want_text_input):
+        if self._animating():
             return DRAW_INPUT
         refresh = STREAMING_REDRAW_S if self.worker.busy else IDLE_REDRAW_S
-        if now - self._last_panels_draw >= refresh:
+        since = now - self._last_panels_draw
+        if since >= refresh or (since >= READOUT_REDRAW_S and self._readout_stale()):
             return DRAW_PANELS
         return DRAW_FRAME if new_frame else DRAW_NONE
+
+    def _readout_stale(self) -> bool:
+        """Whether the zoom readout on screen is not the view's (e.g. while scrolling)."""
+        return panels.zoom_readout(self.state) != self.state.ui.readout_shown
+
+    def _animating(self) -> bool:
+        """Whether ImGui must run on every UI frame whatever happens: a path playing, an
+        error shown, ImGui editing text."""
+        return bool(self.path_editor.playing or self.state.ui.error_text
+                    or imgui.get_io().want_text_input)
 
     def _next_draw_at(self, new_frame: bool) -> float:
         """When the owed UI frame may be drawn: at once for a newly rendered frame (it
@@ -774,6 +790,7 @@ class ViewerApp:
         t0 = time.perf_counter()
         dt = min(t0 - self._last_t, 0.25)
         self._last_t = t0
+        self._woken.clear()  # before the newest frame is looked at: no wake-up is lost
         glfw.poll_events()
         if glfw.window_should_close(self.window):
             self.should_close = True
@@ -797,75 +814,94 @@ class ViewerApp:
         if not force_draw:
             if not self._draw_owed:
                 self._release_heap_when_idle(t0)
-                # Woken early by input or by the render thread (glfw.post_empty_event).
-                glfw.wait_events_timeout(self._idle_wait_s(t0))
+                self._wait(self._idle_wait_s(t0))
                 return False
             early = self._next_draw_at(new_frame) - time.perf_counter()
-            if early > 0:  # paced: the draw stays owed; input wakes the loop early
-                glfw.wait_events_timeout(min(early, IDLE_WAIT_S))
+            if early > 0:  # paced: the draw stays owed
+                self._wait(min(early, IDLE_WAIT_S))
                 return False
         reason = DRAW_INPUT if force_draw else self._draw_owed
         self._draw_owed = DRAW_NONE
 
-        fw, fh = self.framebuffer_size
-        size = (fw, fh)
+        size = self.framebuffer_size
         t1 = self._draw_start = time.perf_counter()
         self._drawn_divider = self.state.compare.divider
-        # Without input the panels go through the cached UI layer, ImGui running only
-        # when they are due a refresh; that comes first, as a software GL draws each
-        # target's queued work in one go when the target changes.
-        if reason != DRAW_INPUT and self._layer_due(reason, size):
-            self._refresh_layer(size)
-            reason = DRAW_FRAME  # the layer is current: composite it
+        present_s = self._draw_window(reason, size)
         t2 = time.perf_counter()
+        self._after_draw()
+        glfw.swap_buffers(self.window)
+        self._update_stats(t0, present_s, (t2 - t1) - present_s)
+        self.frame_count += 1
+        if not force_draw and not self._draw_frames_left and not self._animating():
+            # Nothing asks for the next UI frame yet: sleep here until an event (input,
+            # the render thread's next frame) rather than in a step of its own, which
+            # cost every streamed frame a second pass through the loop.
+            self._wait(self._idle_wait_s(time.perf_counter()))
+        return True
+
+    def _wake_up(self) -> None:
+        """The render thread's events (a view taken up, a frame done): wake the loop."""
+        self._woken.set()
+        glfw.post_empty_event()
+
+    def _wait(self, timeout_s: float) -> None:
+        """Sleep for up to timeout_s, until input or the render thread's next event. While
+        the render thread works, input gathers for one UI frame (1 / UI_FPS_RENDERING
+        from the start of this step) before it may wake the loop: a mouse reports ~125
+        moves a second, and a step for each held the GIL so often that a CPU frame of a
+        640 x 480 drag took 33 ms against 21."""
+        deadline = time.perf_counter() + timeout_s
+        if self.worker.busy:
+            gather = min(self._last_t + 1.0 / UI_FPS_RENDERING, deadline) - time.perf_counter()
+            if self._woken.wait(max(gather, 0.0)):
+                return
+        rest = deadline - time.perf_counter()
+        if rest > 0:
+            glfw.wait_events_timeout(rest)
+
+    def _draw_window(self, reason: int, size: tuple[int, int]) -> float:
+        """The frame and the panels into the back buffer: ImGui onto it (input), or the
+        cached UI layer put over it, refreshed first when due (PANELS) or unusable.
+        Returns the seconds the present pass took."""
+        # The layer's refresh comes first, as a software GL draws each target's queued
+        # work in one go when the target changes.
+        composite = reason != DRAW_INPUT
+        if composite and (reason == DRAW_PANELS or not self.ui_layer.usable(size)):
+            self._refresh_layer(size)
+        t0 = time.perf_counter()
         self.ctx.screen.use()
-        self.ctx.screen.viewport = (0, 0, fw, fh)
+        self.ctx.screen.viewport = (0, 0, *size)
         if not self.presenter.has_frame:  # else the present pass covers every pixel
             bg = self.state.render.background
             self.ctx.clear(bg[0], bg[1], bg[2], 1.0)
-        self.presenter.draw((0, 0, fw, fh), self.state.compare.divider)
-        t3 = time.perf_counter()
-        self._draw_panels(reason, size)
-        t4 = time.perf_counter()
-        self._after_draw()
-        glfw.swap_buffers(self.window)
-        self._update_stats(t0, t3 - t2, (t2 - t1) + (t4 - t3))
-        self.frame_count += 1
-        return True
-
-    def _draw_panels(self, reason: int, size: tuple[int, int]) -> None:
-        """The panels over the frame just presented: ImGui onto the screen (input), or the
-        cached UI layer blended over it, refreshed first when due (PANELS) or unusable."""
-        layer = self.ui_layer
-        if reason == DRAW_INPUT:
-            layer.valid = False  # input may change what the panels show
+        # What the layer's opaque windows cover needs no frame under it.
+        hidden = self.ui_layer.opaque if composite else []
+        self.presenter.draw((0, 0, *size), self.state.compare.divider, hidden=hidden)
+        present_s = time.perf_counter() - t0
+        if composite:
+            self.ui_layer.composite()
+        else:
+            self.ui_layer.valid = False  # input may change what the panels show
             self._imgui_frame()
-            return
-        if self._layer_due(reason, size):
-            self._refresh_layer(size)
-        layer.composite()
-
-    def _layer_due(self, reason: int, size: tuple[int, int]) -> bool:
-        """Whether the cached UI layer must be redrawn before it is composited."""
-        return reason == DRAW_PANELS or not self.ui_layer.usable(size)
+        return present_s
 
     def _refresh_layer(self, size: tuple[int, int]) -> None:
         """Run ImGui into the cached UI layer."""
         self.ui_layer.begin(size)
-        self._imgui_frame()
-        self.ui_layer.set_regions(imgui_boxes(imgui.get_draw_data()))
+        opaque = self._imgui_frame()
+        self.ui_layer.set_regions(imgui_boxes(imgui.get_draw_data()), opaque)
 
-    def _imgui_frame(self) -> None:
-        """Run ImGui (input, every panel) and draw it into the bound framebuffer."""
-        from viewer import panels
-
+    def _imgui_frame(self) -> list:
+        """Run ImGui (input, every panel) and draw it into the bound framebuffer. Returns
+        the boxes of the windows it drew opaque (panels.draw_all)."""
         imgui.backends.opengl3_new_frame()
         imgui.backends.glfw_new_frame()
         imgui.new_frame()
-        panels.draw_all(self)
+        opaque = panels.draw_all(self)
         imgui.render()
         imgui.backends.opengl3_render_draw_data(imgui.get_draw_data())
         self._last_panels_draw = time.perf_counter()
+        return opaque
 
     def _after_draw(self) -> None:
         """Hook between drawing and the swap (the back buffer holds the finished frame)."""

@@ -58,23 +58,46 @@ def scale_text(scale: float | None) -> str:
     return scale_label(scale)
 
 
-def draw_all(app) -> None:
-    """Every panel of one frame."""
+# A box of the window (x0, y0, x1, y1): pixels, y down, as ImGui's coordinates.
+Box = tuple[float, float, float, float]
+
+
+def zoom_readout(s) -> str:
+    """The menu bar's zoom readout for a ViewerState, e.g. "zoom ×1/4.3"."""
+    return f"zoom {scale_text(s.scale)}"
+
+
+def draw_all(app) -> list[Box]:
+    """Every panel of one frame. Returns the boxes of the windows drawn with an opaque
+    background: nothing of the frame shows through them (viewer.display.UILayer copies
+    them instead of blending, and the present pass leaves them out)."""
     s = app.state
-    draw_menu_bar(app)
+    opaque = [draw_menu_bar(app)]
     draw_labels(app)
     if s.ui.show_panels:
-        draw_side_panel(app)
+        opaque.append(draw_side_panel(app))
         draw_camera_path(app)
     if s.ui.show_help:
         draw_help(s)
     draw_error_modal(s)
+    return [box for box in opaque if box is not None]
 
 
-def draw_menu_bar(app) -> None:
+def _opaque_window_box() -> Box | None:
+    """The current window's box, if it is drawn whole this frame (not collapsed, nor
+    hidden while ImGui sizes it on appearing); its background must be opaque."""
+    win = imgui.internal.get_current_window()
+    if win.hidden or win.collapsed or imgui.is_window_appearing():
+        return None
+    return (win.pos.x, win.pos.y, win.pos.x + win.size.x, win.pos.y + win.size.y)
+
+
+def draw_menu_bar(app) -> Box | None:
+    """The main menu bar; returns its box (MenuBarBg is opaque)."""
     s = app.state
     if not imgui.begin_main_menu_bar():
-        return
+        return None
+    box = _opaque_window_box()
     if imgui.begin_menu("File"):
         if imgui.menu_item_simple("Open...", "Ctrl+O"):
             app.open_file_dialog()
@@ -111,13 +134,14 @@ def draw_menu_bar(app) -> None:
         _, s.ui.show_help = imgui.menu_item("Keyboard", "F1", s.ui.show_help)
         imgui.end_menu()
     # The zoom readout, always visible at the right end of the menu bar.
-    text = f"zoom {scale_text(s.scale)}"
+    text = s.ui.readout_shown = zoom_readout(s)
     if s.ui.loading:
         text = f"loading {Path(s.ui.loading).name}...   " + text
     w = imgui.calc_text_size(text).x
     imgui.same_line(imgui.get_window_width() - w - 12)
     imgui.text(text)
     imgui.end_main_menu_bar()
+    return box
 
 
 def _label(draw, x: float, y: float, text: str) -> None:
@@ -154,7 +178,9 @@ def draw_labels(app) -> None:
             _label(draw, cx - imgui.calc_text_size(text).x / 2, y, text)
 
 
-def draw_side_panel(app) -> None:
+def draw_side_panel(app) -> Box | None:
+    """The main panel at the left; returns its box when it is open (its background is
+    opaque: cheaper to show with a software GL, see draw_all, and easier to read)."""
     s = app.state
     vp = imgui.get_main_viewport()
     # The menu bar's height is taken off the work area only from the next frame on, so
@@ -163,8 +189,9 @@ def draw_side_panel(app) -> None:
     imgui.set_next_window_pos(imgui.ImVec2(vp.pos.x + 6, top), imgui.Cond_.first_use_ever)
     imgui.set_next_window_size(imgui.ImVec2(PANEL_WIDTH, vp.pos.y + vp.size.y - top - 6),
                                imgui.Cond_.first_use_ever)
-    imgui.set_next_window_bg_alpha(0.85)
+    imgui.set_next_window_bg_alpha(1.0)
     visible, _ = imgui.begin("mipview")
+    box = _opaque_window_box() if visible else None
     if visible:
         imgui.text_wrapped(s.model.name)
         if s.ui.loading:
@@ -188,6 +215,7 @@ def draw_side_panel(app) -> None:
         if imgui.collapsing_header("Training cameras"):
             draw_camera_list(app)
     imgui.end()
+    return box
 
 
 def draw_model_section(app) -> None:

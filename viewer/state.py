@@ -159,6 +159,7 @@ class UiState:
     recent: list[str] = field(default_factory=list)
     loading: str = ""  # the file being loaded in the background, "" when none
     status: str = ""
+    readout_shown: str = ""  # the menu bar's zoom readout as ImGui last drew it
 
 
 @dataclass
