@@ -509,9 +509,7 @@ def _cut(rect: Rect, holes: list[Rect]) -> list[Rect]:
     """A rectangle of a draw without the holes (in the same pixels), as disjoint
     rectangles that show the same texture coordinates where they are."""
     x0, y0, x1, y1, u0, v0, u1, v1 = rect
-    pieces = [[x0, y0, x1, y1]]
-    for hx0, hy0, hx1, hy1, *_ in holes:
-        pieces = [p for q in pieces for p in _subtract(q, [hx0, hy0, hx1, hy1])]
+    pieces = _disjoint([[x0, y0, x1, y1]], [list(hole[:4]) for hole in holes])
     su, sv = (u1 - u0) / (x1 - x0), (v1 - v0) / (y1 - y0)
     return [(a, b, c, d, u0 + (a - x0) * su, v0 + (b - y0) * sv, u0 + (c - x0) * su,
              v0 + (d - y0) * sv) for a, b, c, d in pieces]
