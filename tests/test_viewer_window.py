@@ -20,6 +20,7 @@ from viewer_support import (
     tiny_model,
     tiny_scene,
     window_pixels,
+    x11_window_pixels,
 )
 
 from viewer.capture import read_png_metadata
@@ -379,6 +380,7 @@ def test_new_frame_reuses_the_cached_panels_as_drawn(app, mode):
     def draw(reason):
         app.ctx.screen.use()
         app.ctx.clear(1.0, 0.0, 1.0, 1.0)  # magenta: wherever nothing is drawn
+        app._canvas_layer = None  # (so the back buffer holds nothing to keep)
         app._draw_window(reason, size)
         return read_screen(app.ctx, *size).astype(int)
 
@@ -401,6 +403,57 @@ def test_new_frame_reuses_the_cached_panels_as_drawn(app, mode):
     assert mask.mean() < 0.98  # the panels' boxes, not the whole window
     for got in (refreshed, cached):
         assert np.abs(got - direct).max() <= 2  # 8-bit rounding of the layer only
+
+
+def test_new_frames_under_the_panels_reach_the_screen_whole(app, monkeypatch):
+    """With a software GL on X11 a new frame under unchanged panels is drawn, and put on
+    screen, only outside their opaque part (SubBufferCopy): what the X server shows
+    must still be the new frame with the panels over it, as a full draw makes it."""
+    import viewer.app as A
+    from viewer.display import read_screen
+
+    if app.sub_buffer is None:
+        pytest.skip("the window's GL is not Mesa's software GL on GLX: buffers are swapped")
+    for name in ("STREAMING_REDRAW_S", "IDLE_REDRAW_S", "READOUT_REDRAW_S"):
+        monkeypatch.setattr(A, name, 1e9)  # the panels stay as they are: only new frames
+    app.state.ui.show_panels = True
+    settle(app)
+    before = x11_window_pixels(app)
+    shown = []
+    show = app.sub_buffer.show
+    app.sub_buffer.show = lambda rects: shown.append(list(rects)) or show(rects)
+    w, h = app.framebuffer_size
+    app.on_cursor_pos(None, 250, 120)
+    app.step()
+    app.on_mouse_button(None, glfw.MOUSE_BUTTON_LEFT, glfw.PRESS, 0)
+    for i in range(30):
+        app.on_cursor_pos(None, 250 - 2 * i, 120)
+        app.step()
+    settle(app, frames_after=0)  # the button still held, no input since the last move
+    assert shown[-1] != [(0, 0, w, h)], "the last frame was not put on screen in part"
+    screen = x11_window_pixels(app)
+    assert np.abs(scene(screen) - scene(before)).max() > 30  # the view turned
+    assert np.array_equal(screen, read_screen(app.ctx, w, h))  # all of the back buffer
+    assert np.abs(window_pixels(app).astype(int) - screen).max() <= 2  # as drawn whole
+    app.on_mouse_button(None, glfw.MOUSE_BUTTON_LEFT, glfw.RELEASE, 0)
+
+
+def test_copies_the_x_server_refuses_fall_back_to_a_swap(app, monkeypatch):
+    """A copy outside the back buffer (a resize under way) is refused by the X server:
+    Xlib's default would end the process; the viewer swaps instead and goes on."""
+    if app.sub_buffer is None:
+        pytest.skip("the window's GL is not Mesa's software GL on GLX: buffers are swapped")
+    settle(app)
+    w, h = app.framebuffer_size
+    assert app.sub_buffer.show([(0, 0, w, h)])
+    assert not app.sub_buffer.show([(0, 0, w + 500, h + 500)])
+    swaps = []
+    swap = glfw.swap_buffers
+    monkeypatch.setattr(glfw, "swap_buffers", lambda window: swaps.append(1) or swap(window))
+    app._show_back_buffer([(0, 0, w + 500, h + 500)], (w, h))
+    assert swaps == [1]
+    assert app.step(force_draw=True)  # and the window goes on
+    assert app.sub_buffer.show([(0, 0, w, h)])
 
 
 def scene_free(app, size) -> np.ndarray:

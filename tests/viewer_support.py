@@ -129,6 +129,41 @@ def window_pixels(app) -> np.ndarray:
     return app.read_window()
 
 
+def x11_window_pixels(app) -> np.ndarray:
+    """What the X server shows in the window now (XGetImage), not the GL back buffer.
+    [H, W, 3] uint8"""
+    import ctypes
+
+    import glfw
+
+    class XImage(ctypes.Structure):  # the leading fields of Xlib's XImage
+        _fields_ = [(name, ctypes.c_int) for name in ("width", "height", "xoffset", "format")]
+        _fields_ += [("data", ctypes.c_void_p)]
+        _fields_ += [(name, ctypes.c_int) for name in (
+            "byte_order", "bitmap_unit", "bitmap_bit_order", "bitmap_pad", "depth",
+            "bytes_per_line", "bits_per_pixel")]
+
+    x11 = ctypes.CDLL("libX11.so.6")
+    x11.XGetImage.restype = ctypes.POINTER(XImage)
+    x11.XGetImage.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_uint, ctypes.c_uint, ctypes.c_ulong, ctypes.c_int]
+    x11.XFree.argtypes = [ctypes.c_void_p]
+    display = glfw.get_x11_display()
+    w, h = app.framebuffer_size
+    x11.XSync(ctypes.c_void_p(display), 0)  # the copies sent so far are done
+    ptr = x11.XGetImage(display, glfw.get_x11_window(app.window), 0, 0, w, h,
+                        0xFFFFFFFF, 2)  # all planes, ZPixmap
+    image = ptr.contents
+    try:
+        assert image.bits_per_pixel == 32 and image.byte_order == 0, "expected 32-bit BGRX"
+        raw = (ctypes.c_ubyte * (image.bytes_per_line * h)).from_address(image.data)
+        rows = np.frombuffer(raw, np.uint8).reshape(h, image.bytes_per_line)
+        return rows[:, :w * 4].reshape(h, w, 4)[..., 2::-1].copy()
+    finally:
+        x11.XFree(ctypes.c_void_p(image.data))
+        x11.XFree(ctypes.cast(ptr, ctypes.c_void_p))
+
+
 def drag(app, button: int, start: tuple[float, float], end: tuple[float, float],
          steps: int = 4) -> None:
     """A mouse drag through the glfw callbacks, with UI frames in between."""

@@ -37,7 +37,13 @@ from render.rasterize import auto_backend, backend_device, resolve_backend  # no
 from viewer import controls as C  # noqa: E402
 from viewer import panels  # noqa: E402
 from viewer.compare import Source, divider_px, pane_cameras  # noqa: E402
-from viewer.display import Presenter, UILayer, imgui_boxes, read_screen  # noqa: E402
+from viewer.display import (  # noqa: E402
+    Presenter,
+    SubBufferCopy,
+    UILayer,
+    imgui_boxes,
+    read_screen,
+)
 from viewer.frames import Frame, FrameRequest, RenderWorker  # noqa: E402
 from viewer.memory import memory_text, release_free, tame_malloc  # noqa: E402
 from viewer.models import ModelLoader, demo_model, scale_function  # noqa: E402
@@ -145,6 +151,10 @@ class ViewerApp:
         self.device = backend_device(backend)
         self.presenter = Presenter(self.ctx, allow_interop=allow_interop)
         self.ui_layer = UILayer(self.ctx, self.presenter.painter, self.presenter.bgra)
+        # With a software GL, what changed is put on screen instead of swapping the whole.
+        self.sub_buffer = SubBufferCopy.load(self.window, self.ctx)
+        self._canvas_layer: int | None = None  # the UILayer generation the back buffer holds
+        self._swapped_size: tuple[int, int] | None = None  # the window's at the last swap
         # The render thread wakes the loop (see _wait) when it takes a view up and when a
         # frame is done.
         self._woken = threading.Event()
@@ -826,10 +836,10 @@ class ViewerApp:
         size = self.framebuffer_size
         t1 = self._draw_start = time.perf_counter()
         self._drawn_divider = self.state.compare.divider
-        present_s = self._draw_window(reason, size)
+        present_s, changed = self._draw_window(reason, size)
         t2 = time.perf_counter()
         self._after_draw()
-        glfw.swap_buffers(self.window)
+        self._show_back_buffer(changed, size)
         self._update_stats(t0, present_s, (t2 - t1) - present_s)
         self.frame_count += 1
         if not force_draw and not self._draw_frames_left and not self._animating():
@@ -838,6 +848,18 @@ class ViewerApp:
             # cost every streamed frame a second pass through the loop.
             self._wait(self._idle_wait_s(time.perf_counter()))
         return True
+
+    def _show_back_buffer(self, changed: list[tuple[int, int, int, int]],
+                          size: tuple[int, int]) -> None:
+        """Put what a draw changed on screen: copied (SubBufferCopy), or a swap when there
+        is no copy, when the window's size changed (Mesa's software GL takes the new size
+        at the draw after a swap) or when the X server refused the copy."""
+        copier = self.sub_buffer
+        if copier is not None and size == self._swapped_size and copier.show(changed):
+            return
+        glfw.swap_buffers(self.window)
+        self._swapped_size = size
+        self._canvas_layer = None  # a swap leaves the back buffer undefined
 
     def _wake_up(self) -> None:
         """The render thread's events (a view taken up, a frame done): wake the loop."""
@@ -859,15 +881,21 @@ class ViewerApp:
         if rest > 0:
             glfw.wait_events_timeout(rest)
 
-    def _draw_window(self, reason: int, size: tuple[int, int]) -> float:
+    def _draw_window(self, reason: int, size: tuple[int, int]
+                     ) -> tuple[float, list[tuple[int, int, int, int]]]:
         """The frame and the panels into the back buffer: ImGui onto it (input), or the
         cached UI layer put over it, refreshed first when due (PANELS) or unusable.
-        Returns the seconds the present pass took."""
+        Returns the seconds the present pass took and the rectangles of the window it
+        changed (x0, y0, x1, y1; GL pixels)."""
         # The layer's refresh comes first, as a software GL draws each target's queued
         # work in one go when the target changes.
         composite = reason != DRAW_INPUT
         if composite and (reason == DRAW_PANELS or not self.ui_layer.usable(size)):
             self._refresh_layer(size)
+        # With SubBufferCopy the back buffer keeps what was drawn: a new frame under the
+        # panels it already holds leaves their opaque part as it is.
+        keep = (composite and self.sub_buffer is not None and self.presenter.has_frame
+                and self._canvas_layer == self.ui_layer.generation)
         t0 = time.perf_counter()
         self.ctx.screen.use()
         self.ctx.screen.viewport = (0, 0, *size)
@@ -879,11 +907,13 @@ class ViewerApp:
         self.presenter.draw((0, 0, *size), self.state.compare.divider, hidden=hidden)
         present_s = time.perf_counter() - t0
         if composite:
-            self.ui_layer.composite()
+            self.ui_layer.composite(opaque=not keep)
+            self._canvas_layer = self.ui_layer.generation
         else:
             self.ui_layer.valid = False  # input may change what the panels show
+            self._canvas_layer = None
             self._imgui_frame()
-        return present_s
+        return present_s, self.ui_layer.uncovered if keep else [(0, 0, *size)]
 
     def _refresh_layer(self, size: tuple[int, int]) -> None:
         """Run ImGui into the cached UI layer."""
