@@ -101,9 +101,9 @@ def rotation_about(axis: np.ndarray, angle: float) -> np.ndarray:
 
 
 # The turns of a drag run on every mouse report, on the UI thread, while the render
-# thread wants the cores (and the GIL): 3 x 3 products of plain floats cost a fifth of
-# numpy's per-call overhead (an orbit step: ~25 against ~120 us). Matrices are lists of
-# rows.
+# thread wants the cores (and the GIL): on 3 x 3 matrices numpy's per-call overhead is
+# most of the cost, and plain floats take a fifth of the time (an orbit step: ~22
+# against ~120 us). Matrices here are lists of rows.
 def _rotation_rows(axis, angle: float) -> list[list[float]]:
     x, y, z = (float(v) for v in axis)
     n = max(math.sqrt(x * x + y * y + z * z), 1e-12)
