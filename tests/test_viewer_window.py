@@ -421,7 +421,8 @@ def test_new_frames_under_the_panels_reach_the_screen_whole(app, monkeypatch):
     before = x11_window_pixels(app)
     shown = []
     show = app.sub_buffer.show
-    app.sub_buffer.show = lambda rects: shown.append(list(rects)) or show(rects)
+    monkeypatch.setattr(app.sub_buffer, "show",
+                        lambda rects: shown.append(list(rects)) or show(rects))
     w, h = app.framebuffer_size
     app.on_cursor_pos(None, 250, 120)
     app.step()

@@ -13,6 +13,7 @@ from imgui_bundle import imgui
 from render.options import ANTIALIAS_MODES, OUTPUTS
 from viewer import controls as C
 from viewer.compare import COMPARE_MODES, MODE_LABELS, divider_px
+from viewer.display import Box
 
 KEYBOARD_HELP: list[tuple[str, str]] = [
     ("Left drag", "orbit around the pivot (fly mode: look around)"),
@@ -56,10 +57,6 @@ def scale_text(scale: float | None) -> str:
     from adapt.scale import scale_label
 
     return scale_label(scale)
-
-
-# A box of the window (x0, y0, x1, y1): pixels, y down, as ImGui's coordinates.
-Box = tuple[float, float, float, float]
 
 
 def zoom_readout(s) -> str:
