@@ -364,6 +364,28 @@ def test_ui_keeps_running_while_a_frame_renders(tmp_path):
         a.close()
 
 
+def test_render_events_wake_the_loop_wherever_it_sleeps(app):
+    """A finished frame wakes a loop asleep in glfw (the render thread posts an event only
+    then), and one that comes just before the loop would go to sleep is not lost."""
+    import threading
+
+    settle(app)
+    assert not app.worker.busy  # so _wait sleeps in glfw, not on the render thread's event
+    app._woken.clear()
+    timer = threading.Timer(0.3, app._wake_up)
+    t0 = time.perf_counter()
+    timer.start()
+    app._wait(30.0)
+    timer.join()
+    assert time.perf_counter() - t0 < 10.0, "the wake-up did not reach the sleeping loop"
+
+    app._woken.clear()
+    app._wake_up()  # the loop is awake: nothing posted, the event is kept
+    t0 = time.perf_counter()
+    app._wait(30.0)
+    assert time.perf_counter() - t0 < 10.0, "a wake-up before the wait was lost"
+
+
 @pytest.mark.parametrize("mode", ["split", "single"])
 def test_new_frame_reuses_the_cached_panels_as_drawn(app, mode):
     """A UI frame that only shows a new rendered frame composites the cached panel

@@ -44,6 +44,7 @@ from adapt.scale import (
     MIN_LEVEL,
     BaseSampling,
     LevelTracker,
+    ScaleProbe,
     effective_scale,
     level_label,
 )
@@ -303,13 +304,14 @@ class AdaptController:
         self.worker, self.cache, self.levels = res.worker, res.cache, res.levels
         self._base_cameras, self._own_cameras = res.cameras, res.own_cameras
         if res.base is not None:
-            base = res.base
-            self._scale_fn = lambda g, cam: effective_scale(base, g, cam)
-            app.worker.set_scale_fn(self._scale_fn)
-            # The render thread recomputes the readout with the next view it renders; the
-            # view has not changed, so compute it now (about a millisecond: subsampled).
             try:
-                app.worker.scale = self._scale_fn(self._gaussians, app.view_camera())
+                # Relative to the model's own set, whichever source the view shows.
+                probe = ScaleProbe(res.base, self._gaussians)
+                self._scale_fn = lambda _shown, cam: probe(cam)
+                app.worker.set_scale_fn(self._scale_fn)
+                # The render thread recomputes the readout with the next view it renders;
+                # the view has not changed, so compute it now (subsampled: ~0.1 ms).
+                app.worker.scale = probe(app.view_camera())
             except Exception as exc:
                 self.error = f"zoom readout: {type(exc).__name__}: {exc}"
 

@@ -73,13 +73,13 @@ def base_cameras_for(model: ModelState, up) -> list[Camera]:
 def scale_function(model: ModelState, up):
     """fn(shown_gaussians, camera) -> effective scale of the view against the model's
     base sampling (adapt.scale); raises if it cannot be built."""
-    from adapt.scale import BaseSampling, effective_scale
+    from adapt.scale import BaseSampling, ScaleProbe
 
     g = model.gaussians
-    base = BaseSampling.from_cameras(g, base_cameras_for(model, up))
     # Always the model's own set: the readout is relative to it, whichever source (an
     # adapted B with another number of Gaussians, say) the view shows.
-    return lambda _shown, cam: effective_scale(base, g, cam)
+    probe = ScaleProbe(BaseSampling.from_cameras(g, base_cameras_for(model, up)), g)
+    return lambda _shown, cam: probe(cam)
 
 
 @dataclass
