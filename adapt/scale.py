@@ -105,7 +105,7 @@ class ScaleProbe:
     """:func:`effective_scale` of views against one set's base rates, its strided sample
     of the set gathered once, in numpy: the viewer's readout runs on the render thread
     between two frames, where gathering the sample and torch's per-call overhead took
-    ~0.8 ms a readout (2 ms with the UI running), this ~0.1 ms."""
+    ~0.8 ms a readout (2 ms with the UI running), this ~0.2 ms."""
 
     def __init__(self, base: BaseSampling, gaussians: Gaussians) -> None:
         if len(gaussians) != len(base):
@@ -133,7 +133,7 @@ def effective_scale(base: BaseSampling, gaussians: Gaussians, camera: Camera) ->
 
     `gaussians` must be the set `base` was computed for (same N). Subsamples to about
     SCALE_SAMPLE Gaussians, so it costs under a millisecond per call on a CPU (a
-    :class:`ScaleProbe` kept for many views, ~0.1 ms). Returns NaN when the camera sees
+    :class:`ScaleProbe` kept for many views, ~0.2 ms). Returns NaN when the camera sees
     none of them (nothing to adapt: callers keep their level).
     """
     return ScaleProbe(base, gaussians)(camera)

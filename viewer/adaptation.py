@@ -310,7 +310,7 @@ class AdaptController:
                 self._scale_fn = lambda _shown, cam: probe(cam)
                 app.worker.set_scale_fn(self._scale_fn)
                 # The render thread recomputes the readout with the next view it renders;
-                # the view has not changed, so compute it now (subsampled: ~0.1 ms).
+                # the view has not changed, so compute it now (subsampled: ~0.2 ms).
                 app.worker.scale = probe(app.view_camera())
             except Exception as exc:
                 self.error = f"zoom readout: {type(exc).__name__}: {exc}"
