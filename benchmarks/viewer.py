@@ -8,15 +8,21 @@ when there is none), orbits through `--views` views around the model and measure
 - bare: `render.render()` of each view at the window's size, back to back (CUDA
   synchronised), on a thread of its own like the viewer's renders, as frames per
   second;
+- frames: the same views rendered as the viewer's render thread renders them
+  (`viewer.frames.render_panes`: on the CPU the blending kernel writes the 8-bit colour
+  a display uploads instead of float images), back to back on that thread: the renders
+  without the window;
 - viewer: the same views through the window, as a left-button drag that orbits: the
   mouse moves through the window's input callbacks, the next move as soon as the render
   thread took the previous view up (a drag always has a newer view ready), and a frame
   counts once it is on screen; frames per second from the first move to the last frame
   shown, with the UI frame rate and the per-frame split meanwhile.
 
-They alternate, bare first and last (`--rounds` viewer runs); each viewer run is
-compared with the mean of the bare runs on either side of it. Prints one JSON object;
-ratio = viewer_fps / bare_fps of the median round (target >= 0.9).
+They alternate, bare and frames first and last (`--rounds` viewer runs); each viewer
+run is compared with the mean of the runs on either side of it. Prints one JSON object:
+ratio = viewer_fps / bare_fps of the median round (the issue's target: >= 0.9), and
+frames_ratio = viewer_fps / frames_fps, what the window, UI and display cost on top of
+the viewer's own renders.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from render.rasterize import render
     from viewer import controls as C
     from viewer.app import ViewerApp
+    from viewer.frames import render_panes
     from viewer.models import demo_model, file_model
     from viewer.panels import PANEL_WIDTH
 
@@ -103,24 +110,33 @@ def main(argv: list[str] | None = None) -> int:
         nav.pose = home
         g = app.state.model.gaussians
 
+        requests = [app.build_request(cam, True, i, cam) for i, cam in enumerate(cams)]
+        keep = app.worker.keep_on_device
         bare_cpu: list[float] = []  # process CPU seconds (all threads) per bare run
+        frames_cpu: list[float] = []  # the same per frames run
         bare_thread = ThreadPoolExecutor(1, thread_name_prefix="bare-render")
 
-        def bare_seconds() -> float:
-            """The same views through render() alone, back to back, on a thread of their
-            own as the viewer's renders are: on the main thread a render measured 55-66
-            ms against 35 ms on a thread (2 cores, shared; likely torch's OpenMP team of
-            the main thread spin-waiting against the rasterizer's threads), which made
-            the comparison flatter the viewer."""
+        def bare_render(i: int) -> None:
+            render(g, cams[i], opts)
+
+        def frame_render(i: int) -> None:
+            render_panes(requests[i], keep).images  # noqa: B018 (the UI thread's packing)
+
+        def seconds(one, cpu: list[float]) -> float:
+            """The views through `one` alone, back to back, on a thread of their own as
+            the viewer's renders are: on the main thread a render measured 55-66 ms
+            against 35 ms on a thread (2 cores, shared; likely torch's OpenMP team of the
+            main thread spin-waiting against the rasterizer's threads), which made the
+            comparison flatter the viewer. Appends the process CPU seconds to `cpu`."""
             out: list[float] = []
 
             def run() -> None:
                 with torch.no_grad():
                     t0, c0 = time.perf_counter(), time.process_time()
-                    for cam in cams:
-                        render(g, cam, opts)
+                    for i in range(len(cams)):
+                        one(i)
                     sync()
-                    bare_cpu.append(time.process_time() - c0)
+                    cpu.append(time.process_time() - c0)
                     out.append(time.perf_counter() - t0)
 
             bare_thread.submit(run).result()
@@ -175,30 +191,35 @@ def main(argv: list[str] | None = None) -> int:
             app.on_mouse_button(None, glfw.MOUSE_BUTTON_LEFT, glfw.RELEASE, 0)
             return out
 
-        # -- rounds: bare, viewer, bare, viewer, ..., bare. A shared machine's speed drifts
-        # by tens of percent within a minute, so each viewer run is compared with the mean
-        # of the bare runs just before and after it, and the rounds' median is reported.
-        bare_seconds()  # warm-up (the first renders on a thread pay its set-up)
-        bare_cpu.clear()
-        bare_runs = [bare_seconds()]
+        # -- rounds: bare, frames, viewer, ..., bare, frames. A shared machine's speed
+        # drifts by tens of percent within a minute, so each viewer run is compared with
+        # the mean of the runs just before and after it, and the rounds' median is
+        # reported.
+        seconds(bare_render, [])  # warm-up (the first renders on a thread pay its set-up)
+        seconds(frame_render, [])
+        bare_runs = [seconds(bare_render, bare_cpu)]
+        frames_runs = [seconds(frame_render, frames_cpu)]
         viewer_runs = []
         for _ in range(args.rounds):
             viewer_runs.append(viewer_run())
             while not app.worker.idle():
                 app.step()
-            bare_runs.append(bare_seconds())
+            bare_runs.append(seconds(bare_render, bare_cpu))
+            frames_runs.append(seconds(frame_render, frames_cpu))
         n = len(poses)
-        ratios, cpu_ratios = [], []
+
+        def around(runs: list[float], r: int) -> float:
+            return (runs[r] + runs[r + 1]) / 2
+
+        ratios, frames_ratios, cpu_ratios = [], [], []
         for r, (v_s, v_cpu, shown) in enumerate(viewer_runs):
-            bare_s = (bare_runs[r] + bare_runs[r + 1]) / 2
-            bare_c = (bare_cpu[r] + bare_cpu[r + 1]) / 2
             # Views skipped on screen (the UI loop slower than the renders) do not count.
-            ratios.append((shown / v_s) / (n / bare_s))
-            cpu_ratios.append((bare_c / n) / (v_cpu / max(shown, 1)))
+            ratios.append((shown / v_s) / (n / around(bare_runs, r)))
+            frames_ratios.append((shown / v_s) / (n / around(frames_runs, r)))
+            cpu_ratios.append((around(bare_cpu, r) / n) / (v_cpu / max(shown, 1)))
         mid = sorted(range(len(ratios)), key=ratios.__getitem__)[len(ratios) // 2]
         viewer_s, viewer_cpu, n_shown = viewer_runs[mid]
-        bare_s = (bare_runs[mid] + bare_runs[mid + 1]) / 2
-        bare_fps = n / bare_s
+        bare_fps = n / around(bare_runs, mid)
         viewer_fps = n_shown / viewer_s
 
         # -- UI responsiveness behind slow frames: for 3 s the view turns at every UI step
@@ -232,9 +253,13 @@ def main(argv: list[str] | None = None) -> int:
             "views_shown": n_shown,
             "ratio": round(viewer_fps / bare_fps, 3),
             "ratio_rounds": [round(r, 3) for r in ratios],
+            "frames_fps_runs": [round(n / f, 2) for f in frames_runs],
+            "frames_ratio": round(statistics.median(frames_ratios), 3),
+            "frames_ratio_rounds": [round(r, 3) for r in frames_ratios],
             # Load-independent view of the same question: CPU time of the whole process
             # (render thread, UI thread, the software GL's threads) per frame.
             "bare_cpu_ms_per_frame": round(1e3 * sum(bare_cpu) / len(bare_cpu) / n, 1),
+            "frames_cpu_ms_per_frame": round(1e3 * sum(frames_cpu) / len(frames_cpu) / n, 1),
             "viewer_cpu_ms_per_frame": round(1e3 * viewer_cpu / max(n_shown, 1), 1),
             "cpu_ratio": round(statistics.median(cpu_ratios), 3),
             # Time the render thread spent per frame (render + RGBA8 conversion): the

@@ -169,26 +169,34 @@ def test_colour_only_kernel_matches_the_one_with_depth_and_counts():
 
 
 def test_bgra8_from_the_blending_kernel_is_the_colour_packed_for_gl():
-    """RenderOptions.bgra8: the kernel's BGRA8 is the float colour rounded and clamped
-    (as the viewer's own packing), rows bottom first; not made when differentiating."""
+    """RenderOptions.bgra8: the display kernel's BGRA8 is the float render's colour
+    rounded and clamped (as the viewer's own packing), rows bottom first, in place of the
+    float images; not made when differentiating, nor for another output."""
     from viewer.frames import pack_bgra8
 
-    g, cam = random_scene(7), camera(61, 45)
-    opts = RenderOptions(backend="cpu", background=(0.3, 1.0, 0.0), bgra8=True)
-    with torch.no_grad():
-        res = render(g, cam, opts)
-    got = res.bgra8_gl.numpy()
-    rgb = res.rgb.numpy()
-    want = np.empty((45, 61, 4), np.uint8)
-    pack_bgra8(rgb.reshape(45, -1), 3, want.reshape(45, -1))
-    assert np.array_equal(got, want)
-    assert not np.array_equal(got, got[::-1])  # the flip is visible in this image
-    top_first = np.floor(np.clip(rgb, 0, 1) * np.float32(255) + np.float32(0.5))
-    assert np.array_equal(got[::-1, :, 2::-1], top_first.astype(np.uint8))  # B, G, R
-    assert (got[..., 3] == 255).all() and (got[..., 1] == 255).any()  # clamped green
+    for seed, bg, (w, h) in ((7, (0.3, 1.0, 0.0), (61, 45)), (3, (0.0, 0.0, 0.0), (64, 48)),
+                             (11, (1.0, 0.5, 0.25), (37, 70))):
+        g, cam = random_scene(seed), camera(w, h)
+        opts = RenderOptions(backend="cpu", background=bg, bgra8=True)
+        with torch.no_grad():
+            res = render(g, cam, opts)
+            rgb = render(g, cam, RenderOptions(backend="cpu", background=bg)).rgb.numpy()
+        assert res.rgb is None and res.alpha is None
+        got = res.bgra8_gl.numpy()
+        want = np.empty((h, w, 4), np.uint8)
+        pack_bgra8(rgb.reshape(h, -1), 3, want.reshape(h, -1))
+        assert np.array_equal(got, want)
+        assert not np.array_equal(got, got[::-1])  # the flip is visible in this image
+        top_first = np.floor(np.clip(rgb, 0, 1) * np.float32(255) + np.float32(0.5))
+        assert np.array_equal(got[::-1, :, 2::-1], top_first.astype(np.uint8))  # B, G, R
+        assert (got[..., 3] == 255).all()
+    assert (got[..., 1] == 128).any() and (got[..., 0] == 64).any()  # the background shows
     params = {k: v.clone().requires_grad_(True) for k, v in g.tensors().items()}
     assert render(Gaussians(**params), cam, opts).bgra8_gl is None
     assert render(g, cam, RenderOptions(backend="cpu")).bgra8_gl is None
+    with torch.no_grad():
+        alpha = render(g, cam, opts.replace(output="alpha"))
+    assert alpha.bgra8_gl is None and alpha.alpha.shape == (h, w, 1)
 
 
 def test_absgrad_off_gives_the_same_gradients_without_it():

@@ -109,13 +109,16 @@ def test_frame_images_are_the_render_as_bgra8():
     g = tiny_scene()
     cam = tiny_cameras()[0].scaled(0.25)
     frame = render_panes(_request(0, cam, g), keep_on_device=False)
+    result, _ = frame.panes[0]
+    assert result.rgb is None  # the display render: 8-bit colour only, no float images
     img = frame.images[0]
     assert img.shape == (cam.height, cam.width, 4) and img.dtype == np.uint8
     assert (img[..., 3] == 255).all()
     from render.rasterize import render
 
     rgb = render(g, cam, RenderOptions(backend="cpu")).rgb.numpy()
-    assert np.abs(img[..., 2::-1].astype(int) - np.round(rgb * 255)).max() <= 1  # B, G, R
+    want = np.floor(np.clip(rgb, 0, 1) * np.float32(255) + np.float32(0.5)).astype(np.uint8)
+    assert np.array_equal(img[..., 2::-1], want)  # B, G, R: the float render's colour
     depth = to_bgra8(render(g, cam, RenderOptions(backend="cpu", output="depth")), "depth")
     assert depth.shape == img.shape and int(depth[..., 0].max()) == 255
 

@@ -8,9 +8,10 @@ before the next view and are never dropped.
 
 Frames leave the thread as BGRA uint8 images [H, W, 4] (Frame.images): the byte order
 of GL_BGRA uploads, which Mesa's software GL stores and copies to the screen as they are.
-On the CPU path a numpy array (rows stored bottom first, as GL wants them), packed from
-the float render by whoever first asks for it; on the CUDA path a CUDA tensor (so the
-display can copy it GPU-to-GPU into the texture).
+On the CPU path a numpy array (rows stored bottom first, as GL wants them): the colour
+as the blending kernel wrote it for a display (RenderOptions.bgra8: no float images),
+depth and alpha packed from the float render by whoever first asks for them; on the CUDA
+path a CUDA tensor (so the display can copy it GPU-to-GPU into the texture).
 """
 
 from __future__ import annotations
@@ -166,10 +167,11 @@ def render_panes(request: FrameRequest, keep_on_device: bool) -> Frame:
     panes, drawn, backend = [], [], ""
     for cam, src in zip(request.cameras, request.sources):
         opts = src.options(request.options)
-        # The colour comes packed for the display from the blending kernel (cpu backend).
+        # The colour comes packed for the display from the blending kernel (cpu backend),
+        # which then skips the float images.
         opts = replace(opts, bgra8=opts.output == "rgb")
         result = render(src.gaussians, cam, opts)
-        if result.rgb.device.type == "cpu":
+        if result.bgra8_gl is not None or result.rgb.device.type == "cpu":
             panes.append((result, opts.output))  # packed on first use (Frame.images)
         elif keep_on_device:
             panes.append(to_bgra8(result, opts.output))

@@ -58,7 +58,8 @@ def render(
         options: SH degree, background, antialias mode, backend; defaults if None.
 
     Returns:
-        RenderResult with rgb [H, W, 3], alpha [H, W, 1], depth [H, W, 1] when
+        RenderResult with rgb [H, W, 3], alpha [H, W, 1] (or, for options.bgra8 on the
+        `cpu` backend, the colour as BGRA8 in bgra8_gl instead), depth [H, W, 1] when
         options.output == "depth", the projected means [N, 2] (in the autograd graph)
         and radii [N, 2]. Gradients flow to every tensor of `gaussians` that requires them.
     """
@@ -97,7 +98,7 @@ def _render_projected(g: Gaussians, cam: Camera, options: RenderOptions, backend
 
         rgb, alpha, depth, stats = rasterize_cpu(proj, cam.width, cam.height, bg, with_depth,
                                                  options.absgrad, options.count_pairs,
-                                                 options.bgra8)
+                                                 options.bgra8 and options.output == "rgb")
     else:
         raise ValueError(f"unknown backend {backend!r}")
     bgra8_gl = stats.pop("bgra8_gl", None)

@@ -42,13 +42,10 @@ class _State:
                  "with_depth", "n")
 
 
-def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
-             depths: Tensor, visible: np.ndarray, width: int, height: int,
-             background: np.ndarray, with_depth: bool, count_pairs: bool,
-             bgra8: bool = False):
-    """Run the forward kernels (visible [N] bool). Returns (rgb [H,W,3], alpha [H,W],
-    depth [H,W], state, stats); with `bgra8` stats["bgra8_gl"] is the colour as BGRA8
-    [H,W,4], rows bottom first."""
+def _bin(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
+         depths: Tensor, visible: np.ndarray, width: int, height: int):
+    """Sort the visible Gaussians front to back and bin them into tiles (visible [N]
+    bool). Returns (order [M], rec [M, REC_COLS], box [M, 4], bins, tiles_x)."""
     order = depth_order(visible, numpy_f32(depths))
     m = order.shape[0]
     rec = np.empty((m, K.REC_COLS), np.float32)
@@ -60,32 +57,52 @@ def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     tiles_x = (width + K.TILE - 1) // K.TILE
     tiles_y = (height + K.TILE - 1) // K.TILE
     bins = K.bin_tiles(rec, box, n_rows, tiles_x, tiles_y, chunks, run_chunks)
+    return order, rec, box, bins, tiles_x
+
+
+def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
+             depths: Tensor, visible: np.ndarray, width: int, height: int,
+             background: np.ndarray, with_depth: bool, count_pairs: bool):
+    """Run the forward kernels (visible [N] bool). Returns (rgb [H,W,3], alpha [H,W],
+    depth [H,W], state, stats)."""
+    order, rec, box, bins, tiles_x = _bin(means2d, conics, opacities, colors, depths,
+                                          visible, width, height)
     rgb = np.empty((height, width, 3), np.float32)
     alpha = np.empty((height, width), np.float32)
     depth = np.zeros((height, width), np.float32)
     T = np.empty((height, width), np.float32)
     last = np.empty((height, width), np.int32)
-    blended = np.zeros(tiles_x * tiles_y, np.int64)
-    # The kernel stores a pixel's four bytes as one little-endian uint32.
-    bgra8 = bgra8 and sys.byteorder == "little"
-    packed = np.empty((height, width, 4) if bgra8 else (0, 0, 4), np.uint8)
+    blended = np.zeros(bins.tile_start.shape[0] - 1, np.int64)
     # Depth and the blended count cost the blending loop ~5 %: a kernel of their own.
     extras = with_depth or count_pairs
     run_chunks(K.forward_extras if extras else K.forward, chunk_count(TILE_CHUNKS), rec, box,
                bins.tile_start, bins.pairs, width, height, tiles_x, background, K.CONSTS, rgb,
-               alpha, depth, T, last, blended, packed.view(np.uint32)[..., 0])
+               alpha, depth, T, last, blended)
     st = _State()
     st.order, st.rec, st.box = order, rec, box
     st.bins = bins
     st.T, st.last, st.depth = T, last, depth
     st.tiles_x, st.width, st.height = tiles_x, width, height
     st.background, st.with_depth, st.n = background, with_depth, means2d.shape[0]
-    stats = {"n_tile_pairs": int(bins.pairs.shape[0]), "n_drawn": m}
+    stats = {"n_tile_pairs": int(bins.pairs.shape[0]), "n_drawn": order.shape[0]}
     if extras:
         stats["n_pairs"] = int(blended.sum())
-    if bgra8:
-        stats["bgra8_gl"] = torch.from_numpy(packed)
     return rgb, alpha, depth, st, stats
+
+
+def _forward_bgra8(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
+                   depths: Tensor, visible: np.ndarray, width: int, height: int,
+                   background: np.ndarray) -> tuple[np.ndarray, dict]:
+    """The colour alone, as a display uploads it (see RenderResult.bgra8_gl): BGRA uint8
+    [H, W, 4], rows bottom first, and the stats."""
+    _, rec, box, bins, tiles_x = _bin(means2d, conics, opacities, colors, depths, visible,
+                                      width, height)
+    packed = np.empty((height, width, 4), np.uint8)
+    # The kernel stores a pixel's four bytes as one uint32 (little-endian: B, G, R, A).
+    run_chunks(K.forward_bgra8, chunk_count(TILE_CHUNKS), rec, box, bins.tile_start,
+               bins.pairs, width, height, tiles_x, background, K.CONSTS,
+               packed.view(np.uint32)[..., 0])
+    return packed, {"n_tile_pairs": int(bins.pairs.shape[0]), "n_drawn": rec.shape[0]}
 
 
 def _backward(st: _State, v_rgb: np.ndarray, v_alpha: np.ndarray, v_depth: np.ndarray):
@@ -153,7 +170,7 @@ class RasterizeCPU(torch.autograd.Function):
 def rasterize_cpu(
     proj: Projection, width: int, height: int, background: Tensor, with_depth: bool = False,
     absgrad: bool = False, count_pairs: bool = False, bgra8: bool = False,
-) -> tuple[Tensor, Tensor, Tensor | None, dict]:
+) -> tuple[Tensor | None, Tensor | None, Tensor | None, dict]:
     """Blend a projection with the numba kernels.
 
     Args:
@@ -163,8 +180,9 @@ def rasterize_cpu(
         with_depth: also compute the expected depth sum(w z) / alpha.
         absgrad: the backward also sets proj.means2d.absgrad (see RasterizeCPU).
         count_pairs: also count the Gaussian-pixel pairs blended (stats `n_pairs`).
-        bgra8: (frames nothing is differentiated through) also pack the colour as BGRA8
-            in the blending kernel (stats `bgra8_gl`, see RenderResult.bgra8_gl).
+        bgra8: for a display, when nothing is differentiated and no depth or pair count
+            is asked for: the colour comes packed as BGRA8 (stats `bgra8_gl`, see
+            RenderResult.bgra8_gl) instead of as float images (rgb and alpha are None).
 
     Returns:
         rgb [H, W, 3], alpha [H, W, 1], depth [H, W, 1] or None, and stats
@@ -185,8 +203,11 @@ def rasterize_cpu(
                                                bool(absgrad), stats)
         return rgb, alpha, (depth if with_depth else None), stats
     # Nothing to differentiate (viewer frames): skip the autograd node and its saved state.
+    if bgra8 and not (with_depth or count_pairs) and sys.byteorder == "little":
+        packed, stats = _forward_bgra8(*inputs, visible, int(width), int(height), bg)
+        stats["bgra8_gl"] = torch.from_numpy(packed)
+        return None, None, None, stats
     rgb_np, alpha_np, depth_np, _, stats = _forward(*inputs, visible, int(width), int(height),
-                                                    bg, bool(with_depth), bool(count_pairs),
-                                                    bool(bgra8))
+                                                    bg, bool(with_depth), bool(count_pairs))
     depth = torch.from_numpy(depth_np)[..., None] if with_depth else None
     return torch.from_numpy(rgb_np), torch.from_numpy(alpha_np)[..., None], depth, stats

@@ -38,19 +38,20 @@ class RenderResult:
     """One rendered image.
 
     Attributes:
-        rgb: colour composited over the background. [H, W, 3] float32 in [0, 1]
-        alpha: accumulated opacity. [H, W, 1]
+        rgb: colour composited over the background. [H, W, 3] float32 in [0, 1]; None
+            when bgra8_gl holds the colour instead (RenderOptions.bgra8).
+        alpha: accumulated opacity. [H, W, 1]; None with bgra8_gl.
         depth: expected camera-space depth (sum w z / alpha), when asked for. [H, W, 1]
         means2d: the projected centres, in the autograd graph, for densification. [N, 2]
         radii: per-Gaussian box half-extent in pixels (0 = not drawn). [N, 2]
         meta: backend name, Gaussians drawn, pairs blended, timings in ms.
-        bgra8_gl: rgb as opaque uint8 BGRA (rounded, clamped), rows bottom first: GL's
-            row order and the byte order of GL_BGRA uploads, when RenderOptions.bgra8
+        bgra8_gl: the colour as opaque uint8 BGRA (rounded, clamped), rows bottom first:
+            GL's row order and the byte order of GL_BGRA uploads, when RenderOptions.bgra8
             asked the `cpu` backend for it. [H, W, 4]
     """
 
-    rgb: Tensor
-    alpha: Tensor
+    rgb: Tensor | None
+    alpha: Tensor | None
     depth: Tensor | None
     means2d: Tensor
     radii: Tensor
