@@ -95,16 +95,12 @@ class ViewPose:
         return self._key
 
 
-def rotation_about(axis: np.ndarray, angle: float) -> np.ndarray:
-    """Rodrigues: the rotation by `angle` radians about the unit vector `axis`. [3, 3]"""
-    return np.array(_rotation_rows(axis, angle))
-
-
 # The turns of a drag run on every mouse report, on the UI thread, while the render
 # thread wants the cores (and the GIL): on 3 x 3 matrices numpy's per-call overhead is
 # most of the cost, and plain floats take a fifth of the time (an orbit step: ~22
 # against ~120 us). Matrices here are lists of rows.
 def _rotation_rows(axis, angle: float) -> list[list[float]]:
+    """Rodrigues: the rotation by `angle` radians about `axis` (normalised here)."""
     x, y, z = (float(v) for v in axis)
     n = max(math.sqrt(x * x + y * y + z * z), 1e-12)
     x, y, z = x / n, y / n, z / n
