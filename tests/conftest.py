@@ -27,3 +27,27 @@ def data_file(name: str) -> Path:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+# The fault-injection suite (tests marked `fault`): each such test injects one fault a user's
+# machine produces (a full disk, a vanished folder, a corrupt cache, a hostile file, a crash
+# mid-write) and asserts that it was handled: a clear error or a rebuilt entry, nothing lost.
+# The run ends with one line that counts them.
+_faults: dict[str, int] = {"injected": 0, "handled": 0, "lost": 0}
+
+
+def pytest_runtest_logreport(report):
+    if report.when != "call" or "fault" not in report.keywords:
+        return
+    _faults["injected"] += 1
+    if report.passed:
+        _faults["handled"] += 1
+    elif report.failed:
+        _faults["lost"] += 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _faults["injected"]:
+        terminalreporter.write_line(
+            f"{_faults['injected']} faults injected, {_faults['handled']} handled, "
+            f"{_faults['lost']} lost")
