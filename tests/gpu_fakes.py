@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from types import SimpleNamespace
 
 import torch
@@ -196,11 +197,17 @@ class _Stream:
 def fake_cuda(monkeypatch, device_name: str = "Fake GPU (CPU stand-in)"):
     """A CUDA device on the CPU for the duration: the mode plus torch.cuda's functions.
 
-    Yields a namespace whose `streams` lists the streams created and `current` the
-    stream in use (torch.cuda.stream(s) sets it), `empty_cache` the calls counted.
+    Yields a namespace: `streams` lists the streams made, `current_stream()` is the
+    calling thread's (torch.cuda.stream(s) sets it; else `default`), `empty_cache` and
+    `synchronize` count calls.
     """
-    state = SimpleNamespace(streams=[], current=[None], empty_cache=0, synchronize=0)
-    default = _Stream()
+    state = SimpleNamespace(streams=[], empty_cache=0, synchronize=0, default=_Stream())
+    local = threading.local()  # like CUDA, the current stream is per thread
+
+    def current_stream(*a):
+        return getattr(local, "stream", None) or state.default
+
+    state.current_stream = current_stream
 
     def make_stream(*a, **k):
         s = _Stream(*a, **k)
@@ -209,12 +216,12 @@ def fake_cuda(monkeypatch, device_name: str = "Fake GPU (CPU stand-in)"):
 
     @contextlib.contextmanager
     def use_stream(s):
-        prev = state.current[0]
-        state.current[0] = s
+        prev = getattr(local, "stream", None)
+        local.stream = s
         try:
             yield s
         finally:
-            state.current[0] = prev
+            local.stream = prev
 
     def empty_cache():
         state.empty_cache += 1
@@ -223,6 +230,7 @@ def fake_cuda(monkeypatch, device_name: str = "Fake GPU (CPU stand-in)"):
         state.synchronize += 1
 
     cuda = torch.cuda
+    monkeypatch.setattr(torch.version, "cuda", "12.8")  # a CUDA build of torch (cu128)
     monkeypatch.setattr(cuda, "is_available", lambda: True)
     monkeypatch.setattr(cuda, "device_count", lambda: 1)
     monkeypatch.setattr(cuda, "get_device_name", lambda *a: device_name)
@@ -230,10 +238,18 @@ def fake_cuda(monkeypatch, device_name: str = "Fake GPU (CPU stand-in)"):
     monkeypatch.setattr(cuda, "empty_cache", empty_cache)
     monkeypatch.setattr(cuda, "Stream", make_stream)
     monkeypatch.setattr(cuda, "stream", use_stream)
-    monkeypatch.setattr(cuda, "current_stream",
-                        lambda *a: state.current[0] or default)
+    monkeypatch.setattr(cuda, "current_stream", current_stream)
     monkeypatch.setattr(cuda, "memory_allocated", lambda *a: 0)
     monkeypatch.setattr(cuda, "mem_get_info", lambda *a: (8 << 30, 16 << 30))
+    # torch's mode stack is per thread: threads started meanwhile (the render and
+    # adaptation workers) enter the mode too.
+    thread_run = threading.Thread.run
+
+    def run_in_mode(self):
+        with FakeCuda():
+            thread_run(self)
+
+    monkeypatch.setattr(threading.Thread, "run", run_in_mode)
     with FakeCuda():
         yield state
 
@@ -344,6 +360,7 @@ class FakeGsplatC:
 
     def __init__(self) -> None:
         self.calls: dict[str, int] = {}
+        self.streams: list = []  # torch.cuda.current_stream() at each rasterization
         for name in ("projection_ewa_3dgs_fused_fwd", "projection_ewa_3dgs_fused_bwd",
                      "spherical_harmonics_fwd", "spherical_harmonics_bwd", "intersect_tile",
                      "intersect_offset", "rasterize_to_pixels_3dgs_fwd",
@@ -353,6 +370,8 @@ class FakeGsplatC:
     def _counted(self, name, fn):
         def call(*args):
             self.calls[name] = self.calls.get(name, 0) + 1
+            if name == "rasterize_to_pixels_3dgs_fwd":
+                self.streams.append(torch.cuda.current_stream())
             return fn(*args)
 
         return call
@@ -467,7 +486,6 @@ class FakeGsplatC:
         the [P, M, 2] leaves of each tile (for absgrad)."""
         assert masks is None, "fake: no tile masks"
         n_img = offsets.shape[0]
-        n = means2d.shape[-2]
         d = colors.shape[-1]
         th, tw = offsets.shape[-2:]
         m_flat, c_flat = means2d.reshape(-1, 2), conics.reshape(-1, 3)
