@@ -175,10 +175,13 @@ class FakeCuda(TorchFunctionMode):
 class _Stream:
     """torch.cuda.Stream's surface the project uses."""
 
-    def __init__(self, device=None, priority: int = 0) -> None:
+    _handles = iter(range(0x1000, 1 << 30, 0x10))
+
+    def __init__(self, device=None, priority: int = 0, default: bool = False) -> None:
         self.device = CUDA
         self.priority = priority
         self.waited: list = []
+        self.cuda_stream = 0 if default else next(self._handles)  # cudaStream_t, as an int
 
     def synchronize(self) -> None:
         pass
@@ -201,7 +204,8 @@ def fake_cuda(monkeypatch, device_name: str = "Fake GPU (CPU stand-in)"):
     calling thread's (torch.cuda.stream(s) sets it; else `default`), `empty_cache` and
     `synchronize` count calls.
     """
-    state = SimpleNamespace(streams=[], empty_cache=0, synchronize=0, default=_Stream())
+    state = SimpleNamespace(streams=[], empty_cache=0, synchronize=0,
+                            default=_Stream(default=True))
     local = threading.local()  # like CUDA, the current stream is per thread
 
     def current_stream(*a):
@@ -568,3 +572,69 @@ def fake_gsplat_kernels(monkeypatch):
     monkeypatch.setitem(sys.modules, "gsplat.cuda._backend", module)
     monkeypatch.setattr(gsplat.cuda, "_backend", module, raising=False)
     yield fake
+
+
+# -- cuda-python's runtime, recorded ------------------------------------------------------------
+class RecordingCudart:
+    """cuda-python's `cuda.bindings.runtime` for the interop calls viewer/display.py makes:
+    records each call (name, args) in `log` and answers (cudaSuccess, value).
+
+    `fail` names a call that answers an error code instead. With `real` (the installed
+    bindings module) every call is also made there first, so its argument conversion is
+    checked (a wrong type raises TypeError there); what the real call answers (no driver
+    here: cudaErrorInsufficientDriver) is recorded in `real_errors` and replaced by success
+    so the sequence goes on.
+    """
+
+    class cudaGraphicsRegisterFlags:  # noqa: N801 (the binding's names)
+        cudaGraphicsRegisterFlagsWriteDiscard = 2
+
+    class cudaMemcpyKind:  # noqa: N801
+        cudaMemcpyDeviceToDevice = 3
+
+    def __init__(self, log: list, fail: str | None = None, real=None) -> None:
+        self.log, self.fail, self.real = log, fail, real
+        self.real_errors: dict[str, str] = {}
+        if real is not None:
+            self.cudaGraphicsRegisterFlags = real.cudaGraphicsRegisterFlags
+            self.cudaMemcpyKind = real.cudaMemcpyKind
+        self._n = 0
+
+    def _call(self, name: str, args: tuple, value=None):
+        self.log.append((name, args))
+        if self.real is not None:
+            err, *rest = getattr(self.real, name)(*args)
+            self.real_errors[name] = getattr(err, "name", str(err))
+            if value is not None and rest and rest[0] is not None:
+                value = rest[0]
+        if name == self.fail:
+            return (999, None) if value is not None else (999,)
+        return (0, value) if value is not None else (0,)
+
+    def _handle(self, kind: str):
+        if self.real is not None:
+            return getattr(self.real, kind)()
+        self._n += 1
+        return f"{kind}#{self._n}"
+
+    def cudaGraphicsGLRegisterImage(self, image, target, flags):  # noqa: N802
+        return self._call("cudaGraphicsGLRegisterImage", (image, target, flags),
+                          self._handle("cudaGraphicsResource_t"))
+
+    def cudaGraphicsMapResources(self, count, resources, stream):  # noqa: N802
+        return self._call("cudaGraphicsMapResources", (count, resources, stream))
+
+    def cudaGraphicsSubResourceGetMappedArray(self, resource, index, level):  # noqa: N802
+        return self._call("cudaGraphicsSubResourceGetMappedArray", (resource, index, level),
+                          self._handle("cudaArray_t"))
+
+    def cudaMemcpy2DToArrayAsync(self, dst, w_off, h_off, src, spitch, width, height,  # noqa: N802
+                                 kind, stream):
+        return self._call("cudaMemcpy2DToArrayAsync",
+                          (dst, w_off, h_off, src, spitch, width, height, kind, stream))
+
+    def cudaGraphicsUnmapResources(self, count, resources, stream):  # noqa: N802
+        return self._call("cudaGraphicsUnmapResources", (count, resources, stream))
+
+    def cudaGraphicsUnregisterResource(self, resource):  # noqa: N802
+        return self._call("cudaGraphicsUnregisterResource", (resource,))

@@ -322,3 +322,23 @@ def test_train_scores_cuda_renders_against_host_images(gpu, tmp_path):
     assert out.is_file() and summary["test_views"] == 2
     assert np.isfinite(summary["test_psnr"]) and summary["test_psnr"] > 5.0
     assert gpu.kernels.calls["rasterize_to_pixels_3dgs_bwd"] >= 3  # it trained on "cuda"
+
+
+@pytest.mark.fault
+def test_a_frame_out_of_gpu_memory_says_so_and_frees_the_cache(gpu, monkeypatch):
+    from types import SimpleNamespace
+
+    import viewer.frames as frames
+
+    def oom(req, keep):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.00 GiB")
+
+    monkeypatch.setattr(frames, "render_panes", oom)
+    g, cam = scene(n=30)
+    req = SimpleNamespace(cameras=(cam,), sources=(SimpleNamespace(gaussians=g),),
+                          full_res=True)
+    worker = frames.RenderWorker.__new__(frames.RenderWorker)  # no thread: one frame
+    frame = worker._render(req, keep=True)
+    assert frame.panes == [] and "GPU ran out of memory" in frame.error
+    assert "30 Gaussians at 40 x 24" in frame.error
+    assert gpu.empty_cache == 1

@@ -719,6 +719,8 @@ class ViewerApp:
         st.n_drawn = frame.n_drawn
         st.backend = frame.backend
         st.frame_path, st.frame_path_reason = self.presenter.path
+        if self.worker.keep_on_device and not self.presenter.interop_possible:
+            self.worker.keep_on_device = False  # host copies on the render thread from now
         st.render_size = (frame.request.cameras[0].width, frame.request.cameras[0].height)
         st.full_res = frame.request.full_res
         st.frames_shown += 1
