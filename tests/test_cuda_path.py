@@ -342,3 +342,63 @@ def test_a_frame_out_of_gpu_memory_says_so_and_frees_the_cache(gpu, monkeypatch)
     assert frame.panes == [] and "GPU ran out of memory" in frame.error
     assert "30 Gaussians at 40 x 24" in frame.error
     assert gpu.empty_cache == 1
+
+
+# -- the viewer's start: no kernel build on the GL thread -------------------------------------
+class _SlowKernelImport(_KernelImport):
+    """A first build that lasts until `release` is set."""
+
+    def __init__(self, kernels) -> None:
+        import threading
+
+        super().__init__(kernels=kernels)
+        self.release = threading.Event()
+
+    def exec_module(self, module):
+        assert self.release.wait(30), "the test never let the build finish"
+        super().exec_module(module)
+
+
+def test_the_viewer_starts_on_the_cpu_while_the_kernels_build(monkeypatch, fresh_probe):
+    from gpu_fakes import FakeGsplatC
+
+    from viewer.backend_start import start_backend
+
+    finder = fresh_probe(_SlowKernelImport(FakeGsplatC()))
+    with fake_cuda(monkeypatch):
+        start = start_backend("auto")  # returns while the "build" is still running
+        assert (start.name, start.render_backend, start.device.type) == ("cpu", "cpu", "cpu")
+        assert "building gsplat's CUDA kernels" in start.reason
+        assert start.probe is not None and not start.probe.done()
+        finder.release.set()
+        assert start.probe.wait(30)
+        assert gsplat_backend.available()[0] is True
+    assert finder.attempts == 1
+
+
+@pytest.mark.fault
+def test_the_viewer_with_cuda_where_it_cannot_run_is_a_clear_error(monkeypatch, fresh_probe):
+    from render.rasterize.gsplat_backend import BackendUnavailable
+    from viewer.backend_start import start_backend
+
+    monkeypatch.setattr(torch.version, "cuda", None)
+    with pytest.raises(BackendUnavailable, match="CPU-only build"):
+        start_backend("cuda")
+    assert start_backend("auto").name == "cpu"
+
+
+@pytest.mark.fault
+def test_the_viewer_after_a_failed_build_says_why(monkeypatch, fresh_probe):
+    from render.rasterize.gsplat_backend import BackendUnavailable
+    from viewer.backend_start import start_backend
+
+    fresh_probe(_KernelImport(error=OSError("nvcc fatal: Unsupported gpu architecture")))
+    with fake_cuda(monkeypatch):
+        start = start_backend("cuda")
+        assert start.probe is not None and start.probe.wait(30)
+        ok, why = gsplat_backend.available()
+        assert not ok and "Unsupported gpu architecture" in why
+        with pytest.raises(BackendUnavailable, match="failed to build"):
+            start_backend("cuda")  # a second window, or a restart of the viewer's state
+        auto = start_backend("auto")
+        assert auto.name == "cpu" and "failed to build" in auto.reason

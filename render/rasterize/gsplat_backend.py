@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from typing import Any
 
 import torch
@@ -29,14 +30,46 @@ class BackendUnavailable(RuntimeError):
     what to install (README, "GPU")."""
 
 
+_probe_lock = threading.Lock()
+
+
 def available() -> tuple[bool, str]:
     """(True, why) when torch sees a CUDA GPU and gsplat's CUDA kernels load and run;
     else (False, the reason). Decided once per process: a failed build is not tried
-    again (gsplat's own import would rebuild on every call)."""
+    again (gsplat's own import would rebuild on every call). Threads asking meanwhile
+    wait for the one probe."""
     global _available
-    if _available is None:
-        _available = _probe()
+    with _probe_lock:
+        if _available is None:
+            _available = _probe()
     return _available
+
+
+class ProbeInBackground:
+    """:func:`available` in a daemon thread: the first build of gsplat's kernels takes
+    minutes, which must not freeze a window. Poll :meth:`done`, then ask available()."""
+
+    STATUS = ("building gsplat's CUDA kernels (the first time on this machine: a few "
+              "minutes); rendering on the CPU meanwhile")
+
+    def __init__(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mipview-gsplat-probe",
+                                        daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _run() -> None:
+        try:
+            available()
+        except BaseException:  # available() catches the build's failures; never a traceback
+            pass
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return self.done()
 
 
 def decided() -> bool:
