@@ -148,7 +148,12 @@ class FakeCuda(TorchFunctionMode):
     """Within this mode tensors made for (or moved to) "cuda" become :class:`CudaTensor`.
 
     Use :func:`fake_cuda` (it also patches torch.cuda); the mode alone only maps devices.
+    `uploads` lists the shape of every host-to-device copy.
     """
+
+    def __init__(self, uploads: list | None = None) -> None:
+        super().__init__()
+        self.uploads = uploads if uploads is not None else []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
@@ -160,6 +165,8 @@ class FakeCuda(TorchFunctionMode):
                 kwargs.pop("device", None)
                 kwargs.pop("non_blocking", None)
                 plain = _unwrap(src)
+                if not _is_fake(src):
+                    self.uploads.append(tuple(src.shape))
                 out = plain.to(*rest, **kwargs) if (rest or kwargs) else plain
                 if out is plain and not _is_fake(src):
                     out = plain  # .to() of a CPU tensor to CUDA copies on a GPU
@@ -200,7 +207,8 @@ class _Stream:
 def fake_cuda(monkeypatch, device_name: str = "Fake GPU (CPU stand-in)"):
     """A CUDA device on the CPU for the duration: the mode plus torch.cuda's functions.
 
-    Yields a namespace: `streams` lists the streams made, `current_stream()` is the
+    Yields a namespace: `uploads` the shapes of host-to-device copies, `streams` the
+    streams made, `current_stream()` is the
     calling thread's (torch.cuda.stream(s) sets it; else `default`), `empty_cache` and
     `synchronize` count calls.
     """
@@ -249,12 +257,14 @@ def fake_cuda(monkeypatch, device_name: str = "Fake GPU (CPU stand-in)"):
     # adaptation workers) enter the mode too.
     thread_run = threading.Thread.run
 
+    state.uploads = []
+
     def run_in_mode(self):
-        with FakeCuda():
+        with FakeCuda(state.uploads):
             thread_run(self)
 
     monkeypatch.setattr(threading.Thread, "run", run_in_mode)
-    with FakeCuda():
+    with FakeCuda(state.uploads):
         yield state
 
 

@@ -402,3 +402,49 @@ def test_the_viewer_after_a_failed_build_says_why(monkeypatch, fresh_probe):
             start_backend("cuda")  # a second window, or a restart of the viewer's state
         auto = start_backend("auto")
         assert auto.name == "cpu" and "failed to build" in auto.reason
+
+
+def test_mipview_adapt_moves_a_host_base_to_the_gpu_once(gpu, tmp_path):
+    """The base loaded from disk goes to the GPU once, not at each of the level's
+    renders (pseudo-GT, finetune views)."""
+    import argparse
+
+    from render.io import save_ply
+    from viewer.commands import adapt_cmd
+
+    model = tmp_path / "base.ply"
+    save_ply(_flat_scene(97), model)
+    parser = argparse.ArgumentParser()
+    adapt_cmd.add_arguments(parser)
+    args = parser.parse_args([str(model), "--level", "1/2", "--out", str(tmp_path / "a.ply"),
+                              "--iters", "3", "--views", "2", "--base-size", "32x32",
+                              "--no-eval", "--quiet"])
+    assert adapt_cmd.run(args) == 0
+    renders = gpu.kernels.calls["rasterize_to_pixels_3dgs_fwd"]
+    quats_copies = gpu.uploads.count((97, 4))  # one tensor of the base's five
+    assert renders > 3 and quats_copies == 1, (renders, quats_copies)
+
+
+def test_the_sr_upsampler_runs_on_the_models_device(gpu, tmp_path, monkeypatch):
+    import adapt.upsample as upsample
+    from adapt.cache import LevelCache
+    from adapt.worker import AdaptSettings, AdaptWorker
+
+    made = []
+
+    class Recorder:
+        def __init__(self, path, device="cpu", **kw):
+            made.append(torch.device(device))
+            raise RuntimeError("recorded")
+
+    monkeypatch.setattr(upsample, "SpandrelUpsampler", Recorder)
+    cams = [Camera.look_at((0.0, 0.1, -3.0), (0.0, 0.0, 0.0), width=16, height=16)]
+    w = AdaptWorker(_flat_scene(20).to("cuda"), cams, LevelCache("h", "s", tmp_path / "c"),
+                    AdaptSettings(sr_model=str(tmp_path / "x4.safetensors")),
+                    render_threads=1)
+    try:
+        w.request(1)
+        assert w.wait_idle(60)
+    finally:
+        w.shutdown()
+    assert made and made[0].type == "cuda"
