@@ -448,3 +448,23 @@ def test_the_sr_upsampler_runs_on_the_models_device(gpu, tmp_path, monkeypatch):
     finally:
         w.shutdown()
     assert made and made[0].type == "cuda"
+
+
+@pytest.mark.parametrize("output", ["rgb", "depth", "alpha"])
+def test_frames_from_cuda_renders_stay_on_the_gpu_or_come_to_the_host_whole(gpu, output):
+    """The render thread's frame conversion: with interop (keep_on_device) a CUDA BGRA
+    tensor, else a host image made on that thread; both the cpu backend's bytes."""
+    from viewer.compare import Source
+    from viewer.frames import FrameRequest, render_panes
+
+    g, cam = scene(n=40)
+    opts = RenderOptions(output=output, sh_degree=1)
+    host = render_panes(FrameRequest(1, (cam,), (Source(g, "A"),),
+                                     opts.replace(backend="cpu")), False).images[0]
+    req = FrameRequest(2, (cam,), (Source(g.to("cuda"), "A"),), opts.replace(backend="cuda"))
+    on_gpu = render_panes(req, keep_on_device=True).images[0]
+    assert on_gpu.device.type == "cuda" and on_gpu.dtype == torch.uint8
+    to_host = render_panes(req, keep_on_device=False).images[0]
+    assert isinstance(to_host, np.ndarray) and to_host.shape == (24, 40, 4)
+    assert np.array_equal(to_host, on_gpu.cpu().numpy())
+    assert np.abs(to_host.astype(int) - host.astype(int)).max() <= 1
