@@ -468,3 +468,26 @@ def test_frames_from_cuda_renders_stay_on_the_gpu_or_come_to_the_host_whole(gpu,
     assert isinstance(to_host, np.ndarray) and to_host.shape == (24, 40, 4)
     assert np.array_equal(to_host, on_gpu.cpu().numpy())
     assert np.abs(to_host.astype(int) - host.astype(int)).max() <= 1
+
+
+@pytest.mark.slow
+def test_mipview_eval_runs_on_the_gpu_and_moves_each_base_once(gpu, tmp_path):
+    """`mipview eval` scored CUDA renders against host images (it stopped at its first
+    base) and copied a host base to the GPU at each render."""
+    import argparse
+
+    from viewer.commands import eval_cmd
+
+    data = _mini_nerf(tmp_path / "scene", size=32)
+    parser = argparse.ArgumentParser()
+    eval_cmd.add_arguments(parser)
+    args = parser.parse_args([
+        str(data), "--out", str(tmp_path / "report"), "--only", "zoom-out", "--out-scale",
+        "1", "--out-tests", "1/2", "--train-iters", "2", "--train-init", "100",
+        "--adapt-iters", "2", "--adapt-views", "1", "--methods", "3dgs,mip,mipmap_train",
+        "--quiet"])
+    assert eval_cmd.run(args) == 0
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert "zoom-out" in json.dumps(results)
+    # the trained base goes up once to train, the base read back from disk once to score
+    assert gpu.uploads.count((100, 4)) <= 2, gpu.uploads.count((100, 4))
