@@ -491,3 +491,36 @@ def test_mipview_eval_runs_on_the_gpu_and_moves_each_base_once(gpu, tmp_path):
     assert "zoom-out" in json.dumps(results)
     # the trained base goes up once to train, the base read back from disk once to score
     assert gpu.uploads.count((100, 4)) <= 2, gpu.uploads.count((100, 4))
+
+
+def test_the_window_moves_to_the_gpu_when_the_kernels_are_ready(monkeypatch, fresh_probe):
+    """ViewerApp._poll_backend_probe (each UI frame): once the background build works,
+    the model goes to the GPU, the adaptation follows, frames stay on the GPU for interop."""
+    from types import SimpleNamespace
+
+    from gpu_fakes import FakeGsplatC
+
+    from viewer.app import ViewerApp
+    from viewer.state import ModelState
+
+    fresh_probe(_KernelImport(kernels=FakeGsplatC()))
+    with fake_cuda(monkeypatch):
+        probe = gsplat_backend.ProbeInBackground()
+        assert probe.wait(30)
+        g, _ = scene(n=20)
+        app = ViewerApp.__new__(ViewerApp)  # the frame hook alone, no window
+        app._backend_probe, app.backend = probe, "auto"
+        app.backend_name, app.device = "cpu", torch.device("cpu")
+        model = ModelState(gaussians=g, name="t")
+        app.state = SimpleNamespace(model=model, render=SimpleNamespace(backend="cpu"),
+                                    ui=SimpleNamespace(status=""))
+        app.adaptation = SimpleNamespace(device=torch.device("cpu"))
+        app.worker = SimpleNamespace(keep_on_device=False)
+        app.presenter = SimpleNamespace(interop_possible=True)
+        app._poll_backend_probe()
+        assert app.backend_name == "cuda" and app.device.type == "cuda"
+        assert app.state.model is not model  # a new ModelState: the adaptation re-attaches
+        assert app.state.model.gaussians.device.type == "cuda"
+        assert app.adaptation.device.type == "cuda" and app.worker.keep_on_device
+        assert app.state.render.backend == "auto" and "gsplat CUDA kernels" in app.backend_reason
+        assert app._backend_probe is None
