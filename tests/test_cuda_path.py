@@ -1,5 +1,5 @@
 """The CUDA path without a GPU: gsplat's real Python layer over a CPU stand-in for its
-compiled kernels (tests/gpu_fakes.py), on tensors that report cuda:0 and refuse host
+compiled kernels (tests/gsplat_fake_kernels.py), on tensors that report cuda:0 and refuse host
 conversions. Each test fails if a device defect of the CUDA path comes back."""
 
 from __future__ import annotations
@@ -9,12 +9,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from gpu_fakes import (
-    DeviceMixError,
-    HostConversionError,
-    fake_cuda,
-    fake_gsplat_kernels,
-)
+from gpu_fakes import DeviceMixError, HostConversionError, fake_cuda
+from gsplat_fake_kernels import fake_gsplat_kernels
 from PIL import Image
 
 from render import Camera, Gaussians, RenderOptions, render
@@ -192,7 +188,7 @@ def test_a_failed_build_is_tried_once_not_every_frame(monkeypatch, fresh_probe, 
 
 @pytest.mark.fault
 def test_a_failed_smoke_render_is_reported_as_such(monkeypatch, fresh_probe):
-    from gpu_fakes import FakeGsplatC
+    from gsplat_fake_kernels import FakeGsplatC
 
     kernels = FakeGsplatC()
 
@@ -209,7 +205,7 @@ def test_a_failed_smoke_render_is_reported_as_such(monkeypatch, fresh_probe):
 
 
 def test_the_probe_succeeds_on_working_kernels(monkeypatch, fresh_probe):
-    from gpu_fakes import FakeGsplatC
+    from gsplat_fake_kernels import FakeGsplatC
 
     finder = fresh_probe(_KernelImport(kernels=FakeGsplatC()))
     with fake_cuda(monkeypatch, device_name="Fake H200"):
@@ -360,7 +356,7 @@ class _SlowKernelImport(_KernelImport):
 
 
 def test_the_viewer_starts_on_the_cpu_while_the_kernels_build(monkeypatch, fresh_probe):
-    from gpu_fakes import FakeGsplatC
+    from gsplat_fake_kernels import FakeGsplatC
 
     from viewer.backend_start import start_backend
 
@@ -498,7 +494,7 @@ def test_the_window_moves_to_the_gpu_when_the_kernels_are_ready(monkeypatch, fre
     the model goes to the GPU, the adaptation follows, frames stay on the GPU for interop."""
     from types import SimpleNamespace
 
-    from gpu_fakes import FakeGsplatC
+    from gsplat_fake_kernels import FakeGsplatC
 
     from viewer.app import ViewerApp
     from viewer.state import ModelState

@@ -161,8 +161,9 @@ def _donut_and_camera():
 def test_gsplat_radii_rule_matches_gsplats_projection_on_the_donut(monkeypatch, aa):
     """The rule the GPU test applies (gsplat_radii) against gsplat's real Python layer
     over the CPU stand-in of its kernels, which follows ProjectionEWA3DGSFused.cu."""
-    from gpu_fakes import fake_cuda, fake_gsplat_kernels
+    from gpu_fakes import fake_cuda
     from gsplat.cuda._wrapper import fully_fused_projection
+    from gsplat_fake_kernels import fake_gsplat_kernels
 
     from render.rasterize.cpu_project import project_cpu
 
