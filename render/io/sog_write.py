@@ -88,10 +88,11 @@ def sh_palette(rest: np.ndarray, limit: int = MAX_PALETTE,
 
 def _webp(rgba: np.ndarray) -> bytes:
     """Lossless WebP of an RGBA image [H, W, 4]; `exact` keeps the colour of texels whose
-    alpha is 0 (they carry data, not pixels)."""
+    alpha is 0 (they carry data, not pixels). Effort 25 / method 2: on the donut's images
+    about 10x faster than Pillow's default effort for files within ~2 % of its size."""
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgba), "RGBA").save(
-        buf, format="WEBP", lossless=True, quality=50, method=4, exact=True)
+        buf, format="WEBP", lossless=True, quality=25, method=2, exact=True)
     return buf.getvalue()
 
 
