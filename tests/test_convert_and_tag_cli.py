@@ -145,3 +145,26 @@ def test_panel_export_writes_the_level_tagged_in_the_format_asked(tmp_path, leve
     assert len(m.gaussians) == 40 and m.splat_model == tag
     ctrl.export(level, tmp_path / "level.txt").join()
     assert "cannot tell the format" in ctrl.error
+
+
+@pytest.mark.gl
+def test_viewer_window_switches_to_each_opened_models_tagged_mode(tmp_path, monkeypatch):
+    from viewer_support import make_app, settle, tiny_scene
+
+    monkeypatch.setenv("MIPVIEW_CONFIG_DIR", str(tmp_path / "config"))
+    tagged = save_model(tiny_scene(), tmp_path / "level.spz", model="antialiased")
+    plain = save_model(tiny_scene(), tmp_path / "plain.sog")
+    app = make_app()
+    try:
+        assert app.state.render.antialias == "classic"
+        for path, mode in ((tagged, "mip"), (plain, "classic")):
+            assert app.open_model(path)
+            app.loader.wait(60)
+            settle(app)
+            assert app.state.model.name == path.name
+            assert app.state.render.antialias == mode
+        app.set_antialias("adaptive")  # the panel's choice overrides it
+        settle(app)
+        assert app.state.render.antialias == "adaptive"
+    finally:
+        app.close()
