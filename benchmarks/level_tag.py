@@ -52,7 +52,12 @@ def main() -> None:
     settings = AdaptSettings(finetune=FinetuneConfig(iters=args.iters),
                              views=ViewSettings(n_views=args.views), use_current_view=False)
     t0 = time.perf_counter()
-    res = adapt_level(base, cams, level, settings, BicubicUpsampler())
+    def on_step(it: int, loss: float, n: int) -> None:
+        if it % 50 == 0:
+            print(f"finetune {it}/{args.iters} N={n} {time.perf_counter() - t0:.0f}s",
+                  file=sys.stderr, flush=True)
+
+    res = adapt_level(base, cams, level, settings, BicubicUpsampler(), progress=on_step)
     adapt_s = time.perf_counter() - t0
     tag = model_for_antialias(settings.finetune.antialias_for(level))
     options = settings.finetune.base_options()

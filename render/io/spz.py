@@ -31,7 +31,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import zstandard
 
 from render.gaussians import Gaussians
 from render.io.atomic import atomic_write_bytes
@@ -124,6 +123,7 @@ def _zstd_blocks(path: Path, data: bytes) -> tuple[tuple, list[bytes]]:
     start = toc + n_streams * _TOC_ENTRY.size
     if toc < 32 or start > len(data):
         raise GaussianFileError(path, f".spz: table of contents at {toc} is outside the file")
+    zstandard = _zstandard(path)
     dctx = zstandard.ZstdDecompressor()
     blocks, offset = [], start
     for i, want in enumerate(sizes):
@@ -147,6 +147,18 @@ def _zstd_blocks(path: Path, data: bytes) -> tuple[tuple, list[bytes]]:
         blocks.append(block)
         offset += packed
     return fields, blocks
+
+
+def _zstandard(path: Path | None):
+    """The zstandard module (imported on first use: only .spz v4 needs it)."""
+    try:
+        import zstandard
+    except ImportError:
+        why = "ZSTD streams (.spz version 4) need the zstandard package: pip install zstandard"
+        if path is None:
+            raise RuntimeError(why) from None
+        raise GaussianFileError(path, why) from None
+    return zstandard
 
 
 def decode_spz(path: Path, data: bytes) -> tuple[GaussianArrays, str]:
@@ -269,7 +281,7 @@ def encode_spz(gaussians: Gaussians, model: str = "default", version: int = 4) -
     head = _HEADER.pack(MAGIC, version, n, degree, bits, flags, 0)
     if version < 4:
         return zlib.compress(head + b"".join(blocks), 6, wbits=31)
-    cctx = zstandard.ZstdCompressor(level=9)
+    cctx = _zstandard(None).ZstdCompressor(level=9)
     packed = [cctx.compress(b) for b in blocks]
     head = head[:15] + struct.pack("<BI", len(blocks), 32) + bytes(12)
     toc = b"".join(_TOC_ENTRY.pack(len(p), len(b)) for p, b in zip(packed, blocks))

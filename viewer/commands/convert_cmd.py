@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         tag = model.splat_model if args.tag == "keep" else args.tag
         try:
             written = save_model(model.gaussians, out, model=tag, fmt=fmt)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RuntimeError) as exc:
             print(f"mipview convert: cannot write {out}: {exc}", file=sys.stderr)
             return EXIT_FAILED
         bar.update(1)
