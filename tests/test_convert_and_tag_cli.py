@@ -168,3 +168,14 @@ def test_viewer_window_switches_to_each_opened_models_tagged_mode(tmp_path, monk
         assert app.state.render.antialias == "adaptive"
     finally:
         app.close()
+
+
+def test_convert_shows_progress_on_big_files(tagged, tmp_path, capsys, monkeypatch):
+    from viewer.commands import convert_cmd
+
+    assert main(["convert", str(tagged), str(tmp_path / "small.spz")]) == 0
+    assert "convert src.ply" not in capsys.readouterr().err  # a small file: one line only
+    monkeypatch.setattr(convert_cmd, "BAR_FROM_BYTES", 1000)  # as if it were big
+    assert main(["convert", str(tagged), str(tmp_path / "big.spz")]) == 0
+    err = capsys.readouterr().err
+    assert "convert src.ply" in err and "/2 [" in err and "wrote" in err  # the tqdm bar
