@@ -54,6 +54,7 @@ def test_small_run_writes_the_model_and_prints_a_json_summary(tmp_path, capsys):
     assert summary["iterations"] == 15 and summary["level"] == "1/2"
     assert summary["gaussians_before"] == 200
     assert summary["gaussians_after"] == len(load_model(out).gaussians)
+    assert load_model(out).splat_model == "antialiased"  # a zoom-out level: drawn with mip
     assert summary["base_cameras"].startswith("virtual")
     assert summary["held_out_views"] > 0
     assert set(summary["psnr"]) == {"vanilla", "mip", "adaptive", "adapted"}

@@ -7,9 +7,12 @@ succeed with finite tensors or raise GaussianFileError; nothing else may escape.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import struct
+import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -330,6 +333,8 @@ def test_random_bytes_never_raise_anything_else(tmp_path_factory, blob):
     for name in ("x.ply", "x.splat"):
         check_mutant(folder / name, blob)
         check_mutant(folder / name, b"ply\nformat binary_little_endian 1.0\n" + blob)
+    check_mutant(folder / "x.spz", b"NGSP" + blob)  # .spz magic, v4 body
+    check_mutant(folder / "y.spz", zlib.compress(b"NGSP" + blob, wbits=31))  # v2/v3 gzip
 
 
 def test_mutation_helpers_do_edit(tmp_path):
@@ -340,3 +345,106 @@ def test_mutation_helpers_do_edit(tmp_path):
     assert apply(data, [("truncate", 10)]) == data[:10]
     flipped = apply(data, [("flip", len(data) - 1, 0x80)])  # the sign bit of the last float
     assert struct.unpack("<f", flipped[-4:])[0] == -struct.unpack("<f", data[-4:])[0]
+
+
+# -- property-based: mutated .spz and SOG files ------------------------------------------------
+
+@st.composite
+def binary_mutations(draw, size: int, header_len: int):
+    """Truncations and byte flips, in the header or the body, of a binary file."""
+    ops = []
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["truncate", "flip_header", "flip_body"]))
+        if kind == "truncate":
+            ops.append(("truncate", draw(st.integers(0, size - 1))))
+        else:
+            lo, hi = (0, header_len - 1) if kind == "flip_header" else (header_len, size - 1)
+            ops.append(("flip", draw(st.integers(lo, hi)), draw(st.integers(1, 255))))
+    return ops
+
+
+def _binary_strategy(real_name: str, header_len: int):
+    path = data_dir() / real_name
+    if not path.exists():
+        return st.just([])
+    return binary_mutations(path.stat().st_size, header_len)
+
+
+_FUZZ_SMALL = settings(_FUZZ, max_examples=40)
+
+
+@_FUZZ_SMALL
+@given(ops=_binary_strategy("inria_iter7000_sh3.spz", 32 + 6 * 16))
+def test_mutated_spz_never_raises_anything_else(tmp_path_factory, ops):
+    _fuzz("inria_iter7000_sh3.spz", tmp_path_factory, ops)
+
+
+@_FUZZ_SMALL
+@given(ops=_binary_strategy("inria_iter7000_sh3.sog", 512))
+def test_mutated_sog_zip_never_raises_anything_else(tmp_path_factory, ops):
+    _fuzz("inria_iter7000_sh3.sog", tmp_path_factory, ops)
+
+
+_META_KEYS = [("count",), ("version",), ("model",), ("means", "mins"), ("means", "maxs"),
+              ("means", "files"), ("scales", "codebook"), ("quats", "files"),
+              ("sh0", "codebook"), ("shN", "count"), ("shN", "bands"), ("shN", "codebook"),
+              ("shN", "files"), ("shN",), ("sh0",)]
+_META_VALUES = st.one_of(
+    st.integers(-(2**40), 2**63), st.floats(allow_nan=True, allow_infinity=True),
+    st.none(), st.text(max_size=8), st.just([]), st.just({}),
+    st.lists(st.integers(-300, 2**40), max_size=4), st.just("means_l.webp"),
+    st.just(["quats.webp", "quats.webp"]), st.just(["shN_labels.webp", "shN_centroids.webp"]))
+
+
+@st.composite
+def meta_mutations(draw):
+    """Edits of a SOG meta.json: a key set to another value or deleted, or bytes flipped."""
+    ops = []
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["set", "delete", "flip"]))
+        if kind == "flip":
+            ops.append(("flip", draw(st.integers(0, 20_000)), draw(st.integers(1, 255))))
+        else:
+            ops.append((kind, draw(st.sampled_from(_META_KEYS)), draw(_META_VALUES)))
+    return ops
+
+
+def apply_meta(text: bytes, ops) -> bytes:
+    meta = json.loads(text)
+    flips = []
+    for op in ops:
+        if op[0] == "flip":
+            flips.append(op)
+            continue
+        *parents, key = op[1]
+        node = meta
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        if op[0] == "delete":
+            node.pop(key, None)
+        else:
+            node[key] = op[2]
+    return apply(json.dumps(meta).encode(), flips)
+
+
+@_FUZZ_SMALL
+@given(ops=meta_mutations())
+def test_mutated_sog_meta_never_raises_anything_else(tmp_path_factory, ops):
+    src = data_file("inria_iter7000_sh3.sog")
+    folder = tmp_path_factory.mktemp("sogmeta")
+    with zipfile.ZipFile(src) as z:
+        files = {i.filename: z.read(i) for i in z.infolist()}
+    files["meta.json"] = apply_meta(files["meta.json"], ops)
+    with zipfile.ZipFile(folder / "m.sog", "w") as z:
+        for name, blob in files.items():
+            z.writestr(name, blob)
+    check_mutant(folder / "m.sog", (folder / "m.sog").read_bytes())
+
+
+def test_meta_mutation_helper_does_edit():
+    meta = b'{"count": 5, "means": {"mins": [0, 0, 0]}}'
+    assert json.loads(apply_meta(meta, [("set", ("count",), 7)]))["count"] == 7
+    edited = json.loads(apply_meta(meta, [("delete", ("means", "mins"), None)]))
+    assert "mins" not in edited["means"]

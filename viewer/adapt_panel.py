@@ -107,7 +107,7 @@ def _draw_levels(app, ctrl: AdaptController) -> None:
     imgui.end_table()
     opts = ctrl.options
     imgui.set_next_item_width(-1)
-    _, opts.export_path = imgui.input_text_with_hint("##export", "export path (.ply)",
+    _, opts.export_path = imgui.input_text_with_hint("##export", "export path (.ply .spz .sog ...)",
                                                      opts.export_path)
     if export_level is not None:
         path = opts.export_path.strip() or ctrl.default_export_path(export_level)

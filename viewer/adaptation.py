@@ -434,8 +434,10 @@ class AdaptController:
         return str(folder / f"{stem}_level_{tag}.ply")
 
     def export(self, level: int, path: str | Path) -> threading.Thread | None:
-        """Write a cached level as an INRIA .ply at `path`, in a helper thread (a large
-        set takes a second); the outcome goes to message / error."""
+        """Write a cached level at `path` in the format its name asks for (.ply,
+        .compressed.ply, .splat, .spz, .sog), tagged with the antialias mode it was
+        finetuned in (a zoom-out level: `antialiased`), in a helper thread (a large set
+        takes a second); the outcome goes to message / error."""
         if self.cache is None or level not in self.levels:
             self.error = f"level {level_label(level)} is not built"
             return None
@@ -445,14 +447,14 @@ class AdaptController:
         self.error = ""
 
         def job() -> None:
-            from render.io import save_ply
+            from render.io import format_for_path, model_for_antialias, save_model
 
             try:
-                if path.suffix.lower() != ".ply":
-                    raise ValueError("the file name must end in .ply")
+                fmt = format_for_path(path)
                 if not path.parent.is_dir():
                     raise FileNotFoundError(f"folder {path.parent} does not exist")
-                save_ply(g, path)
+                tag = model_for_antialias(b_overrides(level).get("antialias", "classic"))
+                save_model(g, path, model=tag, fmt=fmt)
                 self.message = f"exported level {level_label(level)} to {path}"
             except Exception as exc:
                 self.message = ""

@@ -531,7 +531,7 @@ class ViewerApp:
         start = str(self.state.model.path.parent) if self.state.model.path else os.getcwd()
         self._file_dialog = ("model", pfd.open_file(
             "Open a Gaussian model", start,
-            ["Gaussian models", "*.ply *.splat", "All files", "*"]))
+            ["Gaussian models", "*.ply *.splat *.spz *.sog meta.json", "All files", "*"]))
 
     def choose_screenshot_folder(self) -> None:
         if not self._dialogs_available():
@@ -600,6 +600,7 @@ class ViewerApp:
         s.nav.camera_index = -1
         s.nav.fly_speed = self._fly_speed(model)
         s.compare.set_source_b(None)  # a plugged-in B belonged to the old model
+        self.set_antialias(model.antialias)  # drawn as its file's tag asks; the panel overrides
         s.scale = None
         self._set_scale_fn(model, res.scale_fn)
         if model.path is not None:

@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "adapt": ("viewer.commands.adapt_cmd", "build one Mipmap-GS scale level headless"),
     "train": ("viewer.commands.train_cmd", "train a base model on a NeRF-synthetic folder"),
     "eval": ("viewer.commands.eval_cmd", "single-scale-train / multi-scale-test evaluation"),
+    "convert": ("viewer.commands.convert_cmd", "convert a model between .ply, .spz, .sog, ..."),
     "view": ("viewer.commands.view", "open the viewer (the default)"),
 }
 

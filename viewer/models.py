@@ -45,6 +45,8 @@ def file_model(path: str | Path) -> ModelState:
     up = up_from_cameras([camera_rotation(c) for c in cams])
     g = lm.gaussians
     info = [f"{lm.format}, {len(g):,} Gaussians, SH degree {g.sh_degree}"]
+    if lm.splat_model != "default":
+        info.append(f"tagged {lm.splat_model}: drawn {lm.antialias} by default")
     if lm.n_dropped:
         info.append(f"{lm.n_dropped:,} rows with NaN/Inf dropped")
     if cams:
@@ -56,7 +58,8 @@ def file_model(path: str | Path) -> ModelState:
     return ModelState(gaussians=g, name=Path(path).name, path=Path(path), cameras=cams,
                       camera_names=names, base_cameras=cams,
                       up=None if up is None else tuple(float(v) for v in up),
-                      initial=cams[0] if cams else None, sh_degree=g.sh_degree, info=info)
+                      initial=cams[0] if cams else None, sh_degree=g.sh_degree, info=info,
+                      antialias=lm.antialias)
 
 
 def base_cameras_for(model: ModelState, up) -> list[Camera]:

@@ -38,6 +38,8 @@ class ModelState:
         initial: the first view to show.
         sh_degree: the model's own SH degree.
         info: lines for the model panel (format, dropped rows, warnings).
+        antialias: the mode the file's anti-aliasing tag asks for ("mip" for a file
+            tagged antialiased, else "classic"): the viewer's default for this model.
     """
 
     gaussians: Gaussians
@@ -50,6 +52,7 @@ class ModelState:
     initial: Camera | None = None
     sh_degree: int = 0
     info: list[str] = field(default_factory=list)
+    antialias: str = "classic"
 
 
 @dataclass

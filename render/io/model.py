@@ -2,8 +2,13 @@
 
 The format is told from the content, not the name: a PLY header with `chunk` and
 `packed_*` properties is the SuperSplat compressed layout, any other PLY is read as the
-INRIA layout, and a file without a header whose size is a multiple of 32 bytes and whose
+INRIA layout; the `NGSP` magic (plain, or at the start of a gzip stream) is an .spz; a
+zip archive holding a meta.json, or a meta.json itself (or a folder holding one), is a
+PlayCanvas SOG; a file without a header whose size is a multiple of 32 bytes and whose
 records look like Gaussians is an antimatter15 .splat.
+
+Every format's anti-aliasing tag (see :mod:`render.io.splat_model`) is read into
+`LoadedModel.splat_model`.
 """
 
 from __future__ import annotations
@@ -19,9 +24,12 @@ from render.io.files import read_file_bytes
 from render.io.gaussian_arrays import GaussianArrays, to_gaussians
 from render.io.inria_ply import decode_inria
 from render.io.ply_format import is_ply, parse_header, read_elements
+from render.io.sog import META_NAME, is_sog_meta, is_sog_zip, read_sog
 from render.io.splat import RECORD, decode_splat, splat_plausibility
+from render.io.splat_model import antialias_for, model_from_ply_comments
+from render.io.spz import decode_spz, is_spz
 
-FORMATS = ("inria_ply", "compressed_ply", "splat")
+FORMATS = ("inria_ply", "compressed_ply", "splat", "spz", "sog")
 _MIN_SPLAT_PLAUSIBILITY = 0.5
 
 
@@ -32,13 +40,15 @@ class LoadedModel:
     Attributes:
         gaussians: the valid Gaussians, float32 on the CPU.
         path: the file read.
-        format: "inria_ply", "compressed_ply" or "splat".
+        format: "inria_ply", "compressed_ply", "splat", "spz" or "sog".
         n_dropped: rows dropped because they held NaN or Inf values.
         cameras: the training cameras found next to the model (cameras.json), or None.
         cameras_path: the cameras.json they came from, or None.
         n_zero_quats: all-zero quaternions read as the identity rotation.
         warnings: things the user should know that did not stop the load (e.g. a
             cameras.json next to the model that could not be read).
+        splat_model: the file's anti-aliasing tag: "default", "antialiased" (draw with
+            the Mip-Splatting filter) or "2dgs" (see render.io.splat_model).
     """
 
     gaussians: Gaussians
@@ -49,6 +59,12 @@ class LoadedModel:
     cameras_path: Path | None
     n_zero_quats: int = 0
     warnings: list[str] = field(default_factory=list)
+    splat_model: str = "default"
+
+    @property
+    def antialias(self) -> str:
+        """The antialias mode the file asks to be drawn in: "mip" or "classic"."""
+        return antialias_for(self.splat_model)
 
     def summary(self) -> dict:
         """A JSON-ready description (what `mipview info` prints)."""
@@ -59,6 +75,8 @@ class LoadedModel:
             "format": self.format,
             "gaussians": len(g),
             "sh_degree": g.sh_degree,
+            "model": self.splat_model,
+            "antialias": self.antialias,
             "bounds": {"min": [float(v) for v in lo], "max": [float(v) for v in hi]},
             "extent": g.extent(),
             "training_cameras": None if self.cameras is None else {
@@ -74,6 +92,10 @@ def detect_format(path: Path, data: bytes) -> str:
     if is_ply(data):
         header = parse_header(path, data)
         return "compressed_ply" if is_compressed_layout(header) else "inria_ply"
+    if is_spz(data):
+        return "spz"
+    if is_sog_zip(data) or is_sog_meta(data):
+        return "sog"
     return _detect_headerless(path, data)
 
 
@@ -89,28 +111,41 @@ def _detect_headerless(path: Path, data: bytes) -> str:
                "most of its records hold NaN, Inf, zero or absurd positions or scales")
         raise GaussianFileError(path, f"not a valid .splat file: {why}")
     raise GaussianFileError(
-        path, "not a Gaussian-splat model: no PLY header, and not .splat records "
-        "(a .ply, .compressed.ply or .splat file is expected)")
+        path, "not a Gaussian-splat model: no PLY header, no .spz or SOG signature, and "
+        "not .splat records (a .ply, .compressed.ply, .splat, .spz or .sog is expected)")
 
 
-def decode(path: Path, data: bytes) -> tuple[str, GaussianArrays]:
-    """(format, raw arrays) of a file's bytes."""
+def decode(path: Path, data: bytes) -> tuple[str, GaussianArrays, str]:
+    """(format, raw arrays, anti-aliasing tag) of a file's bytes."""
     if not is_ply(data):
-        return _detect_headerless(path, data), decode_splat(path, data)
+        if is_spz(data):
+            return ("spz", *decode_spz(path, data))
+        if is_sog_zip(data) or is_sog_meta(data):
+            return ("sog", *read_sog(path, data))
+        return _detect_headerless(path, data), decode_splat(path, data), "default"
     header = parse_header(path, data)
+    tag = model_from_ply_comments(header.comments)
     if is_compressed_layout(header):
         elements = read_elements(path, header, data, compressed_elements(header))
-        return "compressed_ply", decode_compressed(path, header, elements)
+        return "compressed_ply", decode_compressed(path, header, elements), tag
     if header.element("vertex") is None:
         names = ", ".join(e.name for e in header.elements) or "none"
         raise GaussianFileError(
             path, f"the PLY has no 'vertex' element holding Gaussians (elements: {names})")
     columns = read_elements(path, header, data, ["vertex"])["vertex"]
-    return "inria_ply", decode_inria(path, header, columns)
+    return "inria_ply", decode_inria(path, header, columns), tag
+
+
+def model_file(path: Path) -> Path:
+    """The file to read for `path`: a SOG folder's meta.json, else `path` itself."""
+    if path.is_dir() and (path / META_NAME).is_file():
+        return path / META_NAME
+    return path
 
 
 def load_model(path: str | Path, find_cameras: bool = True) -> LoadedModel:
-    """Load a Gaussian-splat model file (INRIA .ply, compressed .ply or .splat).
+    """Load a Gaussian-splat model file (INRIA .ply, compressed .ply, .splat, .spz, or
+    SOG: a .sog zip, a meta.json or the folder holding one).
 
     Rows with NaN/Inf values are dropped (counted in `n_dropped`); quaternions are
     made unit length. With `find_cameras`, a cameras.json beside the file or in the
@@ -121,10 +156,10 @@ def load_model(path: str | Path, find_cameras: bool = True) -> LoadedModel:
         GaussianFileError: for every file that cannot be loaded, naming the file and
             the problem; no other exception escapes.
     """
-    path = Path(path)
+    path = model_file(Path(path))
     data = read_file_bytes(path, what="model file")
     try:
-        fmt, arrays = decode(path, data)
+        fmt, arrays, tag = decode(path, data)
         clean = to_gaussians(path, arrays)
     except GaussianFileError:
         raise
@@ -134,12 +169,14 @@ def load_model(path: str | Path, find_cameras: bool = True) -> LoadedModel:
         raise GaussianFileError(
             path, f"internal error while reading ({type(e).__name__}: {e})") from e
     model = LoadedModel(clean.gaussians, path, fmt, clean.n_dropped, None, None,
-                        clean.n_zero_quats)
+                        clean.n_zero_quats, splat_model=tag)
     if clean.n_dropped:
         model.warnings.append(f"{clean.n_dropped} Gaussians with NaN/Inf values were dropped")
     if clean.n_zero_quats:
         model.warnings.append(
             f"{clean.n_zero_quats} Gaussians had an all-zero rotation; read as the identity")
+    if tag == "2dgs":
+        model.warnings.append("the file is tagged 2dgs (surfels); drawn as flat 3D Gaussians")
     if find_cameras:
         cam_path = find_cameras_json(path)
         if cam_path is not None:

@@ -1,6 +1,6 @@
 """`mipview adapt`: build one Mipmap-GS scale level headless.
 
-    mipview adapt MODEL|demo --level 1/4|x4 --out OUT.ply [--cameras cameras.json]
+    mipview adapt MODEL|demo --level 1/4|x4 --out OUT.ply|.spz|.sog|... [--cameras cameras.json]
         [--sr-model PATH] [--iters 1000] [--views N] [--seed S] [--base-size WxH]
 
 Base cameras: --cameras, else a cameras.json found beside the model, else the demo's
@@ -10,6 +10,10 @@ Gaussians before / after, and mean PSNR on held-out views (never adapted on) aga
 the reference (zoom-out: the base rendered 8x supersampled and area-downsampled;
 zoom-in: the upsampled base render) of `vanilla` (base, 3DGS rasterizer), `mip`,
 `adaptive` and `adapted`. Exit 2 with a one-line error for bad input.
+
+The level is written in the format the --out name asks for, tagged with the antialias
+mode it was finetuned in (a zoom-out level: `antialiased`, drawn with the Mip-Splatting
+filter), so `mipview render OUT` and other viewers draw it as the viewer does.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ class UsageError(Exception):
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model file (.ply / .splat) or 'demo' for the built-in chart")
     p.add_argument("--level", required=True, help="1/8, 1/4, 1/2, x2, x4 or x8")
-    p.add_argument("--out", required=True, help="where to write the adapted .ply")
+    p.add_argument("--out", required=True, help="where to write the adapted level (.ply, "
+                   ".compressed.ply, .spz, .sog, meta.json, .splat; tagged with its mode)")
     p.add_argument("--cameras", help="INRIA cameras.json with the training cameras")
     p.add_argument("--sr-model", help="super-resolution checkpoint for zoom-in (spandrel: "
                    "SwinIR, Real-ESRGAN, HAT, ...; .safetensors or .pth)")
@@ -140,8 +145,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.iters < 1 or args.views < 1:
         raise UsageError("--iters and --views must be at least 1")
     out = Path(args.out)
-    if out.suffix.lower() != ".ply":
-        raise UsageError(f"--out {out}: the adapted model is written as .ply")
+    from render.io import format_for_path
+
+    try:
+        format_for_path(out)
+    except ValueError as exc:
+        raise UsageError(f"--out {out}: {exc}") from None
     if not out.parent.exists():
         raise UsageError(f"--out {out}: folder {out.parent} does not exist")
     device = backend_device("auto")
@@ -168,9 +177,10 @@ def _run(args: argparse.Namespace) -> int:
     except Cancelled:  # nothing cancels a CLI run, but be explicit
         raise UsageError("cancelled") from None
     seconds = time.perf_counter() - t0
-    from render.io import save_ply
+    from render.io import model_for_antialias, save_model
 
-    save_ply(result.gaussians, out)
+    tag = model_for_antialias(settings.finetune.antialias_for(level))
+    save_model(result.gaussians, out, model=tag)
     summary = {
         "model": name, "level": level_label(level), "scale": 2.0**level,
         "base_cameras": source, "seconds": round(seconds, 2),

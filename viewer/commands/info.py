@@ -1,9 +1,10 @@
 """`mipview info MODEL`: what a model file holds, as one JSON object on stdout.
 
-Prints path, format, number of Gaussians, SH degree, bounds of the centres, scene
-extent, the training cameras found next to the model (count and path) and the number
-of Gaussians dropped as invalid. A file that cannot be read exits 1 with the reason on
-stderr.
+Prints path, format, number of Gaussians, SH degree, the anti-aliasing tag (`model`:
+default, antialiased or 2dgs, and `antialias`: the mode mipview draws it in by default),
+bounds of the centres, scene extent, the training cameras found next to the model (count
+and path) and the number of Gaussians dropped as invalid. A file that cannot be read
+exits 1 with the reason on stderr.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from render.io import GaussianFileError, load_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a .ply (INRIA or SuperSplat compressed) or .splat file")
+    parser.add_argument("model", help="a .ply (INRIA or SuperSplat compressed), .splat, .spz "
+                                      "or SOG (.sog, a folder or its meta.json)")
     parser.add_argument("--no-cameras", action="store_true",
                         help="do not look for a cameras.json next to the model")
 

@@ -69,7 +69,8 @@ def _positive(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="the Gaussian model (.ply, compressed .ply, .splat)")
+    parser.add_argument("model", help="the Gaussian model (.ply, compressed .ply, .splat, .spz, "
+                                      ".sog)")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--cameras", metavar="CAMERAS.json",
                      help="INRIA cameras.json: render every camera to OUT/<img_name>.png")
@@ -80,8 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or a folder of numbered PNG frames")
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="rasterizer (auto: CUDA through gsplat when it works, else CPU)")
-    parser.add_argument("--aa", choices=ANTIALIAS_MODES, default="classic",
-                        help="antialias mode of the render (side A)")
+    parser.add_argument("--aa", choices=ANTIALIAS_MODES, default=None,
+                        help="antialias mode of the render (side A; default: the model's "
+                             "tag, mip for a file tagged anti-aliased, else classic)")
     parser.add_argument("--scale", type=_positive, default=1.0,
                         help="multiply the resolution and focal lengths (same field of view)")
     parser.add_argument("--sh-degree", type=int, choices=range(4), default=None,
@@ -101,7 +103,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--side-by-side", action="store_true",
                         help="--path: render A | B side by side (needs --b-aa or --b-model)")
     parser.add_argument("--b-aa", choices=ANTIALIAS_MODES, default=None,
-                        help="antialias mode of side B (default: --aa)")
+                        help="antialias mode of side B (default: --aa, else B's tag)")
     parser.add_argument("--b-model", default=None, metavar="OTHER.ply",
                         help="model of side B (default: MODEL)")
     parser.add_argument("--no-labels", action="store_true",
@@ -367,19 +369,20 @@ def run(args) -> int:
 
         device = backend_device(backend)
         zoom = args.zoom if args.zoom is not None else (args.scale if args.cameras else 1.0)
-        options = RenderOptions(sh_degree=args.sh_degree, background=tuple(args.background),
-                                antialias=args.aa, backend=backend, zoom=zoom)
         # a path's zoom changes from frame to frame: measure it where adaptive needs it
         measure = args.path is not None and args.zoom is None
-        b_aa = args.b_aa or args.aa
         model_a = _load_model(args.model, find_cameras=measure)
+        aa = args.aa or model_a.antialias  # the file's anti-aliasing tag unless --aa is given
+        options = RenderOptions(sh_degree=args.sh_degree, background=tuple(args.background),
+                                antialias=aa, backend=backend, zoom=zoom)
         g_a = model_a.gaussians.to(device)
-        a = Source(f"A: {Path(args.model).name} {args.aa}", Path(args.model), g_a, options,
-                   _zoom_measure(model_a) if measure and args.aa == "adaptive" else None)
+        a = Source(f"A: {Path(args.model).name} {aa}", Path(args.model), g_a, options,
+                   _zoom_measure(model_a) if measure and aa == "adaptive" else None)
         b = None
         if args.side_by_side:
             b_path = Path(args.b_model) if args.b_model else a.model_path
             model_b = _load_model(args.b_model, measure) if args.b_model else model_a
+            b_aa = args.b_aa or args.aa or model_b.antialias
             g_b = model_b.gaussians.to(device) if args.b_model else g_a
             b = Source(f"B: {b_path.name} {b_aa}", b_path, g_b, options.replace(antialias=b_aa),
                        _zoom_measure(model_b) if measure and b_aa == "adaptive" else None)

@@ -25,7 +25,8 @@ from render.options import BACKENDS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", nargs="?", help="model file (.ply, .splat); default: demo")
+    parser.add_argument("model", nargs="?",
+                        help="model file (.ply, .splat, .spz, .sog); default: demo")
     parser.add_argument("--snapshot", metavar="OUT.png",
                         help="save the window's first full-resolution frame and exit")
     parser.add_argument("--camera", metavar="PATH.json", help="start at this camera")
@@ -35,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default="single", help="start in this compare mode (B: the same "
                         "model with the other antialias mode)")
     parser.add_argument("--antialias", choices=("classic", "mip", "adaptive"),
-                        default="classic", help="antialias mode of source A")
+                        default=None, help="antialias mode of source A (default: the "
+                        "model's tag, mip for a file tagged anti-aliased, else classic)")
     parser.add_argument("--no-panels", action="store_true", help="start with the panels hidden")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="--snapshot: give up after this many seconds (exit 1)")
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"mipview: {exc}", file=sys.stderr)
         return 2
     app.state.compare.mode = args.compare
-    app.state.render.antialias = args.antialias
+    app.state.render.antialias = args.antialias or model.antialias
     app.state.ui.show_panels = not args.no_panels
     if start is not None:
         # The window's aspect wins; the camera's pose and vertical field of view are kept.
