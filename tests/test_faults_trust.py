@@ -108,3 +108,15 @@ def test_opening_a_model_creates_no_cache_folder(model):
     assert not model.with_name("scene.ply.mipview").exists()
     c.put(-1, _set(20))
     assert (model.with_name("scene.ply.mipview") / "level_-1.ply").is_file()
+
+
+def test_new_sr_weights_under_the_same_name_and_size_change_the_cache_key(tmp_path):
+    from adapt.worker import AdaptSettings
+
+    ckpt = tmp_path / "sr.safetensors"
+    ckpt.write_bytes(b"\x01" * 4096)
+    old = AdaptSettings(sr_model=str(ckpt)).key()
+    ckpt.write_bytes(b"\x02" * 4096)  # retrained weights, same name, same size
+    assert AdaptSettings(sr_model=str(ckpt)).key() != old
+    ckpt.write_bytes(b"\x01" * 4096)
+    assert AdaptSettings(sr_model=str(ckpt)).key() == old
