@@ -120,3 +120,146 @@ def test_new_sr_weights_under_the_same_name_and_size_change_the_cache_key(tmp_pa
     assert AdaptSettings(sr_model=str(ckpt)).key() != old
     ckpt.write_bytes(b"\x01" * 4096)
     assert AdaptSettings(sr_model=str(ckpt)).key() == old
+
+
+# -- outputs: checked before the work, never the input, never garbage ------------------------
+
+def _no_work(*_a, **_k):
+    raise AssertionError("the work started before the output path was checked")
+
+
+def test_adapt_refuses_to_replace_its_input(model, monkeypatch, capsys):
+    from viewer import cli
+    from viewer.commands import adapt_cmd
+
+    monkeypatch.setattr(adapt_cmd, "adapt_level", _no_work)
+    before = model.read_bytes()
+    rc = cli.main(["adapt", str(model), "--level", "1/2", "--out", str(model), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "is the input" in err.splitlines()[-1] and "Traceback" not in err
+    assert model.read_bytes() == before
+    # The same file through another spelling of its path.
+    other = model.parent / "." / model.name
+    assert cli.main(["adapt", str(model), "--level", "1/2", "--out", str(other),
+                     "--quiet"]) != 0
+    assert model.read_bytes() == before
+
+
+def test_adapt_never_writes_a_nan_model(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from viewer import cli
+    from viewer.commands import adapt_cmd
+
+    def nan_level(base, *_a, **_k):
+        g = _set(40)
+        g = Gaussians(**{k: torch.full_like(v, float("nan")) for k, v in g.tensors().items()})
+        return SimpleNamespace(gaussians=g, iterations=1, n_views=1, held_out=[],
+                               upsampler="bicubic")
+
+    monkeypatch.setattr(adapt_cmd, "adapt_level", nan_level)
+    out = tmp_path / "adapted.ply"
+    rc = cli.main(["adapt", "demo", "--level", "1/2", "--out", str(out), "--quiet",
+                   "--no-eval"])
+    assert rc != 0 and not out.exists()
+    assert "NaN" in capsys.readouterr().err
+
+
+def test_train_checks_its_output_before_training(tmp_path, monkeypatch, capsys):
+    from viewer import cli
+    from viewer.commands import train_cmd
+
+    monkeypatch.setattr(train_cmd, "train_to_file", _no_work)
+    rc = cli.main(["train", str(tmp_path), "--iters", "1", "--out", str(tmp_path / "m.png")])
+    assert rc == 2 and ".ply" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    rc = cli.main(["train", str(tmp_path), "--iters", "1", "--out", str(blocker / "m.ply")])
+    assert rc == 2 and "not a folder" in capsys.readouterr().err
+
+
+def test_train_never_writes_a_nan_model(tmp_path, monkeypatch):
+    import adapt.train
+    from viewer.commands import train_cmd
+
+    def nan_train(*_a, **_k):
+        g = _set(40)
+        g.means[3] = float("inf")
+        return g, None
+
+    monkeypatch.setattr(adapt.train, "train_base", nan_train)
+    monkeypatch.setattr("render.io.nerf_synthetic.load_nerf_synthetic",
+                        lambda *_a, **_k: None)
+    monkeypatch.setattr("render.io.nerf_synthetic.scene_box", lambda *_a, **_k: None)
+    out = tmp_path / "m.ply"
+    from viewer.commands.outputs import OutputError
+
+    with pytest.raises(OutputError, match="NaN or infinite"):
+        train_cmd.train_to_file(tmp_path, 0.25, 1, out)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("bad", ["same", "extension"])
+def test_snapshot_checks_its_output_before_opening_the_window(model, monkeypatch, capsys,
+                                                              bad):
+    import viewer.app
+    from viewer import cli
+
+    monkeypatch.setattr(viewer.app, "ViewerApp", _no_work)
+    before = model.read_bytes()
+    out = model if bad == "same" else model.with_suffix(".jpg.ply")
+    rc = cli.main([str(model), "--snapshot", str(out)])
+    assert rc == 2 and "--snapshot" in capsys.readouterr().err
+    assert model.read_bytes() == before
+
+
+# -- the loader: absurd values are cleaned or refused ------------------------------------------
+
+def _with_rows(path, n_bad: int, field: str, value: float, n: int = 100):
+    g = _set(n, seed=5)
+    t = getattr(g, field)
+    t[:n_bad] = value
+    save_ply(g, path)
+    return path
+
+
+@pytest.mark.parametrize("field,value", [("means", 1e25), ("means", 1e30),
+                                         ("log_scales", 100.0), ("log_scales", 3e38)])
+def test_rows_with_absurd_centres_or_overflowing_scales_are_dropped(tmp_path, field, value):
+    from render.io import load_model
+
+    lm = load_model(_with_rows(tmp_path / "m.ply", 7, field, value))
+    assert lm.n_dropped == 7 and len(lm.gaussians) == 93
+    assert lm.summary()["n_dropped"] == 7  # `mipview info`'s rows dropped
+    assert torch.isfinite(lm.gaussians.log_scales.exp() ** 2).all()
+    assert float(lm.gaussians.means.abs().max()) < 1e6
+
+
+def test_a_model_of_absurd_centres_is_refused(tmp_path):
+    from render.io import GaussianFileError, load_model
+
+    with pytest.raises(GaussianFileError, match="absurd"):
+        load_model(_with_rows(tmp_path / "m.ply", 100, "means", 1e28))
+
+
+def test_a_little_endian_body_labelled_big_endian_is_refused(tmp_path):
+    from render.io import GaussianFileError, load_model
+
+    path = tmp_path / "m.ply"
+    save_ply(_set(500, seed=3), path)
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"binary_little_endian", b"binary_big_endian", 1))
+    with pytest.raises(GaussianFileError, match="endianness"):
+        load_model(path)
+
+
+def test_the_real_donut_labelled_big_endian_is_refused(tmp_path):
+    from conftest import data_file
+
+    from render.io import GaussianFileError, load_model
+
+    data = data_file("donut_mipsplat_sh0.ply").read_bytes()
+    path = tmp_path / "donut_be.ply"
+    path.write_bytes(data.replace(b"binary_little_endian", b"binary_big_endian", 1))
+    with pytest.raises(GaussianFileError, match=str(path.name)):
+        load_model(path)

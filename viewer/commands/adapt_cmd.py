@@ -20,7 +20,6 @@ import json
 import math
 import sys
 import time
-from pathlib import Path
 
 from adapt.finetune import FinetuneConfig
 from adapt.optimize import Cancelled
@@ -31,6 +30,7 @@ from adapt.views import ViewSettings
 from adapt.worker import AdaptSettings, adapt_level
 from render.camera import Camera
 from render.gaussians import Gaussians
+from viewer.commands.outputs import OutputError, check_finite, check_output_path
 
 EXIT_BAD_INPUT = 2
 
@@ -139,11 +139,11 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("level 1 is the base model itself; nothing to adapt")
     if args.iters < 1 or args.views < 1:
         raise UsageError("--iters and --views must be at least 1")
-    out = Path(args.out)
-    if out.suffix.lower() != ".ply":
-        raise UsageError(f"--out {out}: the adapted model is written as .ply")
-    if not out.parent.exists():
-        raise UsageError(f"--out {out}: folder {out.parent} does not exist")
+    try:  # before the work: minutes of adaptation must not end in "cannot write"
+        out = check_output_path(args.out, "--out", (".ply",), inputs=[
+            None if args.model == "demo" else args.model, args.cameras, args.sr_model])
+    except OutputError as exc:
+        raise UsageError(str(exc)) from None
     try:
         upsampler = make_upsampler(args.sr_model)
     except (OSError, ValueError, ImportError) as exc:
@@ -168,6 +168,11 @@ def _run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     from render.io import save_ply
 
+    try:
+        check_finite(result.gaussians, f"the adapted level for {out}")
+    except OutputError as exc:
+        print(f"mipview adapt: {exc}", file=sys.stderr)
+        return 1
     save_ply(result.gaussians, out)
     summary = {
         "model": name, "level": level_label(level), "scale": 2.0**level,

@@ -88,6 +88,15 @@ def load_start_camera(path: str | Path) -> Camera:
 def run(args: argparse.Namespace) -> int:
     size = parse_size(args.size)
     start = load_start_camera(args.camera) if args.camera else None
+    if args.snapshot:  # before the model loads and the window opens
+        from viewer.commands.outputs import OutputError, check_output_path
+
+        try:
+            check_output_path(args.snapshot, "--snapshot", (".png",),
+                              inputs=[args.model, args.camera], make_parent=True)
+        except OutputError as exc:
+            print(f"mipview: {exc}", file=sys.stderr)
+            return 2
     from viewer.models import demo_model, file_model
 
     if args.model:
