@@ -263,3 +263,24 @@ def test_the_real_donut_labelled_big_endian_is_refused(tmp_path):
     path.write_bytes(data.replace(b"binary_little_endian", b"binary_big_endian", 1))
     with pytest.raises(GaussianFileError, match=str(path.name)):
         load_model(path)
+
+
+# -- the recent-files list ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,expected", [
+    ('{"recent": 5}', []),
+    ('{"recent": null}', []),
+    ('{"recent": "/a.ply"}', []),
+    ('{"recent": [1, {"a": 2}, null, "", "/x.ply", ["/y.ply"]]}', ["/x.ply"]),
+    ('[' * 100_000 + ']' * 100_000, []),
+    ('"just a string"', []),
+], ids=["number", "null", "string", "mixed", "deep", "top-string"])
+def test_a_malformed_recent_files_list_never_stops_the_viewer(tmp_path, monkeypatch, text,
+                                                              expected):
+    from viewer.state import load_recent, push_recent, save_recent
+
+    monkeypatch.setenv("MIPVIEW_CONFIG_DIR", str(tmp_path))
+    (tmp_path / "recent.json").write_text(text)
+    assert load_recent() == expected
+    save_recent(push_recent(load_recent(), tmp_path / "m.ply"))
+    assert load_recent()[0] == str((tmp_path / "m.ply").resolve())

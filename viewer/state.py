@@ -191,12 +191,17 @@ def recent_file() -> Path:
 
 
 def load_recent() -> list[str]:
-    """The recent-files list; an unreadable file counts as empty (it is only a convenience)."""
+    """The recent-files list; an unreadable or malformed file counts as empty, and entries
+    that are not non-empty strings are skipped (it is only a convenience: it must never
+    stop the viewer from starting)."""
     try:
         data = json.loads(recent_file().read_text(encoding="utf-8"))
-        return [str(p) for p in data.get("recent", [])][:MAX_RECENT]
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, RecursionError):
         return []
+    items = data.get("recent") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return []
+    return [p for p in items if isinstance(p, str) and p and "\0" not in p][:MAX_RECENT]
 
 
 def push_recent(recent: list[str], path: str | Path) -> list[str]:
