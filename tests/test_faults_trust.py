@@ -284,3 +284,25 @@ def test_a_malformed_recent_files_list_never_stops_the_viewer(tmp_path, monkeypa
     assert load_recent() == expected
     save_recent(push_recent(load_recent(), tmp_path / "m.ply"))
     assert load_recent()[0] == str((tmp_path / "m.ply").resolve())
+
+
+# -- a new user's first hour: a missing extra is one clear line --------------------------------
+
+@pytest.mark.parametrize("argv,module,extra", [
+    (["train", "{tmp}", "--iters", "1", "--out", "{tmp}/m.ply"], "pytorch_msssim", "-e ."),
+    (["eval", "{tmp}", "--out", "{tmp}/report"], "matplotlib", '"mipview[eval]"'),
+    (["eval", "{tmp}", "--out", "{tmp}/report"], "pytorch_msssim", '"mipview[eval]"'),
+    (["render", "demo", "--path", "{tmp}/p.json", "--out", "{tmp}/v.mp4"], "imageio_ffmpeg",
+     '"mipview[video]"'),
+], ids=["train-ssim", "eval-plot", "eval-ssim", "render-mp4"])
+def test_a_missing_extra_is_named_in_one_line(tmp_path, monkeypatch, capsys, argv, module,
+                                              extra):
+    import sys
+
+    from viewer import cli
+
+    monkeypatch.setitem(sys.modules, module, None)  # as if it were not installed
+    rc = cli.main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err
+    assert rc != 0 and "Traceback" not in err
+    assert f"pip install {extra}" in err.strip().splitlines()[-1]

@@ -125,6 +125,12 @@ def run(args: argparse.Namespace) -> int:
     if args.iters < 1:
         print("mipview train: --iters must be at least 1", file=sys.stderr)
         return 2
+    from viewer.commands.extras import missing_extra
+
+    need = missing_extra("default", "mipview train (its SSIM score)")
+    if need:
+        print(f"mipview train: {need}", file=sys.stderr)
+        return 2
     try:  # before the work: an hour of training must not end in "cannot write"
         check_output_path(args.out, "--out", (".ply",), make_parent=True)
     except OutputError as e:
