@@ -306,3 +306,47 @@ def test_a_missing_extra_is_named_in_one_line(tmp_path, monkeypatch, capsys, arg
     err = capsys.readouterr().err
     assert rc != 0 and "Traceback" not in err
     assert f"pip install {extra}" in err.strip().splitlines()[-1]
+
+
+# -- the up axis of a model without cameras ----------------------------------------------------
+
+def _slab(flat_axis: int, n: int = 3000) -> Gaussians:
+    g = _set(n, seed=9)
+    g.means[:, flat_axis] *= 0.1  # a table top / a donut lying flat
+    return g
+
+
+@pytest.mark.parametrize("axis,expected", [(2, "+Z (Blender)"), (1, "-Y (OpenCV / COLMAP)"),
+                                           (0, "+X")])
+def test_a_flat_model_without_cameras_gets_its_up_axis_guessed(tmp_path, axis, expected):
+    from viewer.app import ViewerApp
+    from viewer.controls import UP_CHOICES
+    from viewer.models import file_model
+    from viewer.state import NavState
+
+    path = tmp_path / "flat.ply"
+    save_ply(_slab(axis), path)
+    model = file_model(path)
+    assert model.up is None and model.up_guess == expected
+    assert any("guessed" in line for line in model.info)
+    nav = NavState(pose=None, home=None, up=None)
+    ViewerApp._take_up(nav, model)
+    assert tuple(nav.up) == UP_CHOICES[expected] and nav.up_guessed
+    assert nav.up_choice == expected  # the menu shows it, and changes it
+
+
+def test_a_round_model_keeps_the_default_up(tmp_path):
+    from viewer.models import file_model
+
+    path = tmp_path / "ball.ply"
+    save_ply(_set(3000, seed=4), path)
+    assert file_model(path).up_guess is None
+
+
+def test_the_real_donut_opens_z_up():
+    from conftest import data_file
+
+    from viewer.models import file_model
+
+    model = file_model(data_file("donut_mipsplat_sh0.ply"))
+    assert model.up_guess == "+Z (Blender)"
