@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -350,3 +351,81 @@ def test_the_real_donut_opens_z_up():
 
     model = file_model(data_file("donut_mipsplat_sh0.ply"))
     assert model.up_guess == "+Z (Blender)"
+
+
+# -- --compare split before any level exists ---------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["split", "side_by_side"])
+@pytest.mark.parametrize("aa", ["classic", "mip"])
+def test_compare_before_any_level_shows_a_against_the_other_antialias_mode(mode, aa):
+    from types import SimpleNamespace
+
+    from render.options import RenderOptions
+    from viewer.adaptation import AdaptController
+    from viewer.compare import Comparison, Source, other_antialias
+
+    g = _set(30)
+    ctrl = AdaptController(device="cpu")
+    ctrl._gaussians = g
+    cmp = Comparison(mode=mode)
+    app = SimpleNamespace(state=SimpleNamespace(compare=cmp,
+                                                render=SimpleNamespace(antialias=aa)))
+    ctrl._plug_source(app)
+    ui = RenderOptions(antialias=aa)
+    a, b = cmp.visible_sources(Source(g, "A"), ui)
+    assert a.options(ui).antialias == aa
+    assert b.options(ui).antialias == other_antialias(aa), "two identical halves"
+    # Back to a single view: it shows the adapted set (the base for now) as the user set it.
+    cmp.mode = "single"
+    ctrl._plug_source(app)
+    (shown,) = cmp.visible_sources(Source(g, "A"), ui)
+    assert shown.options(ui).antialias == aa
+
+
+# -- the viewer survives whatever File > Open brings --------------------------------------------
+
+def _open_and_wait(app, path, timeout_s: float = 120.0) -> None:
+    import time
+
+    assert app.open_model(path)
+    t_end = time.time() + timeout_s
+    while (app.loader.busy() or app.state.ui.loading) and time.time() < t_end:
+        app.step()
+    for _ in range(3):
+        app.step(force_draw=True)  # the modal (or the new model) is drawn: ImGui holds
+
+
+@pytest.mark.gl
+def test_file_open_of_a_bad_model_keeps_the_current_one(tmp_path, monkeypatch):
+    from viewer_support import make_app, settle
+
+    monkeypatch.setenv("MIPVIEW_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    swapped = tmp_path / "swapped.ply"
+    save_ply(_set(500, seed=3), swapped)
+    swapped.write_bytes(swapped.read_bytes().replace(b"binary_little_endian",
+                                                     b"binary_big_endian", 1))
+    far = _with_rows(tmp_path / "far.ply", 7, "means", 1e27)
+    app = make_app(size=(320, 240))
+    try:
+        settle(app)
+        shown = app.state.model
+        _open_and_wait(app, swapped)
+        assert app.state.model is shown and "endianness" in app.state.ui.error_text
+        app.state.ui.error_text = ""
+        # Centres of 1e27: the rows are dropped, the rest opens and draws.
+        _open_and_wait(app, far)
+        assert app.state.model.name == "far.ply" and not app.state.ui.error_text
+        assert any("dropped" in line for line in app.state.model.info)
+        settle(app)
+        # A model the view cannot frame (whatever the reason): an error, the model stays.
+        shown = app.state.model
+
+        def cannot_frame(*_a):
+            raise np.linalg.LinAlgError("SVD did not converge")
+
+        monkeypatch.setattr(app, "_initial_pose", cannot_frame)
+        _open_and_wait(app, tmp_path / "far.ply")
+        assert app.state.model is shown and "SVD" in app.state.ui.error_text
+    finally:
+        app.close()

@@ -21,7 +21,7 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -577,11 +577,21 @@ class ViewerApp:
             return
         model = res.model
         s = self.state
+        nav = replace(s.nav)
+        near = self._near
+        try:  # what the view needs of the model, before it replaces the current one
+            self._take_up(nav, model)
+            nav.pose = nav.home = self._initial_pose(model, nav.up)
+            nav.fly_speed = self._fly_speed(model)
+        except Exception as exc:  # a model the view cannot frame: keep the current one
+            log.exception("opening %s failed", res.source)
+            self._near = near
+            self.show_error(f"Could not open {Path(res.source).name}",
+                            f"{type(exc).__name__}: {exc}")
+            return
         s.model = model
-        self._take_up(s.nav, model)
-        s.nav.pose = s.nav.home = self._initial_pose(model, s.nav.up)
+        s.nav.__dict__.update(nav.__dict__)  # the same NavState object: others hold it
         s.nav.camera_index = -1
-        s.nav.fly_speed = self._fly_speed(model)
         s.compare.set_source_b(None)  # a plugged-in B belonged to the old model
         s.scale = None
         self._set_scale_fn(model, res.scale_fn)
