@@ -75,6 +75,12 @@ def b_label(level: int) -> str:
     return f"Mipmap-GS (level {level_label(level)})"
 
 
+def base_b_label(antialias: str) -> str:
+    """The label of source B beside A before any level exists: the base, drawn with the
+    other antialias mode."""
+    return f"Mipmap-GS: no level yet, base ({antialias})"
+
+
 def a_label(antialias: str) -> str:
     """The label of source A: the base set with the UI's antialias mode."""
     return A_LABEL if antialias == "classic" else f"base ({antialias})"
@@ -347,7 +353,7 @@ class AdaptController:
             # No level yet: two panes of the same base with the same options would be
             # identical; B shows the other antialias mode until a level exists (--help).
             alt = other_antialias(app.state.render.antialias)
-            label, overrides = f"Mipmap-GS: no level yet, base ({alt})", {"antialias": alt}
+            label, overrides = base_b_label(alt), {"antialias": alt}
         key = (in_use, id(g), label)
         if key != self._source_key:
             self._source = Source(g, label, overrides)
