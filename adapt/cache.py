@@ -109,6 +109,14 @@ def cache_dir_for(model_path: str | Path | None, model_hash: str) -> Path:
     return user_cache_dir() / model_hash[:32]
 
 
+def _nonfinite_rows(g: Gaussians) -> int:
+    """How many Gaussians of a set hold a NaN or infinite value."""
+    bad = torch.zeros(len(g), dtype=torch.bool)
+    for t in g.tensors().values():
+        bad |= ~torch.isfinite(t.reshape(len(g), -1)).all(dim=1)
+    return int(bad.sum())
+
+
 def _malformed(key: object, entry: object) -> str | None:
     """Why a manifest entry cannot be used, or None when it is well formed."""
     try:
@@ -310,8 +318,13 @@ class LevelCache:
     def put(self, level: int, gaussians: Gaussians, seconds: float = 0.0,
             info: dict | None = None) -> LevelInfo:
         """Store a level: on disk first (atomically), then in memory. If writing fails
-        (disk full, read-only) the exception propagates and the cache is as it was."""
+        (disk full, read-only) the exception propagates and the cache is as it was; a set
+        holding NaN or Inf raises ValueError and is not stored."""
         g = gaussians.detach().to("cpu")
+        bad = _nonfinite_rows(g)
+        if bad:  # a diverged finetune: never cached, never shown
+            raise ValueError(f"level {level}: {bad} of its {len(g)} Gaussians hold NaN or "
+                             "infinite values; not cached")
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with self._lock:
             path = None

@@ -432,3 +432,12 @@ def test_file_open_of_a_bad_model_keeps_the_current_one(tmp_path, monkeypatch):
         assert app.state.model is shown and "SVD" in app.state.ui.error_text
     finally:
         app.close()
+
+
+def test_a_diverged_level_is_never_cached(model):
+    c = LevelCache.for_model(_set(50), "s", model_path=model)
+    bad = _set(20)
+    bad.log_scales[4] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        c.put(-1, bad)
+    assert c.get(-1) is None and not model.with_name("scene.ply.mipview").exists()
