@@ -441,3 +441,24 @@ def test_a_diverged_level_is_never_cached(model):
     with pytest.raises(ValueError, match="NaN"):
         c.put(-1, bad)
     assert c.get(-1) is None and not model.with_name("scene.ply.mipview").exists()
+
+
+@pytest.mark.gl
+def test_a_model_the_view_cannot_frame_at_start_is_one_line(model, tmp_path, monkeypatch,
+                                                            capsys):
+    from viewer_support import ensure_display
+
+    import viewer.app
+    from viewer import cli
+
+    ensure_display()
+    monkeypatch.setenv("MIPVIEW_CONFIG_DIR", str(tmp_path / "config"))
+
+    def cannot_frame(*_a):
+        raise np.linalg.LinAlgError("SVD did not converge")
+
+    monkeypatch.setattr(viewer.app.ViewerApp, "_initial_pose", cannot_frame)
+    rc = cli.main([str(model), "--snapshot", str(tmp_path / "shot.png"), "--size", "64x48"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "SVD did not converge" in err.strip().splitlines()[-1]
+    assert not (tmp_path / "shot.png").exists()

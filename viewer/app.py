@@ -170,9 +170,13 @@ class ViewerApp:
             model = demo_model()
         model.gaussians = model.gaussians.to(self.device)
         nav = NavState(pose=None, home=None, up=np.zeros(3))
-        self._take_up(nav, model)
-        nav.pose = nav.home = self._initial_pose(model, nav.up)
-        nav.fly_speed = self._fly_speed(model)
+        try:
+            self._take_up(nav, model)
+            nav.pose = nav.home = self._initial_pose(model, nav.up)
+            nav.fly_speed = self._fly_speed(model)
+        except Exception:  # a model the view cannot frame: no window left behind
+            self._release_window()
+            raise
         self.state = ViewerState(model=model, render=RenderSettings(backend=backend), nav=nav)
         self.state.ui.recent = load_recent()
         self._set_scale_fn(model)
@@ -1040,6 +1044,10 @@ class ViewerApp:
         if self.window is None:
             return
         self.adaptation.shutdown()
+        self._release_window()
+
+    def _release_window(self) -> None:
+        """Stop the render thread and free the GL objects, ImGui and the window."""
         self.worker.stop()
         for t in self.presenter.textures:
             t.release()

@@ -116,6 +116,10 @@ def run(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         print(f"mipview: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a model the view cannot frame: one line, no traceback
+        print(f"mipview: cannot show {model.name}: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return 2
     app.state.compare.mode = args.compare
     app.state.render.antialias = args.antialias
     app.state.ui.show_panels = not args.no_panels
