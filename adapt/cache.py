@@ -2,26 +2,34 @@
 
 On disk: a folder `<model>.mipview/` beside the model file, or `~/.cache/mipview/<hash>/`
 (`$XDG_CACHE_HOME` respected) when that is not writable or there is no model file (the
-demo). It holds one INRIA .ply per level and `manifest.json`:
+demo). The folder is created when the first level is written, not before. It holds one
+INRIA .ply per level, `level_<L>.ply`, and `manifest.json`:
 
     {"version": 1, "model_hash": "<sha256>", "levels": {"-2": {"file": "level_-2.ply",
      "settings": "<settings key>", "sha256": "<of the .ply>", "gaussians": 31000,
      "seconds": 95.2, "created": "2026-11-22T01:00:00Z", "info": {...}}}}
 
-An entry is used only when the manifest's model hash and the entry's settings key match
-and the file's sha256 is the recorded one; anything else (corrupt, stale, missing) is
-ignored with a warning and rebuilt. Files and the manifest are written under a temporary
-name and renamed. All methods are thread-safe (one re-entrant lock).
+An entry is used only when the manifest's model hash and the entry's settings key match,
+its file is `level_<L>.ply` in the cache folder itself (no other path is ever read or
+deleted), the file's sha256 is the recorded one, and the file's own header names the
+model hash, the level and the settings (`comment mipview-level ...`): a level copied
+from another model's cache is refused even with its checksum edited in the manifest.
+Anything else (corrupt, stale, missing, malformed) is ignored with a warning and
+rebuilt. Files and the manifest are written under a temporary name and renamed; a write
+re-reads the manifest under a lock file and merges, so two viewers on one model keep
+each other's levels. All methods are thread-safe (one re-entrant lock).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,11 +39,29 @@ import torch
 from render.gaussians import Gaussians
 from render.io import GaussianFileError, load_model, save_ply
 from render.io.atomic import atomic_write_bytes
+from render.io.ply_format import is_ply, parse_header
+
+try:  # POSIX advisory locks; elsewhere the re-read-and-merge alone narrows the race
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 log = logging.getLogger("mipview.adapt")
 
 MANIFEST = "manifest.json"
+LOCK = ".manifest.lock"
 VERSION = 1
+TAG = "mipview-level"
+
+
+def level_file_name(level: int) -> str:
+    """The only name a level's file may have inside the cache folder."""
+    return f"level_{int(level)}.ply"
+
+
+def level_tag(model_hash: str, level: int, settings_key: str) -> str:
+    """The header comment that ties a level file to its model, level and settings."""
+    return f"{TAG} model={model_hash} level={int(level)} settings={settings_key}"
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -62,15 +88,14 @@ def user_cache_dir() -> Path:
 
 
 def _writable_dir(path: Path) -> bool:
-    """Can we create `path` (or is it there) and write in it?"""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".probe-{os.getpid()}-{threading.get_ident()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-        return True
-    except OSError:
-        return False
+    """Could we write in `path`: a writable folder, or creatable in its nearest existing
+    ancestor? Creates nothing (the cache folder appears with its first level)."""
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            return False
+        probe = probe.parent
+    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
 
 
 def cache_dir_for(model_path: str | Path | None, model_hash: str) -> Path:
@@ -82,6 +107,40 @@ def cache_dir_for(model_path: str | Path | None, model_hash: str) -> Path:
             return beside
         log.info("cannot write beside %s; caching levels in %s", p, user_cache_dir())
     return user_cache_dir() / model_hash[:32]
+
+
+def _nonfinite_rows(g: Gaussians) -> int:
+    """How many Gaussians of a set hold a NaN or infinite value."""
+    bad = torch.zeros(len(g), dtype=torch.bool)
+    for t in g.tensors().values():
+        bad |= ~torch.isfinite(t.reshape(len(g), -1)).all(dim=1)
+    return int(bad.sum())
+
+
+def _malformed(key: object, entry: object) -> str | None:
+    """Why a manifest entry cannot be used, or None when it is well formed."""
+    try:
+        level = int(str(key))
+    except ValueError:
+        return "its key is not a level number"
+    if str(level) != key:
+        return "its key is not a level number"
+    if not isinstance(entry, dict):
+        return "it is not an object"
+    if entry.get("file") != level_file_name(level):
+        return f"its file is not {level_file_name(level)} in the cache folder"
+    for name, kind in (("settings", str), ("sha256", str)):
+        if not isinstance(entry.get(name), kind):
+            return f"its {name!r} is not a {kind.__name__}"
+    for name in ("gaussians", "seconds"):
+        if name in entry and (isinstance(entry[name], bool)
+                              or not isinstance(entry[name], (int, float))):
+            return f"its {name!r} is not a number"
+    if "info" in entry and not isinstance(entry["info"], dict):
+        return "its 'info' is not an object"
+    if "created" in entry and not isinstance(entry["created"], str):
+        return "its 'created' is not a string"
+    return None
 
 
 @dataclass
@@ -130,28 +189,61 @@ class LevelCache:
     def _empty_manifest(self) -> dict:
         return {"version": VERSION, "model_hash": self.model_hash, "levels": {}}
 
-    def _read_manifest(self) -> dict:
+    def _read_manifest(self, quiet: bool = False) -> dict:
+        """The manifest on disk, reduced to its well-formed entries of this model; an
+        empty one when it is missing, unreadable, malformed or another model's."""
         path = self._manifest_path()
         if path is None or not path.exists():
             return self._empty_manifest()
+        warn = (lambda *a: None) if quiet else log.warning
         try:
             m = json.loads(path.read_text())
             if not isinstance(m, dict) or not isinstance(m.get("levels"), dict):
                 raise ValueError("not a manifest object with 'levels'")
-        except (OSError, ValueError) as exc:
-            log.warning("level cache %s is unreadable (%s); ignoring it, levels will be "
-                        "rebuilt", path, exc)
+        except (OSError, ValueError, RecursionError) as exc:
+            warn("level cache %s is unreadable (%s); ignoring it, levels will be rebuilt",
+                 path, exc)
             return self._empty_manifest()
         if m.get("version") != VERSION or m.get("model_hash") != self.model_hash:
-            log.warning("level cache %s belongs to another model or version; ignoring it",
-                        path)
+            warn("level cache %s belongs to another model or version; ignoring it", path)
             return self._empty_manifest()
-        return m
+        levels = {}
+        for key, entry in m["levels"].items():
+            why = _malformed(key, entry)
+            if why is not None:
+                warn("level cache %s: entry %r ignored (%s); it will be rebuilt",
+                     path, key, why)
+                continue
+            levels[key] = entry
+        return {"version": VERSION, "model_hash": self.model_hash, "levels": levels}
 
-    def _write_manifest(self) -> None:
+    @contextlib.contextmanager
+    def _disk_lock(self) -> Iterator[None]:
+        """Hold the cache folder's lock file (other processes on this model wait)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:
+            yield
+            return
+        with open(self.directory / LOCK, "a+b") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    def _update_manifest(self, key: str, entry: dict | None) -> None:
+        """Re-read the manifest, set (or remove) one entry, write it back atomically.
+        Entries other processes wrote since we read it are kept."""
         path = self._manifest_path()
-        if path is not None:
-            atomic_write_bytes(path, json.dumps(self._manifest, indent=1).encode())
+        disk = self._read_manifest(quiet=True)
+        levels = dict(disk["levels"])
+        if entry is None:
+            levels.pop(key, None)
+        else:
+            levels[key] = entry
+        merged = {"version": VERSION, "model_hash": self.model_hash, "levels": levels}
+        atomic_write_bytes(path, json.dumps(merged, indent=1).encode())
+        self._manifest = merged
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, level: int) -> Gaussians | None:
@@ -176,14 +268,18 @@ class LevelCache:
         entry = self._manifest["levels"].get(str(level))
         if entry is None or self.directory is None:
             return None
-        path = self.directory / str(entry.get("file", ""))
+        path = self.directory / level_file_name(level)
         why = None
         if entry.get("settings") != self.settings_key:
             why = "it was built with other settings"
-        elif not path.is_file():
+        elif entry.get("file") != path.name:
+            why = f"its file {entry.get('file')!r} is not {path.name} in the cache folder"
+        elif path.is_symlink() or not path.is_file():
             why = "its file is missing"
         elif file_sha256(path) != entry.get("sha256"):
             why = "its file does not match the recorded checksum"
+        elif not self._tagged(path, level):
+            why = "its file was not built from this model at this level and settings"
         if why is None:
             try:
                 g = load_model(path, find_cameras=False).gaussians
@@ -198,6 +294,18 @@ class LevelCache:
                                       dict(entry.get("info", {})))
         return g
 
+    def _tagged(self, path: Path, level: int) -> bool:
+        """Does the level file's own header name this model, level and settings?"""
+        try:
+            with open(path, "rb") as f:
+                head = f.read(65536)
+            if not is_ply(head):
+                return False
+            comments = parse_header(path, head).comments
+        except (OSError, GaussianFileError):
+            return False
+        return level_tag(self.model_hash, level, self.settings_key) in comments
+
     def levels(self) -> dict[int, LevelInfo]:
         """Ready levels (in memory or valid on disk) and what is known of them."""
         with self._lock:
@@ -210,44 +318,46 @@ class LevelCache:
     def put(self, level: int, gaussians: Gaussians, seconds: float = 0.0,
             info: dict | None = None) -> LevelInfo:
         """Store a level: on disk first (atomically), then in memory. If writing fails
-        (disk full, read-only) the exception propagates and the cache is as it was."""
+        (disk full, read-only) the exception propagates and the cache is as it was; a set
+        holding NaN or Inf raises ValueError and is not stored."""
         g = gaussians.detach().to("cpu")
+        bad = _nonfinite_rows(g)
+        if bad:  # a diverged finetune: never cached, never shown
+            raise ValueError(f"level {level}: {bad} of its {len(g)} Gaussians hold NaN or "
+                             "infinite values; not cached")
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with self._lock:
             path = None
             if self.directory is not None:
-                path = self.directory / f"level_{level}.ply"
-                save_ply(g, path)
-                entry = {"file": path.name, "settings": self.settings_key,
-                         "sha256": file_sha256(path), "gaussians": len(g),
-                         "seconds": float(seconds), "created": created, "info": info or {}}
-                old = self._manifest["levels"].get(str(level))
-                self._manifest["levels"][str(level)] = entry
-                try:
-                    self._write_manifest()
-                except BaseException:
-                    if old is None:
-                        self._manifest["levels"].pop(str(level), None)
-                    else:
-                        self._manifest["levels"][str(level)] = old
-                    raise
+                path = self.directory / level_file_name(level)
+                with self._disk_lock():
+                    save_ply(g, path, comments=(level_tag(self.model_hash, level,
+                                                          self.settings_key),))
+                    entry = {"file": path.name, "settings": self.settings_key,
+                             "sha256": file_sha256(path), "gaussians": len(g),
+                             "seconds": float(seconds), "created": created,
+                             "info": info or {}}
+                    self._update_manifest(str(level), entry)
             self._memory[level] = g
             self._info[level] = LevelInfo(level, len(g), float(seconds), created, path,
                                           dict(info or {}))
             return self._info[level]
 
     def delete(self, level: int) -> None:
-        """Forget a level in memory and on disk."""
+        """Forget a level in memory and on disk. Only the cache's own file of the level,
+        `level_<L>.ply` in the cache folder, is ever removed, whatever the manifest says."""
         with self._lock:
             self._memory.pop(level, None)
             self._info.pop(level, None)
             entry = self._manifest["levels"].pop(str(level), None)
-            if entry is not None and self.directory is not None:
-                self._write_manifest()
-                try:
-                    (self.directory / entry["file"]).unlink()
-                except OSError:
-                    pass
+            if entry is None or self.directory is None or not self.directory.is_dir():
+                return
+            with self._disk_lock():
+                self._update_manifest(str(level), None)
+                path = self.directory / level_file_name(level)
+                if path.is_file() and not path.is_symlink():
+                    with contextlib.suppress(OSError):
+                        path.unlink()
 
     def export(self, level: int, path: str | Path) -> Path:
         """Save a ready level as an INRIA .ply at `path`."""

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import torch
 
-from adapt.cache import LevelCache
+from adapt.cache import LevelCache, file_sha256
 from adapt.finetune import FinetuneConfig, finetune
 from adapt.optimize import Cancelled
 from adapt.pseudo_gt import build_views
@@ -63,6 +63,15 @@ from render.options import RenderOptions
 log = logging.getLogger("mipview.adapt")
 
 PHASES = ("idle", "pseudo-gt", "finetune", "saving", "done", "error", "cancelled")
+
+
+def checkpoint_sha256(path: Path) -> str | None:
+    """sha256 of a checkpoint file, None when it cannot be read (keys are built once per
+    model opened, so the file is simply read each time)."""
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -82,12 +91,12 @@ class AdaptSettings:
     use_current_view: bool = True
 
     def key(self) -> str:
-        """A short stable hash of the settings (and of the SR model file's name and size)."""
+        """A short stable hash of the settings (and of the SR checkpoint's content: new
+        weights under the same name make new levels)."""
         d = {"finetune": asdict(self.finetune), "views": asdict(self.views),
              "use_current_view": self.use_current_view, "sr_model": None}
         if self.sr_model is not None:
-            p = Path(self.sr_model)
-            d["sr_model"] = [p.name, p.stat().st_size if p.exists() else None]
+            d["sr_model"] = checkpoint_sha256(Path(self.sr_model))
         text = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -162,10 +162,10 @@ def test_a_level_in_memory_is_read_while_another_level_is_being_written(model, m
     writing, release = threading.Event(), threading.Event()
     real_save = cache_mod.save_ply
 
-    def slow_save(g, path):
+    def slow_save(g, path, **kw):
         writing.set()
         release.wait(30)
-        return real_save(g, path)
+        return real_save(g, path, **kw)
 
     monkeypatch.setattr(cache_mod, "save_ply", slow_save)
     writer = threading.Thread(target=c.put, args=(-3, _set(20, seed=2)))

@@ -14,7 +14,7 @@ from viewer_support import drag, make_app, settle, tiny_scene, window_pixels
 
 from viewer.adaptation import (
     AdaptOptions,
-    b_label,
+    base_b_label,
     error_text,
     level_rows,
     nearest_ready,
@@ -149,12 +149,13 @@ def test_failing_jobs_show_their_error_and_change_nothing(app, tmp_path, monkeyp
         app.step()
     app.state.ui.show_panels = False
     assert ctrl.levels == {} and not list(ctrl.cache.directory.glob("level_*.ply"))
-    # The viewer keeps running: orbiting renders new frames, B is still the base set.
+    # The viewer keeps running: orbiting renders new frames, B is still the base set (in
+    # the split, with the other antialias mode).
     before = app.shown_frame.request.seq
     drag(app, glfw.MOUSE_BUTTON_LEFT, (300, 150), (320, 160))
     settle(app)
     assert app.shown_frame.request.seq > before and app.shown_frame.error is None
-    assert app.shown_frame.request.tag["labels"][1] == b_label(0)
+    assert app.shown_frame.request.tag["labels"][1] == base_b_label("mip")
 
     # A cache folder that cannot be written (its parent is a file): the save fails.
     monkeypatch.undo()
@@ -207,7 +208,7 @@ def test_new_model_restarts_and_this_view_is_x1(app, tmp_path):
     assert len(ctrl.worker.base) == len(card) == len(app.state.model.gaussians)
     settle(app)
     src_b = app.shown_frame.request.sources[1]
-    assert src_b.gaussians is app.state.model.gaussians and src_b.label == b_label(0)
+    assert src_b.gaussians is app.state.model.gaussians and src_b.label == base_b_label("mip")
     assert app.shown_frame.request.tag["labels"][0] == "vanilla"
     # "This view is x1": dolly in, re-base, the readout says x1 here.
     app.on_cursor_pos(None, 200, 150)

@@ -51,7 +51,7 @@ from adapt.scale import (
 from adapt.worker import AdaptSettings, AdaptStatus, AdaptWorker
 from render.camera import Camera
 from render.gaussians import Gaussians
-from viewer.compare import Source
+from viewer.compare import Source, other_antialias
 
 log = logging.getLogger("mipview.viewer")
 
@@ -73,6 +73,12 @@ def b_label(level: int) -> str:
     if level == 0:
         return "Mipmap-GS (level 1 = base)"
     return f"Mipmap-GS (level {level_label(level)})"
+
+
+def base_b_label(antialias: str) -> str:
+    """The label of source B beside A before any level exists: the base, drawn with the
+    other antialias mode."""
+    return f"Mipmap-GS: no level yet, base ({antialias})"
 
 
 def a_label(antialias: str) -> str:
@@ -341,12 +347,18 @@ class AdaptController:
         if g is None:  # still being copied to the device: keep what is shown
             in_use = self.level_in_use if self._source is not None else 0
             g = self._source.gaussians if self._source is not None else self._gaussians
-        key = (in_use, id(g))
+        cmp = app.state.compare
+        label, overrides = b_label(in_use), b_overrides(in_use)
+        if in_use == 0 and cmp.mode != "single":
+            # No level yet: two panes of the same base with the same options would be
+            # identical; B shows the other antialias mode until a level exists (--help).
+            alt = other_antialias(app.state.render.antialias)
+            label, overrides = base_b_label(alt), {"antialias": alt}
+        key = (in_use, id(g), label)
         if key != self._source_key:
-            self._source = Source(g, b_label(in_use), b_overrides(in_use))
+            self._source = Source(g, label, overrides)
             self._source_key = key
             self.level_in_use = in_use
-        cmp = app.state.compare
         ours = cmp.custom_b is not None and cmp.custom_b.label.startswith("Mipmap-GS")
         if self.plug_b and (cmp.custom_b is None or ours) and cmp.custom_b is not self._source:
             if not ours:

@@ -175,12 +175,16 @@ class ViewerApp:
         if model is None:
             model = demo_model()
         model.gaussians = model.gaussians.to(self.device)
-        up = np.array(model.up if model.up is not None else (0.0, -1.0, 0.0))
-        pose = self._initial_pose(model, up)
-        self.state = ViewerState(
-            model=model, render=RenderSettings(backend=start.render_backend),
-            nav=NavState(pose=pose, home=pose, up=up, up_from_cameras=model.up is not None,
-                         fly_speed=self._fly_speed(model)))
+        nav = NavState(pose=None, home=None, up=np.zeros(3))
+        try:
+            self._take_up(nav, model)
+            nav.pose = nav.home = self._initial_pose(model, nav.up)
+            nav.fly_speed = self._fly_speed(model)
+        except Exception:  # a model the view cannot frame: no window left behind
+            self._release_window()
+            raise
+        self.state = ViewerState(model=model, render=RenderSettings(backend=start.render_backend),
+                                 nav=nav)
         self.state.ui.recent = load_recent()
         self._set_scale_fn(model)
         from viewer.adaptation import AdaptController  # live Mipmap-GS: source B
@@ -258,9 +262,14 @@ class ViewerApp:
             radius = float(np.linalg.norm(hi - lo)) / 2.0
             return C.pose_from_camera(cam, depth if depth > 1e-3 else max(radius, 1e-3))
         radius = max(float(np.linalg.norm(hi - lo)) / 2.0, 1e-3)
-        # Look along the horizontal axis least aligned with up, from 3 radii away.
+        # Look along the horizontal axis least aligned with up, from 3 radii away and
+        # 30 degrees above it: a model lying flat (a table top, a donut) shows its top.
         axes = np.eye(3)
-        fwd = axes[int(np.argmin(np.abs(axes @ up)))]
+        up_n = np.asarray(up, dtype=np.float64) / max(float(np.linalg.norm(up)), 1e-12)
+        level_fwd = axes[int(np.argmin(np.abs(axes @ up_n)))]
+        level_fwd = level_fwd - np.dot(level_fwd, up_n) * up_n
+        level_fwd /= max(float(np.linalg.norm(level_fwd)), 1e-12)
+        fwd = np.cos(np.radians(30.0)) * level_fwd - np.sin(np.radians(30.0)) * up_n
         cam = Camera.look_at(centre - fwd * 3 * radius, centre, up=tuple(up), fov_y_deg=50.0)
         pose = C.pose_from_camera(cam, 3 * radius)
         w, h = self.framebuffer_size
@@ -496,10 +505,24 @@ class ViewerApp:
             cam, depth if depth > 1e-3 else self.state.nav.pose.distance)
         self.state.nav.camera_index = index
 
+    @staticmethod
+    def _take_up(nav: NavState, model: ModelState) -> None:
+        """World up for a model: its cameras', else the guess from its shape, else the
+        menu's current choice (the last one the user made)."""
+        nav.up_from_cameras = model.up is not None
+        nav.up_guessed = model.up is None and model.up_guess is not None
+        if model.up is not None:
+            nav.up = np.array(model.up, dtype=np.float64)
+            return
+        if model.up_guess is not None:
+            nav.up_choice = model.up_guess
+        nav.up = np.array(C.UP_CHOICES[nav.up_choice], dtype=np.float64)
+
     def set_up(self, choice: str) -> None:
         self.state.nav.up_choice = choice
         self.state.nav.up = np.array(C.UP_CHOICES[choice], dtype=np.float64)
         self.state.nav.up_from_cameras = False
+        self.state.nav.up_guessed = False
         self.state.nav.pose = C.level(self.state.nav.pose, self.state.nav.up)
 
     def set_fov_deg(self, deg: float) -> None:
@@ -589,16 +612,21 @@ class ViewerApp:
             return
         model = res.model
         s = self.state
+        nav = dataclass_replace(s.nav)
+        near = self._near
+        try:  # what the view needs of the model, before it replaces the current one
+            self._take_up(nav, model)
+            nav.pose = nav.home = self._initial_pose(model, nav.up)
+            nav.fly_speed = self._fly_speed(model)
+        except Exception as exc:  # a model the view cannot frame: keep the current one
+            log.exception("opening %s failed", res.source)
+            self._near = near
+            self.show_error(f"Could not open {Path(res.source).name}",
+                            f"{type(exc).__name__}: {exc}")
+            return
         s.model = model
-        if model.up is not None:
-            s.nav.up = np.array(model.up, dtype=np.float64)
-            s.nav.up_from_cameras = True
-        else:
-            s.nav.up = np.array(C.UP_CHOICES[s.nav.up_choice], dtype=np.float64)
-            s.nav.up_from_cameras = False
-        s.nav.pose = s.nav.home = self._initial_pose(model, s.nav.up)
+        s.nav.__dict__.update(nav.__dict__)  # the same NavState object: others hold it
         s.nav.camera_index = -1
-        s.nav.fly_speed = self._fly_speed(model)
         s.compare.set_source_b(None)  # a plugged-in B belonged to the old model
         self.set_antialias(model.antialias)  # drawn as its file's tag asks; the panel overrides
         s.scale = None
@@ -1051,6 +1079,10 @@ class ViewerApp:
         if self.window is None:
             return
         self.adaptation.shutdown()
+        self._release_window()
+
+    def _release_window(self) -> None:
+        """Stop the render thread and free the GL objects, ImGui and the window."""
         self.worker.stop()
         for t in self.presenter.textures:
             t.release()

@@ -49,15 +49,22 @@ def file_model(path: str | Path) -> ModelState:
         info.append(f"tagged {lm.splat_model}: drawn {lm.antialias} by default")
     if lm.n_dropped:
         info.append(f"{lm.n_dropped:,} rows with NaN/Inf dropped")
+    guess = None
     if cams:
         info.append(f"{len(cams)} training cameras from {Path(lm.cameras_path).name}")
     else:
         info.append("no cameras.json: zoom is relative to virtual base views "
                     f"at {VIRTUAL_BASE_SIZE[0]}x{VIRTUAL_BASE_SIZE[1]}")
+    if up is None:
+        from viewer.up_axis import guess_up_choice
+
+        guess = guess_up_choice(g.means.detach().cpu().numpy())
+        if guess is not None:
+            info.append(f"world up {guess.split()[0]} guessed from the model's flattest axis")
     info.extend(lm.warnings)
     return ModelState(gaussians=g, name=Path(path).name, path=Path(path), cameras=cams,
                       camera_names=names, base_cameras=cams,
-                      up=None if up is None else tuple(float(v) for v in up),
+                      up=None if up is None else tuple(float(v) for v in up), up_guess=guess,
                       initial=cams[0] if cams else None, sh_degree=g.sh_degree, info=info,
                       antialias=lm.antialias)
 
@@ -120,6 +127,10 @@ class ModelLoader:
             model = demo_model() if path is None else file_model(path)
             model.gaussians = model.gaussians.to(device)
             up = model.up if model.up is not None else up_hint
+            if model.up is None and model.up_guess is not None:
+                from viewer.controls import UP_CHOICES
+
+                up = UP_CHOICES[model.up_guess]
             try:
                 fn = scale_function(model, up)
             except Exception:  # no readout is better than no model

@@ -289,6 +289,8 @@ def draw_view_section(app) -> None:
         changed, idx = imgui.combo("world up", idx, choices)
         if changed:
             app.set_up(choices[idx])
+        if nav.up_guessed:
+            imgui.text_colored(_GREY, "guessed from the model's flattest axis")
 
 
 def draw_compare_section(app) -> None:

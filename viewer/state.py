@@ -35,6 +35,8 @@ class ModelState:
         camera_names: one name per camera.
         base_cameras: the cameras that define the base sampling rate for the zoom readout.
         up: world up from the cameras, None when unknown.
+        up_guess: without cameras, the UP_CHOICES key guessed from the model's shape
+            (viewer.up_axis), None when it does not tell.
         initial: the first view to show.
         sh_degree: the model's own SH degree.
         info: lines for the model panel (format, dropped rows, warnings).
@@ -49,6 +51,7 @@ class ModelState:
     camera_names: list[str] = field(default_factory=list)
     base_cameras: list[Camera] = field(default_factory=list)
     up: tuple[float, float, float] | None = None
+    up_guess: str | None = None
     initial: Camera | None = None
     sh_degree: int = 0
     info: list[str] = field(default_factory=list)
@@ -95,6 +98,7 @@ class NavState:
         up: world up used by orbit, fly and Q/E.
         up_choice: the UI choice when the cameras do not tell (a key of UP_CHOICES).
         up_from_cameras: whether `up` came from the training cameras.
+        up_guessed: whether `up_choice` was guessed from the model's shape.
         fly: fly mode (left drag looks around instead of orbiting).
         fly_speed: world units per second for WASD.
         camera_index: training camera last jumped to, -1 for none.
@@ -105,6 +109,7 @@ class NavState:
     up: np.ndarray
     up_choice: str = "-Y (OpenCV / COLMAP)"
     up_from_cameras: bool = False
+    up_guessed: bool = False
     fly: bool = False
     fly_speed: float = 1.0
     camera_index: int = -1
@@ -194,12 +199,17 @@ def recent_file() -> Path:
 
 
 def load_recent() -> list[str]:
-    """The recent-files list; an unreadable file counts as empty (it is only a convenience)."""
+    """The recent-files list; an unreadable or malformed file counts as empty, and entries
+    that are not non-empty strings are skipped (it is only a convenience: it must never
+    stop the viewer from starting)."""
     try:
         data = json.loads(recent_file().read_text(encoding="utf-8"))
-        return [str(p) for p in data.get("recent", [])][:MAX_RECENT]
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, RecursionError):
         return []
+    items = data.get("recent") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return []
+    return [p for p in items if isinstance(p, str) and p and "\0" not in p][:MAX_RECENT]
 
 
 def push_recent(recent: list[str], path: str | Path) -> list[str]:

@@ -89,9 +89,11 @@ def inria_property_names(sh_degree: int) -> list[str]:
             + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
 
 
-def encode_inria(gaussians: Gaussians, model: str = "default") -> bytes:
+def encode_inria(gaussians: Gaussians, model: str = "default",
+                 comments: tuple[str, ...] = ()) -> bytes:
     """The bytes of a binary little-endian INRIA .ply holding the set (float32 values),
-    tagged with `model` (a `SplatRenderMode:` header comment unless `default`)."""
+    tagged with `model` (a `SplatRenderMode:` header comment unless `default`), with
+    `comments` as further header comment lines."""
     a = gaussians_to_numpy(gaussians)
     n, k = a.sh.shape[:2]
     rest = a.sh[:, 1:, :].transpose(0, 2, 1).reshape(n, 3 * (k - 1))  # channel-major
@@ -102,15 +104,16 @@ def encode_inria(gaussians: Gaussians, model: str = "default") -> bytes:
     names = inria_property_names(gaussians.sh_degree)
     rows = np.ascontiguousarray(table, dtype="<f4").view(
         np.dtype([(p, "<f4") for p in names])).reshape(n)
-    return ply_bytes([("vertex", rows)], comments=ply_comments_for(model))
+    return ply_bytes([("vertex", rows)], comments=[*ply_comments_for(model), *comments])
 
 
-def save_ply(gaussians: Gaussians, path: str | Path, model: str = "default") -> Path:
+def save_ply(gaussians: Gaussians, path: str | Path, model: str = "default",
+             comments: tuple[str, ...] = ()) -> Path:
     """Save in the INRIA layout (binary little endian, float32, zero normals), tagged
-    with `model` (render.io.splat_model).
+    with `model` (render.io.splat_model) and with `comments` as header comment lines.
 
     The file is written under a temporary name and renamed; `load_model` of the result
     gives back exactly the same float32 values (unit quaternions are kept bit for bit).
     Returns the path written.
     """
-    return atomic_write_bytes(path, encode_inria(gaussians, model))
+    return atomic_write_bytes(path, encode_inria(gaussians, model, comments))

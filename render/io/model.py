@@ -41,7 +41,7 @@ class LoadedModel:
         gaussians: the valid Gaussians, float32 on the CPU.
         path: the file read.
         format: "inria_ply", "compressed_ply", "splat", "spz" or "sog".
-        n_dropped: rows dropped because they held NaN or Inf values.
+        n_dropped: rows dropped because they held NaN, Inf or absurd values.
         cameras: the training cameras found next to the model (cameras.json), or None.
         cameras_path: the cameras.json they came from, or None.
         n_zero_quats: all-zero quaternions read as the identity rotation.
@@ -171,7 +171,8 @@ def load_model(path: str | Path, find_cameras: bool = True) -> LoadedModel:
     model = LoadedModel(clean.gaussians, path, fmt, clean.n_dropped, None, None,
                         clean.n_zero_quats, splat_model=tag)
     if clean.n_dropped:
-        model.warnings.append(f"{clean.n_dropped} Gaussians with NaN/Inf values were dropped")
+        model.warnings.append(f"{clean.n_dropped} Gaussians with NaN, infinite or absurd "
+                              "values were dropped")
     if clean.n_zero_quats:
         model.warnings.append(
             f"{clean.n_zero_quats} Gaussians had an all-zero rotation; read as the identity")

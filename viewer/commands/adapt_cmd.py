@@ -24,7 +24,6 @@ import json
 import math
 import sys
 import time
-from pathlib import Path
 
 from adapt.finetune import FinetuneConfig
 from adapt.optimize import Cancelled
@@ -35,6 +34,7 @@ from adapt.views import ViewSettings
 from adapt.worker import AdaptSettings, adapt_level
 from render.camera import Camera
 from render.gaussians import Gaussians
+from viewer.commands.outputs import OutputError, check_finite, check_output_path
 
 EXIT_BAD_INPUT = 2
 
@@ -144,15 +144,16 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("level 1 is the base model itself; nothing to adapt")
     if args.iters < 1 or args.views < 1:
         raise UsageError("--iters and --views must be at least 1")
-    out = Path(args.out)
     from render.io import format_for_path
 
-    try:
+    try:  # before the work: minutes of adaptation must not end in "cannot write"
+        out = check_output_path(args.out, "--out", (".ply", ".splat", ".spz", ".sog", ".json"),
+                                inputs=[None if args.model == "demo" else args.model,
+                                        args.cameras, args.sr_model])
         format_for_path(out)
-    except ValueError as exc:
-        raise UsageError(f"--out {out}: {exc}") from None
-    if not out.parent.exists():
-        raise UsageError(f"--out {out}: folder {out.parent} does not exist")
+    except (OutputError, ValueError) as exc:
+        raise UsageError(f"--out {args.out}: {exc}" if isinstance(exc, ValueError)
+                         else str(exc)) from None
     device = backend_device("auto")
     try:
         upsampler = make_upsampler(args.sr_model, device=device)
@@ -179,6 +180,11 @@ def _run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     from render.io import model_for_antialias, save_model
 
+    try:
+        check_finite(result.gaussians, f"the adapted level for {out}")
+    except OutputError as exc:
+        print(f"mipview adapt: {exc}", file=sys.stderr)
+        return 1
     tag = model_for_antialias(settings.finetune.antialias_for(level))
     save_model(result.gaussians, out, model=tag)
     summary = {

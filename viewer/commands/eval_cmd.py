@@ -99,7 +99,12 @@ def _train_seconds(model: Path) -> float | None:
 def run(args: argparse.Namespace) -> int:
     from adapt import stmt
     from render.io.errors import GaussianFileError
+    from viewer.commands.extras import missing_extra
 
+    need = missing_extra("eval", "mipview eval (SSIM and the report's plot)")
+    if need:
+        print(f"mipview eval: {need}", file=sys.stderr)
+        return 2
     log = (lambda _m: None) if args.quiet else (lambda m: print(m, flush=True))
     if args.merge:
         try:

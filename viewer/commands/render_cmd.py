@@ -176,6 +176,17 @@ def _resolve_backend(name: str) -> str:
     return resolve_backend(name)
 
 
+def _check_video_extra(args) -> None:
+    """A video output needs the `video` extra: say so before any frame is rendered."""
+    from viewer.commands.extras import missing_extra
+    from viewer.video import is_video_path
+
+    if args.path and args.out and is_video_path(args.out):
+        need = missing_extra("video", f"writing {Path(args.out).name}")
+        if need:
+            raise UsageError(f"{need} (or give a folder name to write PNG frames)")
+
+
 def _check_sides(args) -> None:
     if args.side_by_side and not args.path:
         raise UsageError("--side-by-side works with --path only")
@@ -364,6 +375,7 @@ def render_path(args, a: Source, b: Source | None) -> int:
 def run(args) -> int:
     try:
         _check_sides(args)
+        _check_video_extra(args)
         backend = _resolve_backend(args.backend)
         from render.rasterize import backend_device
 

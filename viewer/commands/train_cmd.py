@@ -68,6 +68,7 @@ def train_to_file(data_dir: Path, scale: float, iters: int, out: Path, n_init: i
     from render.io import save_inria_cameras, save_ply
     from render.io.cameras_json import CameraRecord
     from render.io.nerf_synthetic import format_scale, load_nerf_synthetic, scene_box
+    from viewer.commands.outputs import check_finite
 
     train = load_nerf_synthetic(data_dir, "train", scale)
     box = scene_box(data_dir)
@@ -75,6 +76,7 @@ def train_to_file(data_dir: Path, scale: float, iters: int, out: Path, n_init: i
                          carve=carve)
     bar = ProgressBar(f"train {format_scale(scale)}", enabled=not quiet)
     g, stats = train_base(train, box, config, progress=bar)
+    check_finite(g, f"the trained model for {out}")  # OutputError: nothing written
     out.parent.mkdir(parents=True, exist_ok=True)
     save_ply(g, out)
     cams_path = out.with_name("cameras.json") if out.suffix == ".ply" else out.with_suffix(
@@ -114,6 +116,7 @@ def _write_summary(model: Path, summary: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     from render.io.errors import GaussianFileError
     from render.io.nerf_synthetic import parse_scale
+    from viewer.commands.outputs import OutputError, check_output_path
 
     try:
         scale = parse_scale(args.scale)
@@ -123,10 +126,21 @@ def run(args: argparse.Namespace) -> int:
     if args.iters < 1:
         print("mipview train: --iters must be at least 1", file=sys.stderr)
         return 2
+    from viewer.commands.extras import missing_extra
+
+    need = missing_extra("default", "mipview train (its SSIM score)")
+    if need:
+        print(f"mipview train: {need}", file=sys.stderr)
+        return 2
+    try:  # before the work: an hour of training must not end in "cannot write"
+        check_output_path(args.out, "--out", (".ply",), make_parent=True)
+    except OutputError as e:
+        print(f"mipview train: {e}", file=sys.stderr)
+        return 2
     try:
         summary = train_to_file(args.data, scale, args.iters, args.out, args.init,
                                 args.sh_degree, args.seed, not args.no_carve, args.quiet)
-    except GaussianFileError as e:
+    except (GaussianFileError, OutputError) as e:
         print(f"mipview train: {e}", file=sys.stderr)
         return 1
     print(json.dumps(summary, indent=1))

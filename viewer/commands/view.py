@@ -90,6 +90,15 @@ def load_start_camera(path: str | Path) -> Camera:
 def run(args: argparse.Namespace) -> int:
     size = parse_size(args.size)
     start = load_start_camera(args.camera) if args.camera else None
+    if args.snapshot:  # before the model loads and the window opens
+        from viewer.commands.outputs import OutputError, check_output_path
+
+        try:
+            check_output_path(args.snapshot, "--snapshot", (".png",),
+                              inputs=[args.model, args.camera], make_parent=True)
+        except OutputError as exc:
+            print(f"mipview: {exc}", file=sys.stderr)
+            return 2
     from viewer.models import demo_model, file_model
 
     if args.model:
@@ -108,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
         app = ViewerApp(model, size=size, backend=args.backend, vsync=not args.snapshot)
     except RuntimeError as exc:
         print(f"mipview: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a model the view cannot frame: one line, no traceback
+        print(f"mipview: cannot show {model.name}: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
         return 2
     app.state.compare.mode = args.compare
     app.state.render.antialias = args.antialias or model.antialias
