@@ -32,6 +32,7 @@ from render.io.atomic import make_temp_dir
 from render.io.limits import LimitError, check_frame_count, check_image_size
 from render.options import ANTIALIAS_MODES, BACKENDS, RenderOptions
 from viewer.capture import render_still, save_png
+from viewer.commands.progress import interrupted, progress_bar
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -240,14 +241,6 @@ def _image_name(name: str, taken: set[str], cam_id) -> str:
     return candidate + ".png"
 
 
-def progress_bar(total: int, what: str, enabled: bool = True, unit: str = "frame"):
-    """A tqdm bar on stderr with the rate and ETA (a line now and then when not a tty)."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=what, unit=unit, disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True, mininterval=0.5)
-
-
 def _metadata(source: Source, camera, **extra) -> dict[str, str]:
     o = source.options
     meta = {
@@ -349,7 +342,7 @@ def render_path(args, a: Source, b: Source | None) -> int:
                      "mipview.b_antialias": b.options.antialias})
     try:
         with FrameWriter(args.out, fps=path.fps, metadata=meta) as writer, \
-                progress_bar(path.n_frames, "render", not args.quiet) as bar:
+                progress_bar(path.n_frames, "render", not args.quiet, "frame") as bar:
             for cam in cameras:
                 frame = _render_rgb(a, cam)
                 if b is not None:
@@ -417,5 +410,4 @@ def run(args) -> int:
         print(f"mipview render: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("mipview render: interrupted; partial output removed", file=sys.stderr)
-        return 130
+        return interrupted("render")
