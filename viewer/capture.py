@@ -17,7 +17,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from render.io.atomic import atomic_open
-from render.io.limits import TILE_SIDE
+from render.io.limits import TILE_SIDE, LimitError, check_image_size
 
 # Names handed out by timestamped_path in this process: two screenshots taken within the
 # same second get different names even before the first one is written.
@@ -119,6 +119,16 @@ def render_still(render_rgb: Callable[[object], object], camera,
             tw, th = min(tile, w - x0), min(tile, h - y0)
             out[y0:y0 + th, x0:x0 + tw] = to_uint8(render_rgb(camera.crop(x0, y0, tw, th)))
     return out
+
+
+def screenshot_size_problem(width, height, available: int | None = None) -> str:
+    """Why the viewer cannot take a screenshot of width x height pixels ("" when it can):
+    the viewer renders it whole (float buffers, then the GL composite of the split)."""
+    try:
+        check_image_size("screenshot", "size", width, height, available=available)
+    except LimitError as e:
+        return f"screenshot not taken: {e.field} {e.value}: {e.limit}"
+    return ""
 
 
 def read_png_metadata(path) -> dict[str, str]:
