@@ -27,6 +27,8 @@ MAX_JSON_DEPTH = 64
 # Absolute image limits, whatever the memory: 65536 a side, 2^30 pixels (32k x 32k).
 MAX_SIDE = 65536
 MAX_PIXELS = 1 << 30
+# A video frame: H.264's largest level (6.2) is 8192 pixels wide; ffmpeg refuses much more.
+MAX_VIDEO_SIDE = 8192
 # A camera path of 10^6 frames is 9 hours at 30 fps; more is a typo (fps x seconds).
 MAX_FRAMES = 1_000_000
 # Bytes a pixel of one full (untiled) render holds at its peak: rgb, alpha, depth and the
@@ -110,7 +112,8 @@ def check_memory(source, field: str, value, need_bytes: float,
 # Sizes and counts
 # ---------------------------------------------------------------------------------------
 def check_image_size(source, field: str, width, height, tiled: bool = False,
-                     available: int | None = None) -> tuple[int, int]:
+                     available: int | None = None,
+                     max_side: int = MAX_SIDE) -> tuple[int, int]:
     """A render size checked before anything is allocated; returns (width, height) as ints.
 
     Args:
@@ -120,6 +123,7 @@ def check_image_size(source, field: str, width, height, tiled: bool = False,
         tiled: the image is rendered in TILE_SIDE tiles and assembled as 8-bit, so only
             the 8-bit image must fit in memory, not a full render's float buffers.
         available: bytes available (default: measured), for tests.
+        max_side: the longest side allowed (MAX_VIDEO_SIDE for a video's frames).
     """
     value = f"{width} x {height}"
     for v in (width, height):
@@ -128,8 +132,9 @@ def check_image_size(source, field: str, width, height, tiled: bool = False,
         if not math.isfinite(v) or v != int(v) or v < 1:
             raise LimitError(source, field, value, "sizes are whole numbers of pixels, >= 1")
     w, h = int(width), int(height)
-    if max(w, h) > MAX_SIDE:
-        raise LimitError(source, field, value, f"at most {MAX_SIDE} pixels a side")
+    if max(w, h) > max_side:
+        what = " in a video (H.264)" if max_side == MAX_VIDEO_SIDE else ""
+        raise LimitError(source, field, value, f"at most {max_side} pixels a side{what}")
     if w * h > MAX_PIXELS:
         raise LimitError(source, field, value, f"at most {MAX_PIXELS} pixels "
                          f"({int(math.sqrt(MAX_PIXELS))} x {int(math.sqrt(MAX_PIXELS))})")

@@ -29,10 +29,17 @@ import numpy as np
 import torch
 
 from render.io.atomic import make_temp_dir
-from render.io.limits import LimitError, check_frame_count, check_image_size
+from render.io.limits import (
+    MAX_SIDE,
+    MAX_VIDEO_SIDE,
+    LimitError,
+    check_frame_count,
+    check_image_size,
+)
 from render.options import ANTIALIAS_MODES, BACKENDS, RenderOptions
 from viewer.capture import render_still, save_png
 from viewer.commands.progress import interrupted, progress_bar
+from viewer.video import is_video_path
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -371,7 +378,8 @@ def _check_path_sizes(args, path, side_by_side: bool) -> None:
     width = path.width * (2 if side_by_side else 1)
     field = "frame size" + (" (A | B side by side)" if side_by_side else "")
     try:
-        check_image_size(source, field, width, path.height, tiled=True)
+        check_image_size(source, field, width, path.height, tiled=True,
+                         max_side=MAX_VIDEO_SIDE if is_video_path(args.out) else MAX_SIDE)
         if math.isfinite(path.fps) and math.isfinite(path.seconds):
             check_frame_count(source, f"fps x seconds ({path.fps:g} x {path.seconds:g})",
                               path.fps * path.seconds)
