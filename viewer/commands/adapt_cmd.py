@@ -135,6 +135,10 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:  # the .ply is written atomically: whole or not at all
         return interrupted("adapt")
+    except MemoryError:
+        print("mipview adapt: out of memory; nothing was written (try fewer --views or a "
+              "smaller --base-size)", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -125,6 +125,13 @@ def run(args: argparse.Namespace) -> int:
         return _run(args, stmt, log)
     except KeyboardInterrupt:  # the report goes in only when complete (_write_report)
         return interrupted("eval")
+    except MemoryError:
+        print("mipview eval: out of memory; no report was written", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"mipview eval: cannot write into {args.out}: {e.strerror or e}",
+              file=sys.stderr)
+        return 1
     except GaussianFileError as e:
         print(f"mipview eval: {e}", file=sys.stderr)
         return 1

@@ -419,3 +419,7 @@ def run(args) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return interrupted("render")
+    except MemoryError:  # the output is removed on the way out (FrameWriter, staging)
+        print("mipview render: out of memory while rendering; nothing was written (try a "
+              "smaller --size or --scale)", file=sys.stderr)
+        return EXIT_FAILED

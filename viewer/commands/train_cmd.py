@@ -125,6 +125,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:  # the model is written atomically: whole or not at all
         return interrupted("train")
+    except MemoryError:
+        print("mipview train: out of memory; nothing was written (try a smaller --scale "
+              "or --init)", file=sys.stderr)
+        return 1
     except OSError as e:
         print(f"mipview train: cannot write {args.out}: {e.strerror or e}", file=sys.stderr)
         return 1
