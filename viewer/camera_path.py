@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from render.camera import Camera
+from render.io.atomic import atomic_write_bytes
 from render.io.limits import (
     MAX_FRAMES,
     LimitError,
@@ -581,17 +580,8 @@ def save_camera_path(path: CameraPath, file) -> Path:
         text = json.dumps(camera_path_to_dict(path), indent=2, allow_nan=False)
     except ValueError as e:
         raise CameraPathError(file, f"not saved: {e}") from e
-    tmp = None
-    try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, file)
+    try:  # temporary name + rename; the file gets the umask's mode, not mkstemp's 0600
+        atomic_write_bytes(file, text.encode("utf-8"))
     except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise CameraPathError(file, f"cannot write: {e}") from e
+        raise CameraPathError(file, f"cannot write: {e.strerror or e}") from e
     return file
