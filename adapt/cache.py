@@ -16,6 +16,7 @@ name and renamed. All methods are thread-safe (one re-entrant lock).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -31,6 +32,12 @@ import torch
 from render.gaussians import Gaussians
 from render.io import GaussianFileError, load_model, save_ply
 from render.io.atomic import atomic_write_bytes
+from render.io.limits import load_json_bounded
+
+try:
+    import fcntl
+except ImportError:  # Windows: no cross-process lock, the merge still narrows the race
+    fcntl = None
 
 log = logging.getLogger("mipview.adapt")
 
@@ -84,6 +91,15 @@ def cache_dir_for(model_path: str | Path | None, model_hash: str) -> Path:
     return user_cache_dir() / model_hash[:32]
 
 
+def _valid_entry(key, entry) -> bool:
+    """A manifest entry the cache can check: an integer level key and an object."""
+    try:
+        int(key)
+    except ValueError:
+        return False
+    return isinstance(entry, dict) and isinstance(entry.get("file", ""), str)
+
+
 @dataclass
 class LevelInfo:
     """What the viewer's panel shows of a cached level."""
@@ -134,8 +150,8 @@ class LevelCache:
         path = self._manifest_path()
         if path is None or not path.exists():
             return self._empty_manifest()
-        try:
-            m = json.loads(path.read_text())
+        try:  # bounded: a manifest nested thousands deep is corrupt, not a RecursionError
+            m = load_json_bounded(path, "level cache manifest")
             if not isinstance(m, dict) or not isinstance(m.get("levels"), dict):
                 raise ValueError("not a manifest object with 'levels'")
         except (OSError, ValueError) as exc:
@@ -146,7 +162,35 @@ class LevelCache:
             log.warning("level cache %s belongs to another model or version; ignoring it",
                         path)
             return self._empty_manifest()
+        bad = [k for k, e in m["levels"].items() if not _valid_entry(k, e)]
+        for k in bad:
+            log.warning("level cache %s: entry %r is malformed; ignoring it, it will be "
+                        "rebuilt", path, k)
+            del m["levels"][k]
         return m
+
+    def _merge_from_disk(self, level: int) -> None:
+        """Take in the levels another process wrote since this one read the manifest
+        (two viewers or `mipview adapt` runs on one model), keeping our own `level`.
+        Call with the lock held, just before writing the manifest."""
+        disk = self._read_manifest()
+        for key, entry in disk["levels"].items():
+            if key != str(level):
+                self._manifest["levels"][key] = entry
+
+    @contextlib.contextmanager
+    def _disk_lock(self):
+        """An advisory lock on the cache folder across processes (fcntl where there is
+        one): the read-merge-write of the manifest is done by one process at a time."""
+        if self.directory is None or fcntl is None:
+            yield
+            return
+        with open(self.directory / ".manifest.lock", "a+b") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     def _write_manifest(self) -> None:
         path = self._manifest_path()
@@ -222,9 +266,11 @@ class LevelCache:
                          "sha256": file_sha256(path), "gaussians": len(g),
                          "seconds": float(seconds), "created": created, "info": info or {}}
                 old = self._manifest["levels"].get(str(level))
-                self._manifest["levels"][str(level)] = entry
                 try:
-                    self._write_manifest()
+                    with self._disk_lock():
+                        self._merge_from_disk(level)
+                        self._manifest["levels"][str(level)] = entry
+                        self._write_manifest()
                 except BaseException:
                     if old is None:
                         self._manifest["levels"].pop(str(level), None)
@@ -243,7 +289,9 @@ class LevelCache:
             self._info.pop(level, None)
             entry = self._manifest["levels"].pop(str(level), None)
             if entry is not None and self.directory is not None:
-                self._write_manifest()
+                with self._disk_lock():
+                    self._merge_from_disk(level)
+                    self._write_manifest()
                 try:
                     (self.directory / entry["file"]).unlink()
                 except OSError:
