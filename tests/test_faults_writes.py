@@ -255,19 +255,36 @@ def test_adapt_that_cannot_write_its_ply_is_a_clear_error(tmp_path, capsys, monk
     assert out.read_bytes() == b"an older level"
 
 
-def test_ctrl_c_in_train_exits_130_and_writes_no_model(tmp_path, capsys, monkeypatch):
-    from conftest import data_file
+def _tiny_nerf_folder(folder: Path) -> Path:
+    """A NeRF-synthetic folder of two 8 x 8 RGBA images."""
+    import numpy as np
+    from PIL import Image
 
+    folder.mkdir()
+    frames = []
+    for i in range(2):
+        Image.fromarray(np.full((8, 8, 4), 200, np.uint8)).save(folder / f"r_{i}.png")
+        c2w = np.eye(4)
+        c2w[2, 3] = 4.0 + i
+        frames.append({"file_path": f"./r_{i}", "transform_matrix": c2w.tolist()})
+    (folder / "transforms_train.json").write_text(
+        json.dumps({"camera_angle_x": 0.7, "frames": frames}))
+    return folder
+
+
+def test_ctrl_c_in_train_exits_130_and_writes_no_model(tmp_path, capsys, monkeypatch):
     import adapt.train
 
-    lego = data_file("lego/transforms_train.json").parent
+    lego = _tiny_nerf_folder(tmp_path / "scene")
+    tmp_path = tmp_path / "out"
+    tmp_path.mkdir()
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(adapt.train, "train_base", interrupted)
     out = tmp_path / "base.ply"
-    assert main(["train", str(lego), "--scale", "1/32", "--iters", "5", "--out", str(out),
+    assert main(["train", str(lego), "--scale", "1", "--iters", "5", "--out", str(out),
                  "--quiet"]) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "Traceback" not in err
