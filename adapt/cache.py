@@ -39,6 +39,7 @@ import torch
 from render.gaussians import Gaussians
 from render.io import GaussianFileError, load_model, save_ply
 from render.io.atomic import atomic_write_bytes
+from render.io.limits import load_json_bounded
 from render.io.ply_format import is_ply, parse_header
 
 try:  # POSIX advisory locks; elsewhere the re-read-and-merge alone narrows the race
@@ -196,8 +197,8 @@ class LevelCache:
         if path is None or not path.exists():
             return self._empty_manifest()
         warn = (lambda *a: None) if quiet else log.warning
-        try:
-            m = json.loads(path.read_text())
+        try:  # bounded: a manifest nested thousands deep is corrupt, not a RecursionError
+            m = load_json_bounded(path, "level cache manifest")
             if not isinstance(m, dict) or not isinstance(m.get("levels"), dict):
                 raise ValueError("not a manifest object with 'levels'")
         except (OSError, ValueError, RecursionError) as exc:

@@ -109,7 +109,7 @@ def test_path_to_mp4_has_every_frame(scene, tmp_path, capsys):
                "--size", "40x30"])
     assert rc == 0
     err = capsys.readouterr().err
-    assert "render 6/6 [" in err  # the progress bar reached the end
+    assert "6/6 [" in err and "render" in err  # the tqdm bar reached the end
     reader = imageio.get_reader(out, format="ffmpeg")
     frames = [np.asarray(f) for f in reader]
     reader.close()

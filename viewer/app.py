@@ -645,9 +645,16 @@ class ViewerApp:
                    folder: str | None = None) -> None:
         """Queue a PNG of the scene as shown (split included), re-rendered at full
         resolution at the window's size or at width x height; written when it is done."""
+        from viewer.capture import screenshot_size_problem
+
         shot = self.state.shot
         if width is None and not shot.window_size:
             width, height = shot.width, shot.height
+        if width is not None:
+            problem = screenshot_size_problem(width, height)
+            if problem:  # said in the panel; nothing is allocated, the viewer runs on
+                shot.last_error = problem
+                return
         if width is None:
             cam = self.view_camera()
         else:

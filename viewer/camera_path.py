@@ -33,18 +33,27 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from render.camera import Camera
+from render.io.atomic import atomic_write_bytes
+from render.io.limits import (
+    MAX_FRAMES,
+    LimitError,
+    check_frame_count,
+    check_image_size,
+    parse_json_bounded,
+)
 
 # OpenCV camera axes (x right, y down, z forward) <-> OpenGL (x right, y up, z backward):
 # c2w_gl = c2w_cv @ _CV_GL and back; the matrix is its own inverse, so this is exact.
 _CV_GL = np.diag([1.0, -1.0, -1.0, 1.0])
+
+# A camera path file: 10^5 baked frames of nerfstudio's layout are ~60 MB.
+MAX_PATH_BYTES = 128 * 1024 * 1024
 
 # How far from orthonormal a file's rotation may be (rounding in other tools' output).
 _RIGID_TOL = 1e-3
@@ -152,8 +161,15 @@ class CameraPath:
             out.append(f"fps must be positive, got {self.fps}")
         if not (math.isfinite(self.seconds) and self.seconds > 0):
             out.append(f"seconds must be positive, got {self.seconds}")
-        if not (int(self.width) > 0 and int(self.height) > 0):
-            out.append(f"render size must be positive, got {self.width}x{self.height}")
+        try:
+            check_image_size("camera path", "render size", self.width, self.height,
+                             available=1 << 62)
+        except LimitError as e:
+            out.append(f"render size {e.value}: {e.limit}")
+        if math.isfinite(self.fps) and math.isfinite(self.seconds) and \
+                self.fps * self.seconds > MAX_FRAMES:
+            out.append(f"fps x seconds = {self.fps * self.seconds:g} frames: at most "
+                       f"{MAX_FRAMES} frames")
         if not 0.0 <= self.smoothness <= 1.0:
             out.append(f"smoothness must be in [0, 1], got {self.smoothness}")
         for i, kf in enumerate(self.keyframes):
@@ -242,8 +258,17 @@ class CameraPath:
 
     def frames(self, width: int | None = None, height: int | None = None) -> list[Camera]:
         """round(fps * seconds) cameras, at the path's size or the one given."""
+        return list(self.iter_frames(width, height))
+
+    def iter_frames(self, width: int | None = None, height: int | None = None):
+        """The cameras of frames(), one at a time (a long path is never held whole)."""
         w, h = int(width or self.width), int(height or self.height)
-        return [kf.camera(w, h) for kf in self.frame_poses()]
+        if self.baked is not None and len(self.baked) == self.n_frames:
+            for kf in self.baked:
+                yield kf.camera(w, h)
+            return
+        for t in self.frame_times():
+            yield self.pose_at(float(t)).camera(w, h)
 
     # -- editing (every edit drops the file's baked frames) --------------------------------
     def add_keyframe(self, keyframe: Keyframe, index: int | None = None) -> int:
@@ -395,9 +420,10 @@ def _matrix(value, file, where: str, column_major_if_string: bool) -> np.ndarray
     if isinstance(value, str) and column_major_if_string:
         # the three.js viewer stored JSON.stringify(matrix.elements): column-major
         try:
-            value = json.loads(value)
-        except json.JSONDecodeError as e:
-            raise CameraPathError(file, f"matrix{where} is a string that is not JSON") from e
+            value = parse_json_bounded(value, file, max_depth=4)
+        except (json.JSONDecodeError, LimitError) as e:
+            raise CameraPathError(file, f"matrix{where} is a string that is not JSON "
+                                        "of 16 finite numbers") from e
         column_major = True
     if isinstance(value, list) and len(value) == 4 and all(isinstance(r, list) for r in value):
         value = [x for row in value for x in row]  # a nested 4x4 list is taken row by row
@@ -435,9 +461,17 @@ def camera_path_from_dict(data, file="<memory>") -> CameraPath:
     if width < 1 or height < 1 or width != int(width) or height != int(height):
         raise CameraPathError(file, f"render size must be positive whole pixels, got "
                                     f"{width}x{height}")
+    try:  # absolute limits here; the memory a render needs is checked by whoever renders
+        check_image_size(file, "render_width x render_height", width, height,
+                         available=1 << 62)
+    except LimitError as e:
+        raise CameraPathError(file, f"render_width x render_height = {e.value}: "
+                                    f"{e.limit}") from None
     default_fov = data.get("default_fov")
     if default_fov is not None and not isinstance(default_fov, (int, float)):
         default_fov = None
+    if default_fov is not None:
+        default_fov = _number(data, "default_fov", file)
 
     raw_kfs = data.get("keyframes") or []
     raw_frames = data.get("camera_path") or []
@@ -461,6 +495,11 @@ def camera_path_from_dict(data, file="<memory>") -> CameraPath:
         seconds = _number(data, "seconds", file)
         if seconds <= 0:
             raise CameraPathError(file, f"seconds must be positive, got {seconds}")
+    try:
+        check_frame_count(file, "fps x seconds", fps * seconds)
+    except LimitError as e:
+        raise CameraPathError(file, f"fps x seconds = {fps:g} x {seconds:g} = "
+                                    f"{fps * seconds:g} frames: {e.limit}") from None
     smoothness = _number(data, "smoothness_value", file, default=0.5)
     return CameraPath(
         keyframes=keyframes, fps=fps, seconds=seconds, width=int(width), height=int(height),
@@ -505,16 +544,24 @@ def load_camera_path(file) -> CameraPath:
     """
     file = Path(file)
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise CameraPathError(file, f"cannot read: {e}") from e
+        size = file.stat().st_size
+        if size > MAX_PATH_BYTES:
+            raise CameraPathError(file, f"file size {size} bytes: at most {MAX_PATH_BYTES}")
+        with open(file, "rb") as f:
+            text = f.read(MAX_PATH_BYTES + 1)
+    except OSError as e:
+        raise CameraPathError(file, f"cannot read: {e.strerror or e}") from e
     try:
-        # Python's json accepts NaN/Infinity; a path with those is refused below
-        data = json.loads(text)
+        # bounded: depth, size; NaN, Infinity and overflowing numbers are refused
+        data = parse_json_bounded(text, file, max_bytes=MAX_PATH_BYTES, nonfinite="keep")
+    except LimitError as e:
+        raise CameraPathError(file, f"{e.field} {e.value}: {e.limit}") from None
+    except RecursionError:  # a deep string-held matrix, beyond the depth scan's reach
+        raise CameraPathError(file, "not a camera path: JSON nested too deeply") from None
+    except UnicodeDecodeError:
+        raise CameraPathError(file, "cannot read: the file is not UTF-8 text") from None
     except json.JSONDecodeError as e:
         raise CameraPathError(file, f"not JSON ({e})") from e
-    except RecursionError:
-        raise CameraPathError(file, "not a camera path: JSON nested too deeply") from None
     return camera_path_from_dict(data, file)
 
 
@@ -533,17 +580,8 @@ def save_camera_path(path: CameraPath, file) -> Path:
         text = json.dumps(camera_path_to_dict(path), indent=2, allow_nan=False)
     except ValueError as e:
         raise CameraPathError(file, f"not saved: {e}") from e
-    tmp = None
-    try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, file)
+    try:  # temporary name + rename; the file gets the umask's mode, not mkstemp's 0600
+        atomic_write_bytes(file, text.encode("utf-8"))
     except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise CameraPathError(file, f"cannot write: {e}") from e
+        raise CameraPathError(file, f"cannot write: {e.strerror or e}") from e
     return file

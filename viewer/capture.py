@@ -7,15 +7,17 @@ PNG reader shows (`read_png_metadata`, `exiftool`, `identify -verbose`).
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
+
+from render.io.atomic import atomic_open
+from render.io.limits import TILE_SIDE, LimitError, check_image_size
 
 # Names handed out by timestamped_path in this process: two screenshots taken within the
 # same second get different names even before the first one is written.
@@ -85,18 +87,48 @@ def save_png(path, rgb: np.ndarray, metadata: dict[str, str] | None = None) -> P
     if pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]
     info = _png_info(metadata or {})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(pixels).save(f, format="PNG", pnginfo=info)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # the file gets the mode open() would give (the umask's), not mkstemp's 0600
+    with atomic_open(path) as f:
+        Image.fromarray(pixels).save(f, format="PNG", pnginfo=info)
     return path
+
+
+def render_still(render_rgb: Callable[[object], object], camera,
+                 tile: int = TILE_SIDE) -> np.ndarray:
+    """A still as 8-bit pixels, rendered in tiles when it is large.
+
+    A render holds float buffers for every pixel (~64 bytes each); a 16k x 16k still
+    would need 16 GiB at once. In tiles of `tile` x `tile` pixels (cameras cropped from
+    `camera`, which render exactly those pixels of the full view) only the 8-bit image
+    (3 bytes a pixel) is held whole.
+
+    Args:
+        render_rgb: renders one camera to an image [h, w, 3] (float in [0, 1] or uint8).
+        camera: the full view (render.Camera).
+        tile: tile side in pixels.
+
+    Returns:
+        uint8 [H, W, 3].
+    """
+    w, h = camera.width, camera.height
+    if w * h <= tile * tile:
+        return to_uint8(render_rgb(camera))
+    out = np.empty((h, w, 3), dtype=np.uint8)
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            tw, th = min(tile, w - x0), min(tile, h - y0)
+            out[y0:y0 + th, x0:x0 + tw] = to_uint8(render_rgb(camera.crop(x0, y0, tw, th)))
+    return out
+
+
+def screenshot_size_problem(width, height, available: int | None = None) -> str:
+    """Why the viewer cannot take a screenshot of width x height pixels ("" when it can):
+    the viewer renders it whole (float buffers, then the GL composite of the split)."""
+    try:
+        check_image_size("screenshot", "size", width, height, available=available)
+    except LimitError as e:
+        return f"screenshot not taken: {e.field} {e.value}: {e.limit}"
+    return ""
 
 
 def read_png_metadata(path) -> dict[str, str]:

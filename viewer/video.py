@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from render.io.atomic import file_mode, make_temp_dir
 from viewer.capture import save_png, to_uint8
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
@@ -81,11 +82,14 @@ class FrameWriter:
                 raise VideoError(f"{self.out}: is a folder, expected a video file name")
             fd, tmp = tempfile.mkstemp(prefix=f".{self.out.stem}.", suffix=self.out.suffix,
                                        dir=self.out.parent)
-            os.close(fd)
+            try:  # the video gets the mode open() would give it, not mkstemp's 0600
+                os.fchmod(fd, file_mode(self.out))
+            finally:
+                os.close(fd)
             self._tmp = Path(tmp)
         else:
             _check_replaceable_folder(self.out)
-            self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
+            self._tmp = make_temp_dir(self.out)  # the umask's mode, not mkdtemp's 0700
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -205,13 +209,16 @@ VideoWriter = FrameWriter
 
 
 def _check_replaceable_folder(folder: Path) -> None:
-    """Refuse to replace a folder that holds anything other than numbered PNG frames."""
-    if not folder.exists():
+    """Refuse to replace a folder that holds anything other than numbered PNG frames:
+    plain files named 00000.png, ... (what a render writes). A sub-folder or link named
+    like a frame is not one of ours and keeps the folder from being replaced."""
+    if not folder.exists() and not folder.is_symlink():
         return
-    if not folder.is_dir():
+    if folder.is_symlink() or not folder.is_dir():
         raise VideoError(f"{folder}: exists and is not a folder (give a name ending in "
                          f"{', '.join(VIDEO_SUFFIXES)} for a video)")
-    others = [p.name for p in folder.iterdir() if not _FRAME_NAME.match(p.name)]
+    others = [p.name + ("/" if p.is_dir() else "") for p in folder.iterdir()
+              if not (_FRAME_NAME.match(p.name) and p.is_file() and not p.is_symlink())]
     if others:
         raise VideoError(f"{folder}: folder exists and holds other files ({others[0]!r}, ...); "
                          "not replacing it, choose another output folder")

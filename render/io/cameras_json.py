@@ -24,6 +24,7 @@ from render.camera import Camera
 from render.io.atomic import atomic_write_bytes
 from render.io.errors import GaussianFileError
 from render.io.files import read_file_bytes
+from render.io.limits import LimitError, check_image_size, parse_json_bounded
 
 CAMERAS_JSON = "cameras.json"
 _REQUIRED = ("id", "img_name", "width", "height", "position", "rotation", "fx", "fy")
@@ -61,7 +62,11 @@ def load_inria_cameras(path: str | Path) -> list[CameraRecord]:
     path = Path(path)
     data = read_file_bytes(path, what="camera file")
     try:
-        entries = json.loads(data.decode("utf-8-sig"))
+        # bounded depth and size; NaN/Infinity pass here and are named by the field checks
+        entries = parse_json_bounded(data, path, nonfinite="keep")
+    except LimitError as e:
+        raise GaussianFileError(path, f"not a cameras.json: {e.field} {e.value}: "
+                                f"{e.limit}") from None
     except UnicodeDecodeError:
         raise GaussianFileError(path, "not a cameras.json: the file is not UTF-8 text") from None
     except json.JSONDecodeError as e:
@@ -95,6 +100,11 @@ def _record(path: Path, i: int, entry) -> CameraRecord:
         raise GaussianFileError(path, f"{where}: img_name must be a string")
     width = _integer(path, where, "width", entry["width"], minimum=1)
     height = _integer(path, where, "height", entry["height"], minimum=1)
+    try:  # absolute limits; the memory a render needs is checked by whoever renders
+        check_image_size(path, "width x height", width, height, available=1 << 62)
+    except LimitError as e:
+        raise GaussianFileError(path, f"{where}: width x height = {e.value}: "
+                                f"{e.limit}") from None
     fx = _number(path, where, "fx", entry["fx"])
     fy = _number(path, where, "fy", entry["fy"])
     if fx <= 0 or fy <= 0:

@@ -31,6 +31,7 @@ from torch import Tensor
 from render.camera import Camera
 from render.io.cameras_json import load_inria_cameras
 from render.io.errors import GaussianFileError
+from render.io.limits import LimitError, load_json_bounded
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 
@@ -225,14 +226,21 @@ def transforms_path(folder: str | Path, split: str) -> Path:
     return path
 
 
-def read_transforms(path: Path) -> tuple[float, list[tuple[str, np.ndarray]]]:
-    """(camera_angle_x in radians, [(file_path, c2w [4, 4] OpenGL axes)]), validated."""
+def _read_json(path: Path):
+    """A transforms file parsed with limits (size, depth, finite numbers); DatasetError."""
     try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        return load_json_bounded(path, "transforms file")
+    except LimitError as e:
+        raise DatasetError(path, f"{e.field} {e.value}: {e.limit}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DatasetError(path, f"not valid JSON: {e}") from None
     except OSError as e:
-        raise DatasetError(path, f"cannot read: {e}") from None
+        raise DatasetError(path, f"cannot read: {e.strerror or e}") from None
+
+
+def read_transforms(path: Path) -> tuple[float, list[tuple[str, np.ndarray]]]:
+    """(camera_angle_x in radians, [(file_path, c2w [4, 4] OpenGL axes)]), validated."""
+    meta = _read_json(path)
     if not isinstance(meta, dict):
         raise DatasetError(path, "top level must be an object with camera_angle_x and frames")
     angle = meta.get("camera_angle_x")
@@ -373,7 +381,7 @@ def scene_box(folder: str | Path) -> tuple[Tensor, Tensor]:
     its train transforms, as instant-ngp style exports do.
     """
     path = transforms_path(folder, "train")
-    meta = json.loads(path.read_text())
+    meta = _read_json(path)
     aabb = meta.get("aabb") if isinstance(meta, dict) else None
     if aabb is not None:
         try:

@@ -34,9 +34,12 @@ from adapt.views import ViewSettings
 from adapt.worker import AdaptSettings, adapt_level
 from render.camera import Camera
 from render.gaussians import Gaussians
+from render.io.limits import LimitError, check_image_size
 from viewer.commands.outputs import OutputError, check_finite, check_output_path
+from viewer.commands.progress import interrupted, progress_bar
 
 EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
 
 
 class UsageError(Exception):
@@ -65,9 +68,12 @@ def _parse_size(text: str) -> tuple[int, int]:
         w, h = (int(v) for v in text.lower().split("x"))
         if w <= 0 or h <= 0:
             raise ValueError
-        return w, h
     except ValueError:
         raise UsageError(f"--base-size {text!r}: expected WxH, e.g. 800x800") from None
+    try:  # the views are rendered whole at this size (and finer for zoom-out)
+        return check_image_size("--base-size", "WxH", w, h)
+    except LimitError as e:
+        raise UsageError(str(e)) from None
 
 
 def load_scene(model: str, cameras: str | None,
@@ -103,23 +109,26 @@ def load_scene(model: str, cameras: str | None,
     return g, cams, name, source
 
 
-class ProgressBar:
-    """A one-line progress bar on stderr."""
+class PhaseProgress:
+    """One tqdm bar per phase of adapt_level (views, pseudo-GT, finetune, ...): a new
+    label closes the previous bar and opens the next with its own total and ETA."""
 
-    def __init__(self, enabled: bool, width: int = 30) -> None:
-        self.enabled, self.width, self.t0, self.last = enabled, width, time.perf_counter(), 0.0
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.label, self.bar = enabled, None, None
 
-    def show(self, label: str, done: int, total: int, extra: str = "") -> None:
-        now = time.perf_counter()
-        if not self.enabled or (now - self.last < 0.2 and done < total):
-            return
-        self.last = now
-        frac = done / total if total else 0.0
-        bar = "#" * int(frac * self.width)
-        sys.stderr.write(f"\r{label:<9} [{bar:<{self.width}}] {done}/{total} {extra}   ")
-        if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+    def show(self, label: str, done: int, total: int, **postfix) -> None:
+        if label != self.label or self.bar is None or self.bar.total != total:
+            self.close()
+            self.label = label
+            self.bar = progress_bar(total, label, self.enabled, "step")
+        self.bar.update(done - self.bar.n)
+        if postfix:
+            self.bar.set_postfix(refresh=False, **postfix)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,6 +137,12 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"mipview adapt: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:  # the .ply is written atomically: whole or not at all
+        return interrupted("adapt")
+    except MemoryError:
+        print("mipview adapt: out of memory; nothing was written (try fewer --views or a "
+              "smaller --base-size)", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -165,11 +180,10 @@ def _run(args: argparse.Namespace) -> int:
         finetune=FinetuneConfig(iters=args.iters, views=args.views, seed=args.seed),
         views=ViewSettings(n_views=args.views, seed=args.seed), sr_model=args.sr_model,
         use_current_view=False)
-    bar = ProgressBar(not args.quiet)
+    bar = PhaseProgress(not args.quiet)
 
     def on_step(it: int, loss: float, n: int) -> None:
-        elapsed = time.perf_counter() - bar.t0
-        bar.show("finetune", it, args.iters, f"loss {loss:.2e} N={n} {elapsed:.0f}s")
+        bar.show("finetune", it, args.iters, loss=f"{loss:.2e}", N=n)
 
     t0 = time.perf_counter()
     try:
@@ -177,6 +191,8 @@ def _run(args: argparse.Namespace) -> int:
                              on_phase=lambda ph, d, n: bar.show(ph, d, n), progress=on_step)
     except Cancelled:  # nothing cancels a CLI run, but be explicit
         raise UsageError("cancelled") from None
+    finally:
+        bar.close()
     seconds = time.perf_counter() - t0
     from render.io import model_for_antialias, save_model
 
@@ -184,9 +200,13 @@ def _run(args: argparse.Namespace) -> int:
         check_finite(result.gaussians, f"the adapted level for {out}")
     except OutputError as exc:
         print(f"mipview adapt: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     tag = model_for_antialias(settings.finetune.antialias_for(level))
-    save_model(result.gaussians, out, model=tag)
+    try:
+        save_model(result.gaussians, out, model=tag)
+    except OSError as exc:
+        print(f"mipview adapt: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
     summary = {
         "model": name, "level": level_label(level), "scale": 2.0**level,
         "base_cameras": source, "seconds": round(seconds, 2),

@@ -16,10 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import shutil
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+
+from render.io.atomic import make_temp_dir
+from viewer.commands.progress import interrupted, progress_bar
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,6 +128,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         return _run(args, stmt, log)
+    except KeyboardInterrupt:  # the report goes in only when complete (_write_report)
+        return interrupted("eval")
+    except MemoryError:
+        print("mipview eval: out of memory; no report was written", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"mipview eval: cannot write into {args.out}: {e.strerror or e}",
+              file=sys.stderr)
+        return 1
     except GaussianFileError as e:
         print(f"mipview eval: {e}", file=sys.stderr)
         return 1
@@ -197,15 +212,56 @@ def _run(args, stmt, log) -> int:
     def cameras(split: str, scale: float):
         return load_nerf_synthetic_cameras(args.data, split, scale)
 
-    adapter = stmt.mipmap_adapter(adapt_settings, cameras, log)
-    res, grid = stmt.run_protocol(bases, load, cameras, adapter, config,
-                                  data_name=str(args.data), log=log)
+    cells = sum(len(s.test_scales) for s in settings) * len(methods)
+    with _CellProgress(cells, log, not args.quiet) as bar_log:
+        adapter = stmt.mipmap_adapter(adapt_settings, cameras, bar_log)
+        res, grid = stmt.run_protocol(bases, load, cameras, adapter, config,
+                                      data_name=str(args.data), log=bar_log)
     res.config = {"train_iters": args.train_iters, "train_init": args.train_init,
                   "adapt": {"iters": adapt_settings.iters, **asdict(adapt_settings.views)},
                   "test_every": args.test_every, "test_limit": args.test_limit,
                   "torch_threads": torch.get_num_threads(),
                   "wall_seconds": time.perf_counter() - t_start,
                   "bases": {k: (str(v) if v else "trained here") for k, v in paths.items()}}
-    written = stmt.write_report(res, grid, args.out, config.grid_cell)
+    written = _write_report(stmt, res, grid, args.out, config.grid_cell)
     log(json.dumps({k: str(v) for k, v in written.items()}))
     return 0
+
+
+class _CellProgress:
+    """A tqdm bar over the protocol's cells (setting x test scale x method) with an ETA;
+    run_protocol's log lines are printed above it, and its score line of a cell
+    ("[setting] x1/4 (200x200) method PSNR ...") advances it."""
+
+    _SCORED = re.compile(r"^\[[^\]]+\] x\S+ \(\d+x\d+\) .* PSNR ")
+
+    def __init__(self, total: int, log, enabled: bool):
+        self.total, self.log, self.enabled, self.bar = total, log, enabled, None
+
+    def __enter__(self):
+        self.bar = progress_bar(self.total, "eval", self.enabled, "cell")
+        return self
+
+    def __call__(self, line: str) -> None:
+        if self.enabled:
+            self.bar.write(line, file=sys.stdout)
+        if self._SCORED.match(line):
+            self.bar.update(1)
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+
+def _write_report(stmt, res, grid, out: Path, cell: int) -> dict:
+    """stmt.write_report into a temporary folder beside OUT, then each file moved into OUT:
+    an interrupted or failed write leaves no part of a new report in OUT."""
+    out.mkdir(parents=True, exist_ok=True)
+    staging = make_temp_dir(out / ".report")
+    try:
+        written = stmt.write_report(res, grid, staging, cell)
+        for p in sorted(staging.iterdir()):  # every file it wrote (grid_cells.npz too)
+            if not p.name.startswith("."):
+                os.replace(p, out / p.name)
+        return {key: out / Path(p).name for key, p in written.items()}
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -17,9 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
+import shutil
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +28,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from render.io.atomic import make_temp_dir
+from render.io.limits import (
+    MAX_SIDE,
+    MAX_VIDEO_SIDE,
+    LimitError,
+    check_frame_count,
+    check_image_size,
+)
 from render.options import ANTIALIAS_MODES, BACKENDS, RenderOptions
-from viewer.capture import save_png, to_uint8
+from viewer.capture import render_still, save_png
+from viewer.commands.progress import interrupted, progress_bar
+from viewer.video import is_video_path
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -202,12 +213,16 @@ def _check_sides(args) -> None:
 # Rendering
 # ---------------------------------------------------------------------------------------
 def _render_rgb(source: Source, camera) -> np.ndarray:
-    """One view as uint8 [H, W, 3]."""
+    """One view as uint8 [H, W, 3]; a large one in tiles (see viewer.capture.render_still)."""
     from render import render
 
-    with torch.no_grad():
-        result = render(source.gaussians, camera, source.options_for(camera))
-    return to_uint8(result.rgb)
+    options = source.options_for(camera)  # the zoom of the whole view, not of a tile
+
+    def one(cam):
+        with torch.no_grad():
+            return render(source.gaussians, cam, options).rgb
+
+    return render_still(one, camera)
 
 
 def _label(frame: np.ndarray, text: str) -> np.ndarray:
@@ -246,36 +261,6 @@ def _image_name(name: str, taken: set[str], cam_id) -> str:
     return candidate + ".png"
 
 
-class Progress:
-    """A progress bar on stderr: redrawn in place on a terminal, a line per 10 % else."""
-
-    def __init__(self, total: int, what: str, enabled: bool = True):
-        self.total, self.what, self.enabled = total, what, enabled
-        self.t0 = time.perf_counter()
-        self.tty = sys.stderr.isatty()
-        self._last_decile = -1
-
-    def update(self, done: int) -> None:
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.t0
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - done) / rate if rate > 0 else 0.0
-        width = 30
-        filled = int(width * done / max(self.total, 1))
-        bar = "=" * filled + (">" if filled < width else "") + " " * max(0, width - filled - 1)
-        line = (f"{self.what} {done:>{len(str(self.total))}}/{self.total} [{bar}] "
-                f"{rate:5.2f}/s  elapsed {elapsed:5.1f}s  eta {eta:5.1f}s")
-        if self.tty:
-            end = "\n" if done >= self.total else ""
-            print("\r" + line, end=end, file=sys.stderr, flush=True)
-        else:
-            decile = 10 * done // max(self.total, 1)
-            if decile != self._last_decile or done >= self.total:
-                self._last_decile = decile
-                print(line, file=sys.stderr, flush=True)
-
-
 def _metadata(source: Source, camera, **extra) -> dict[str, str]:
     o = source.options
     meta = {
@@ -291,8 +276,18 @@ def _metadata(source: Source, camera, **extra) -> dict[str, str]:
     return meta
 
 
+def _scaled_size(width: int, height: int, scale: float) -> tuple[float, float]:
+    """The size Camera.scaled(scale) gives, computed without making the camera."""
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def render_cameras(args, source: Source) -> int:
-    """--cameras: every camera of a cameras.json to OUT/<img_name>.png."""
+    """--cameras: every camera of a cameras.json to OUT/<img_name>.png.
+
+    Every size is checked before anything is rendered; the images are rendered into a
+    temporary folder beside OUT and moved into OUT once all are done, so an interrupted
+    or failed run adds nothing to OUT and replaces nothing in it.
+    """
     from render.io import GaussianFileError, load_inria_cameras
 
     try:
@@ -301,26 +296,40 @@ def render_cameras(args, source: Source) -> int:
         raise UsageError(f"cannot load cameras {e}") from e
     except OSError as e:
         raise UsageError(f"cannot load cameras {args.cameras}: {e.strerror or e}") from e
+    field = "width x height" + (f" x --scale {args.scale:g}" if args.scale != 1.0 else "")
+    for rec in records:
+        w, h = _scaled_size(rec.camera.width, rec.camera.height, args.scale)
+        try:
+            check_image_size(args.cameras, f"camera {rec.id}: {field}", w, h, tiled=True)
+        except LimitError as e:
+            raise UsageError(str(e)) from None
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
+        staging = make_temp_dir(out / ".render")
     except OSError as e:
         raise UsageError(f"cannot create --out {out}: {e.strerror or e}") from e
     taken: set[str] = set()
-    progress = Progress(len(records), "render", enabled=not args.quiet)
-    for i, rec in enumerate(records):
-        cam = rec.camera.scaled(args.scale) if args.scale != 1.0 else rec.camera
-        rgb = _render_rgb(source, cam)
-        name = _image_name(str(rec.name), taken, rec.id)
-        try:
-            save_png(out / name, rgb, _metadata(source, cam, scale=repr(args.scale),
-                                                camera_id=rec.id, img_name=rec.name))
-        except OSError as e:
-            print(f"mipview render: cannot write {out / name}: {e}", file=sys.stderr)
-            return EXIT_FAILED
-        progress.update(i + 1)
+    names = []
+    try:
+        with progress_bar(len(records), "render", not args.quiet, "image") as bar:
+            for rec in records:
+                cam = rec.camera.scaled(args.scale) if args.scale != 1.0 else rec.camera
+                rgb = _render_rgb(source, cam)
+                name = _image_name(str(rec.name), taken, rec.id)
+                save_png(staging / name, rgb, _metadata(source, cam, scale=repr(args.scale),
+                                                        camera_id=rec.id, img_name=rec.name))
+                names.append(name)
+                bar.update(1)
+        for name in names:  # renames within one folder: quick, and nothing is half-written
+            os.replace(staging / name, out / name)
+    except OSError as e:
+        print(f"mipview render: cannot write into {out}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     print(f"wrote {len(records)} images to {out}", file=sys.stderr)
     return 0
 
@@ -341,19 +350,20 @@ def render_path(args, a: Source, b: Source | None) -> int:
         path.height = max(1, int(round(path.height * args.scale)))
     if args.fps:
         path.fps = args.fps
+    _check_path_sizes(args, path, b is not None)
     problems = path.problems()
     if problems:
         raise UsageError(f"camera path {args.path}: " + "; ".join(problems))
-    cameras = path.frames()
+    cameras = path.iter_frames()
     meta = {"Software": "mipview", "mipview.model": str(a.model_path),
             "mipview.camera_path": str(args.path), "mipview.antialias": a.options.antialias}
     if b is not None:
         meta.update({"mipview.b_model": str(b.model_path),
                      "mipview.b_antialias": b.options.antialias})
-    progress = Progress(len(cameras), "render", enabled=not args.quiet)
     try:
-        with FrameWriter(args.out, fps=path.fps, metadata=meta) as writer:
-            for i, cam in enumerate(cameras):
+        with FrameWriter(args.out, fps=path.fps, metadata=meta) as writer, \
+                progress_bar(path.n_frames, "render", not args.quiet, "frame") as bar:
+            for cam in cameras:
                 frame = _render_rgb(a, cam)
                 if b is not None:
                     right = _render_rgb(b, cam)
@@ -361,7 +371,7 @@ def render_path(args, a: Source, b: Source | None) -> int:
                         frame, right = _label(frame, a.label), _label(right, b.label)
                     frame = np.concatenate([frame, right], axis=1)
                 writer.write(frame)
-                progress.update(i + 1)
+                bar.update(1)
     except (VideoError, OSError) as e:
         print(f"mipview render: cannot write {args.out}: {e}", file=sys.stderr)
         return EXIT_FAILED
@@ -370,6 +380,24 @@ def render_path(args, a: Source, b: Source | None) -> int:
     print(f"wrote {writer.frames_written} frames of {w}x{h} at {path.fps:g} fps to "
           f"{args.out}{note}", file=sys.stderr)
     return 0
+
+
+def _check_path_sizes(args, path, side_by_side: bool) -> None:
+    """The frame size (after --size and --scale) and count (fps x seconds, after --fps)
+    against the limits and the memory, before anything is rendered."""
+    sources = [str(args.path)] + [o for o, v in (("--size", args.size), ("--scale", args.scale
+                                  != 1.0), ("--fps", args.fps)) if v]
+    source = " with ".join(sources)
+    width = path.width * (2 if side_by_side else 1)
+    field = "frame size" + (" (A | B side by side)" if side_by_side else "")
+    try:
+        check_image_size(source, field, width, path.height, tiled=True,
+                         max_side=MAX_VIDEO_SIDE if is_video_path(args.out) else MAX_SIDE)
+        if math.isfinite(path.fps) and math.isfinite(path.seconds):
+            check_frame_count(source, f"fps x seconds ({path.fps:g} x {path.seconds:g})",
+                              path.fps * path.seconds)
+    except LimitError as e:
+        raise UsageError(str(e)) from None
 
 
 def run(args) -> int:
@@ -405,5 +433,8 @@ def run(args) -> int:
         print(f"mipview render: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("mipview render: interrupted; partial output removed", file=sys.stderr)
-        return 130
+        return interrupted("render")
+    except MemoryError:  # the output is removed on the way out (FrameWriter, staging)
+        print("mipview render: out of memory while rendering; nothing was written (try a "
+              "smaller --size or --scale)", file=sys.stderr)
+        return EXIT_FAILED

@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
+
+from viewer.commands.progress import interrupted, progress_bar
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,30 +30,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-class ProgressBar:
-    """A one-line progress bar on stderr: step/total, loss, Gaussians, rate, ETA."""
+class TrainProgress:
+    """train_base's progress callback (step, total, loss, Gaussians) as a tqdm bar."""
 
-    def __init__(self, label: str, enabled: bool = True, stream=None):
-        self.label, self.enabled = label, enabled
-        self.stream = stream or sys.stderr
-        self.t0 = time.perf_counter()
-        self.last = 0.0
+    def __init__(self, label: str, enabled: bool = True):
+        self.label, self.enabled, self.bar = label, enabled, None
 
     def __call__(self, step: int, total: int, loss: float, n: int) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if step != total and now - self.last < 0.5:
-            return
-        self.last = now
-        el = now - self.t0
-        eta = el / max(step, 1) * (total - step)
-        fill = int(30 * step / max(total, 1))
-        self.stream.write(f"\r{self.label} [{'#' * fill}{'.' * (30 - fill)}] {step}/{total} "
-                          f"loss {loss:.4f} {n} G {el:.0f}s eta {eta:.0f}s ")
-        if step == total:
-            self.stream.write("\n")
-        self.stream.flush()
+        if self.bar is None:
+            self.bar = progress_bar(total, self.label, self.enabled, "step")
+        self.bar.update(step - self.bar.n)
+        self.bar.set_postfix(loss=f"{loss:.4f}", G=n, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def train_to_file(data_dir: Path, scale: float, iters: int, out: Path, n_init: int = 30_000,
@@ -74,8 +66,11 @@ def train_to_file(data_dir: Path, scale: float, iters: int, out: Path, n_init: i
     box = scene_box(data_dir)
     config = TrainConfig(iters=iters, n_init=n_init, sh_degree=sh_degree, seed=seed,
                          carve=carve)
-    bar = ProgressBar(f"train {format_scale(scale)}", enabled=not quiet)
-    g, stats = train_base(train, box, config, progress=bar)
+    bar = TrainProgress(f"train {format_scale(scale)}", enabled=not quiet)
+    try:
+        g, stats = train_base(train, box, config, progress=bar)
+    finally:
+        bar.close()
     check_finite(g, f"the trained model for {out}")  # OutputError: nothing written
     out.parent.mkdir(parents=True, exist_ok=True)
     save_ply(g, out)
@@ -142,6 +137,15 @@ def run(args: argparse.Namespace) -> int:
                                 args.sh_degree, args.seed, not args.no_carve, args.quiet)
     except (GaussianFileError, OutputError) as e:
         print(f"mipview train: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # the model is written atomically: whole or not at all
+        return interrupted("train")
+    except MemoryError:
+        print("mipview train: out of memory; nothing was written (try a smaller --scale "
+              "or --init)", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"mipview train: cannot write {args.out}: {e.strerror or e}", file=sys.stderr)
         return 1
     print(json.dumps(summary, indent=1))
     return 0

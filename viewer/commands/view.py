@@ -16,11 +16,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from render.camera import Camera
+from render.io.limits import load_json_bounded
 from render.options import BACKENDS
 
 
@@ -58,7 +58,7 @@ def load_start_camera(path: str | Path) -> Camera:
     and the problem when it is none of those."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_json_bounded(path, "camera file")  # bounded depth, size, finite numbers
     except (OSError, ValueError) as exc:
         raise SystemExit(f"mipview: --camera {path}: {exc}") from None
     if isinstance(data, dict) and "viewmat" in data:
