@@ -206,7 +206,7 @@ def draw_side_panel(app) -> Box | None:
 
             draw_adapt_section(app)
         if imgui.collapsing_header("Stats", imgui.TreeNodeFlags_.default_open):
-            draw_stats_section(s)
+            draw_stats_section(s, app.proxy.status)
         if imgui.collapsing_header("Screenshot"):
             draw_screenshot_section(app)
         if imgui.collapsing_header("Training cameras"):
@@ -319,7 +319,18 @@ def draw_compare_section(app) -> None:
         cmp.set_source_b(None)
 
 
-def draw_stats_section(s) -> None:
+def drawn_set_line(drawn_set: str, proxy) -> str:
+    """The stats line saying which set is drawn (proxy / full) and the proxy's state."""
+    line = f"set drawn: {drawn_set}"
+    if proxy is None or proxy.state == "none":
+        return line
+    if proxy.state == "ready":
+        return line + (f"  (proxy {proxy.gaussians:,}, {proxy.origin} "
+                       f"in {proxy.seconds:.1f} s)")
+    return line + f"  (proxy {proxy.state}{': ' + proxy.error if proxy.error else ''})"
+
+
+def draw_stats_section(s, proxy_status=None) -> None:
     st = s.stats
     # Frames are drawn on demand (input, new renders), so the drawn rate drops when
     # nothing happens; the time per drawn frame says how fast the UI can go.
@@ -332,6 +343,7 @@ def draw_stats_section(s) -> None:
     imgui.text(f"render size {size}" + ("" if st.full_res else "  (moving: reduced)"))
     drawn = " + ".join(f"{n:,}" for n in st.n_drawn) or "-"
     imgui.text(f"Gaussians drawn {drawn} of {len(s.model.gaussians):,}")
+    imgui.text(drawn_set_line(st.drawn_set, proxy_status))
     imgui.text(st.memory)
     imgui.text(f"frame path: {st.frame_path}")
     imgui.text_colored(_GREY, f"  {st.frame_path_reason}")

@@ -125,6 +125,7 @@ class Stats:
     memory: str = ""
     render_size: tuple[int, int] = (0, 0)
     full_res: bool = True
+    drawn_set: str = "full"  # "proxy" while moving on a large model (adapt.proxy), or "full"
     render_error: str | None = None
 
 
