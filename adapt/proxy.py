@@ -48,12 +48,16 @@ def _cell_keys(means: Tensor, cell: float) -> Tensor:
     return (q[:, 0] << 40) | (q[:, 1] << 20) | q[:, 2]
 
 
-def _count_cells(means: Tensor, cell: float) -> int:
-    return int(torch.unique(_cell_keys(means, cell)).numel())
+def _merged_size(means: Tensor, max_sigma: Tensor, cell: float) -> int:
+    """How many Gaussians cluster_merge leaves at `cell`: those larger than a cell, plus
+    the occupied cells of the others."""
+    big = max_sigma > cell
+    return int(big.sum()) + int(torch.unique(_cell_keys(means[~big], cell)).numel())
 
 
-def choose_cell(means: Tensor, target: int, iterations: int = 6) -> float:
-    """A voxel side (world units) at which about `target` cells hold centres [N, 3].
+def choose_cell(means: Tensor, max_sigma: Tensor, target: int, iterations: int = 6) -> float:
+    """A voxel side (world units) at which cluster_merge leaves about `target` Gaussians
+    (means [N, 3], max_sigma [N]: each Gaussian's largest standard deviation).
 
     Starts from the robust bounding box shared out in `target` cells and corrects by the
     measured count (occupied cells go as cell^-2 on a surface, cell^-3 in a volume: the
@@ -65,7 +69,7 @@ def choose_cell(means: Tensor, target: int, iterations: int = 6) -> float:
     size = (lo_hi[1] - lo_hi[0]).clamp_min(1e-6)
     cell = float((size.prod() / target) ** (1.0 / 3.0))
     for _ in range(iterations):
-        n = _count_cells(means, cell)
+        n = _merged_size(means, max_sigma, cell)
         ratio = n / target
         if 0.85 <= ratio <= 1.15:
             break
@@ -135,7 +139,8 @@ def build_proxy(g: Gaussians, target: int = PROXY_TARGET) -> Gaussians:
     """The navigation proxy of a set: about `target` Gaussians (see module docstring)."""
     if len(g) <= target:
         return g.detach().to("cpu")
-    cell = choose_cell(g.means.detach().float().cpu(), target)
+    g = g.detach().to("cpu")
+    cell = choose_cell(g.means.float(), torch.exp(g.log_scales.max(dim=1).values), target)
     return cluster_merge(g, cell)
 
 
