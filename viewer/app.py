@@ -332,8 +332,11 @@ class ViewerApp:
         sources = cmp.visible_sources(self.source_a(), opts)
         if proxy is not None:
             full_set = self.state.model.gaussians
+            if not any(src.gaussians is full_set for src in sources):
+                proxy = None  # e.g. B alone, an adapted set: nothing to stand in for
             sources = [dataclasses.replace(src, gaussians=proxy)
-                       if src.gaussians is full_set else src for src in sources]
+                       if src.gaussians is full_set and proxy is not None else src
+                       for src in sources]
         mode = cmp.mode if len(sources) > 1 else "single"
         cams = pane_cameras(mode, camera)
         t = {"mode": mode, "divider": cmp.divider, "labels": [s.label for s in sources]}

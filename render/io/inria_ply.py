@@ -114,8 +114,8 @@ def need_memory(path: Path, n: int, k: int) -> None:
     if free is not None and need > free:
         raise GaussianFileError(
             path, f"too big for this machine's memory: {n:,} Gaussians at SH degree "
-            f"{F_REST_DEGREE[3 * (k - 1)]} need {need / 2**30:.1f} GiB, "
-            f"only {free / 2**30:.1f} GiB is available")
+            f"{F_REST_DEGREE[3 * (k - 1)]} need {need / 2**30:.2f} GiB, "
+            f"only {free / 2**30:.2f} GiB is available")
 
 
 def inria_property_names(sh_degree: int) -> list[str]:
