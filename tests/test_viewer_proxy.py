@@ -96,3 +96,36 @@ def test_a_model_too_big_for_memory_keeps_the_current_one(app, tmp_path, monkeyp
     text = app.state.ui.error_text
     assert "too big for this machine's memory" in text and "Gaussians" in text
     assert "need" in text
+
+
+def test_a_loading_model_shows_progress_and_the_current_one_stays(app, tmp_path):
+    import torch
+
+    from render.gaussians import Gaussians
+    from render.io import save_ply
+
+    n = 100_000
+    gen = torch.Generator().manual_seed(3)
+    big = Gaussians(torch.randn(n, 3, generator=gen),
+                    torch.nn.functional.normalize(torch.randn(n, 4, generator=gen), dim=1),
+                    torch.randn(n, 3, generator=gen) - 4, torch.randn(n, generator=gen),
+                    torch.randn(n, 16, 3, generator=gen) * 0.2)
+    path = tmp_path / "big.ply"
+    save_ply(big, path)
+    before = app.state.model.gaussians
+    settle(app)
+    assert app.open_model(path)
+    phases, steps = set(), 0
+    t_end = time.time() + 120
+    while app.loader.busy() and time.time() < t_end:
+        app.step(force_draw=True)  # the window keeps drawing while the file loads
+        steps += 1
+        if app.loader.busy():
+            assert app.state.model.gaussians is before  # still drawn until the new is ready
+            phases.add(app.state.ui.loading_phase)
+    for _ in range(3):
+        app.step()
+    assert steps >= 3
+    assert phases - {""}, "no progress shown while loading"
+    assert app.state.model.name == "big.ply" and len(app.state.model.gaussians) == n
+    assert not app.state.ui.loading and not app.state.ui.loading_phase

@@ -567,8 +567,11 @@ class ViewerApp:
     def _poll_loader(self) -> None:
         res = self.loader.poll()
         if res is None:
+            if self.loader.busy():
+                self.state.ui.loading_phase = self.loader.phase
             return
         self.state.ui.loading = ""
+        self.state.ui.loading_phase = ""
         if res.error:
             self.show_error(f"Could not open {Path(res.source).name}", res.error)
             return

@@ -133,7 +133,7 @@ def draw_menu_bar(app) -> Box | None:
     # The zoom readout, always visible at the right end of the menu bar.
     text = s.ui.readout_shown = zoom_readout(s)
     if s.ui.loading:
-        text = f"loading {Path(s.ui.loading).name}...   " + text
+        text = f"{loading_text(s.ui)}   " + text
     w = imgui.calc_text_size(text).x
     imgui.same_line(imgui.get_window_width() - w - 12)
     imgui.text(text)
@@ -192,7 +192,7 @@ def draw_side_panel(app) -> Box | None:
     if visible:
         imgui.text_wrapped(s.model.name)
         if s.ui.loading:
-            imgui.text_colored(_GREEN, f"loading {Path(s.ui.loading).name} ...")
+            imgui.text_colored(_GREEN, loading_text(s.ui))
         if imgui.collapsing_header("Model"):
             draw_model_section(app)
         if imgui.collapsing_header("Render", imgui.TreeNodeFlags_.default_open):
@@ -317,6 +317,13 @@ def draw_compare_section(app) -> None:
     imgui.text_wrapped(f"B: {b.label}")
     if cmp.custom_b is not None and imgui.button("B: back to the default"):
         cmp.set_source_b(None)
+
+
+def loading_text(ui) -> str:
+    """The progress line of a model loading in the background (the current one stays
+    drawn until the new one is ready)."""
+    phase = f" ({ui.loading_phase})" if ui.loading_phase else ""
+    return f"loading {Path(ui.loading).name}{phase} ..."
 
 
 def drawn_set_line(drawn_set: str, proxy) -> str:

@@ -159,6 +159,7 @@ class UiState:
     open_path: str = ""
     recent: list[str] = field(default_factory=list)
     loading: str = ""  # the file being loaded in the background, "" when none
+    loading_phase: str = ""  # what that load is doing ("reading 40%"), for the progress text
     status: str = ""
     readout_shown: str = ""  # the menu bar's zoom readout as ImGui last drew it
 

@@ -9,6 +9,7 @@ records look like Gaussians is an antimatter15 .splat.
 from __future__ import annotations
 
 import mmap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,8 +119,10 @@ def _detect_headerless(path: Path, data: bytes) -> str:
         "(a .ply, .compressed.ply or .splat file is expected)")
 
 
-def decode(path: Path, data: bytes) -> tuple[str, GaussianArrays]:
-    """(format, raw arrays) of a file's bytes."""
+def decode(path: Path, data: bytes, progress: Callable[[float], None] | None = None
+           ) -> tuple[str, GaussianArrays]:
+    """(format, raw arrays) of a file's bytes; `progress(fraction)` is called as an INRIA
+    .ply's rows are decoded."""
     if not is_ply(data):
         return _detect_headerless(path, data), decode_splat(path, data)
     header = parse_header(path, data)
@@ -131,7 +134,16 @@ def decode(path: Path, data: bytes) -> tuple[str, GaussianArrays]:
         raise GaussianFileError(
             path, f"the PLY has no 'vertex' element holding Gaussians (elements: {names})")
     columns = read_elements(path, header, data, ["vertex"])["vertex"]
-    return "inria_ply", decode_inria(path, header, columns, _page_release(header, data))
+    release = _page_release(header, data)
+    n = max(1, header.element("vertex").count)
+
+    def done_rows(rows: int) -> None:
+        if release is not None:
+            release(rows)
+        if progress is not None:
+            progress(rows / n)
+
+    return "inria_ply", decode_inria(path, header, columns, done_rows)
 
 
 def _page_release(header, data):
@@ -153,13 +165,15 @@ def _page_release(header, data):
     return release
 
 
-def load_model(path: str | Path, find_cameras: bool = True) -> LoadedModel:
+def load_model(path: str | Path, find_cameras: bool = True,
+               progress: Callable[[float], None] | None = None) -> LoadedModel:
     """Load a Gaussian-splat model file (INRIA .ply, compressed .ply or .splat).
 
     Rows with NaN/Inf values are dropped (counted in `n_dropped`); quaternions are
-    made unit length. With `find_cameras`, a cameras.json beside the file or in the
-    INRIA output folder above it is loaded too; one that cannot be read becomes a
-    warning, not an error, since the model itself is fine.
+    made unit length. `progress(fraction of the rows decoded)` is called along the way
+    for an INRIA .ply (from the loading thread). With `find_cameras`, a cameras.json
+    beside the file or in the INRIA output folder above it is loaded too; one that cannot
+    be read becomes a warning, not an error, since the model itself is fine.
 
     Raises:
         GaussianFileError: for every file that cannot be loaded, naming the file and
@@ -168,7 +182,7 @@ def load_model(path: str | Path, find_cameras: bool = True) -> LoadedModel:
     path = Path(path)
     data = map_file_bytes(path, what="model file")
     try:
-        fmt, arrays = decode(path, data)
+        fmt, arrays = decode(path, data, progress)
         clean = to_gaussians(path, arrays)
     except GaussianFileError:
         raise
