@@ -9,7 +9,13 @@ import torch
 from viewer_support import tiny_scene
 
 from adapt.merge import footprint_mass
-from adapt.proxy import _cell_keys, build_proxy, cached_proxy_path, cluster_merge, load_or_build_proxy
+from adapt.proxy import (
+    _cell_keys,
+    build_proxy,
+    cached_proxy_path,
+    cluster_merge,
+    load_or_build_proxy,
+)
 from render.gaussians import Gaussians
 from render.io import save_ply
 
