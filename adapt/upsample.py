@@ -238,6 +238,10 @@ class SpandrelUpsampler:
         return out
 
 
-def make_upsampler(sr_model: str | Path | None = None, **kw) -> Upsampler:
-    """BicubicUpsampler when sr_model is None, else a SpandrelUpsampler on that file."""
-    return BicubicUpsampler() if sr_model is None else SpandrelUpsampler(sr_model, **kw)
+def make_upsampler(sr_model: str | Path | None = None,
+                   device: str | torch.device | None = None, **kw) -> Upsampler:
+    """BicubicUpsampler when sr_model is None, else a SpandrelUpsampler on that file,
+    run on `device` (the model's: a CUDA base gets its SR on the GPU; default CPU)."""
+    if sr_model is None:
+        return BicubicUpsampler()
+    return SpandrelUpsampler(sr_model, device=device if device is not None else "cpu", **kw)

@@ -70,6 +70,16 @@ class ProxyBuilder:
             if self._for is gaussians:  # else another model replaced it meanwhile
                 self._proxy, self.status = proxy, status
 
+    def moved(self, gaussians: Gaussians, model_path, device) -> None:
+        """The model's set was copied to `device` (the GPU once its kernels are ready):
+        its proxy goes along, or, while it is still being built, is started again."""
+        with self._lock:
+            ready = self._proxy is not None
+            if ready:
+                self._for, self._proxy = gaussians, self._proxy.to(device)
+        if not ready:
+            self.start(gaussians, model_path, device)
+
     def get(self, gaussians: Gaussians) -> Gaussians | None:
         """The proxy of `gaussians` when it is ready, else None."""
         with self._lock:
