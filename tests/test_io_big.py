@@ -71,3 +71,19 @@ def test_a_model_too_big_for_memory_is_refused_before_allocation(big_ply, monkey
     msg = str(e.value)
     assert str(path) in msg and f"{N_ROWS:,} Gaussians" in msg
     assert "need 0.07 GiB" in msg and "memory" in msg
+
+
+def test_an_ascii_model_too_big_is_refused_before_its_text_is_parsed(tmp_path, monkeypatch):
+    from render.io.ply_format import parse_header
+
+    path = tmp_path / "text.ply"
+    names = inria_property_names(0)
+    rows = np.zeros(2000, np.dtype([(p, "<f4") for p in names]))
+    PlyData([PlyElement.describe(rows, "vertex")], text=True).write(str(path))
+    assert len(load_model(path).gaussians) == 2000  # fits without a limit
+    # the arrays alone need 2000 x 14 x 4 = 112 kB; parsing the text ~2 MB more
+    monkeypatch.setenv(LIMIT_ENV, str(500_000))
+    with pytest.raises(GaussianFileError) as e:
+        load_model(path)
+    assert "2,000 Gaussians" in str(e.value) and str(path) in str(e.value)
+    assert parse_header(path, path.read_bytes()).format == "ascii"

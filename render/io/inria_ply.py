@@ -34,6 +34,7 @@ REQUIRED = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
             "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3")
 F_REST_DEGREE = {0: 0, 9: 1, 24: 2, 45: 3}
 _F_REST = re.compile(r"f_rest_(\d+)$")
+ASCII_BYTES_PER_VALUE = 72  # a bytes token (~45), its share of the joined text, a float64
 _BLOCK_ROWS = 8192  # rows decoded together: 8192 x 248 B (SH 3) = 2 MB, in L2
 
 
@@ -60,6 +61,20 @@ def inria_sh_coeffs(path: Path, header: PlyHeader, columns: dict[str, np.ndarray
             path, f"f_rest_* properties are not numbered 0..{m - 1}"
             + (f" (f_rest_{gap[0]} is missing)" if gap else ""))
     return m // 3 + 1
+
+
+def check_ascii_memory(path: Path, header: PlyHeader, body_bytes: int) -> None:
+    """need_memory for an ASCII INRIA .ply before its text is parsed (the parse holds
+    every value as a token and a float64 first: ~ASCII_BYTES_PER_VALUE bytes a value).
+    A count the body's `body_bytes` cannot hold is left to the reader's size check, whose
+    error (a truncated or inconsistent file) is the truer one."""
+    vertex = header.element("vertex")
+    if vertex.count * len(vertex.properties) > body_bytes // 2 + 1:
+        return
+    n_rest = sum(1 for p in vertex.property_names if _F_REST.match(p))
+    k = n_rest // 3 + 1 if n_rest in F_REST_DEGREE else 1
+    need_memory(path, vertex.count, k,
+                extra=vertex.count * len(vertex.properties) * ASCII_BYTES_PER_VALUE)
 
 
 def decode_inria(path: Path, header: PlyHeader, columns: dict[str, np.ndarray],
@@ -103,13 +118,14 @@ def decode_inria(path: Path, header: PlyHeader, columns: dict[str, np.ndarray],
                           opacity_logits=opacity, sh=sh)
 
 
-def need_memory(path: Path, n: int, k: int) -> None:
-    """Refuse, before allocating, a set whose float32 arrays do not fit in free memory.
+def need_memory(path: Path, n: int, k: int, extra: int = 0) -> None:
+    """Refuse, before allocating, a set whose float32 arrays (and `extra` bytes of
+    reading) do not fit in free memory.
 
     The decoded arrays take (3 + 4 + 3 + 1 + 3K) * 4 bytes a Gaussian; the check runs
     before any of them exists, so the caller's current model is untouched.
     """
-    need = n * (11 + 3 * k) * 4
+    need = n * (11 + 3 * k) * 4 + extra
     free = available_memory()
     if free is not None and need > free:
         raise GaussianFileError(

@@ -19,7 +19,7 @@ from render.io.compressed_ply import compressed_elements, decode_compressed, is_
 from render.io.errors import GaussianFileError
 from render.io.files import map_file_bytes
 from render.io.gaussian_arrays import GaussianArrays, to_gaussians
-from render.io.inria_ply import decode_inria
+from render.io.inria_ply import check_ascii_memory, decode_inria
 from render.io.ply_format import is_ply, parse_header, read_elements
 from render.io.splat import RECORD, decode_splat, splat_plausibility
 
@@ -133,6 +133,8 @@ def decode(path: Path, data: bytes, progress: Callable[[float], None] | None = N
         names = ", ".join(e.name for e in header.elements) or "none"
         raise GaussianFileError(
             path, f"the PLY has no 'vertex' element holding Gaussians (elements: {names})")
+    if header.format == "ascii":
+        check_ascii_memory(path, header, len(data) - header.data_offset)
     columns = read_elements(path, header, data, ["vertex"])["vertex"]
     release = _page_release(header, data)
     n = max(1, header.element("vertex").count)
