@@ -1,6 +1,7 @@
 """Viewer frame rate against the bare rasterizer's, for the same views, in one run.
 
     python benchmarks/viewer.py [MODEL] [--size 640x480] [--views 60] [--backend auto]
+    python benchmarks/viewer.py --big 6000000 --size 1280x720 [--shot proxy.png]
 
 Opens the real window (needs a display: run under `xvfb-run -s "-screen 0 1920x1200x24"`
 when there is none), orbits through `--views` views around the model and measures:
@@ -52,8 +53,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default="auto")
     p.add_argument("--degrees", type=float, default=90.0, help="orbit span over the views")
     p.add_argument("--rounds", type=int, default=5, help="viewer runs, each between two bare")
+    p.add_argument("--big", type=int, default=0, metavar="N",
+                   help="instead: drag on a tiled scene of N Gaussians, the navigation proxy "
+                        "against the full set (benchmarks/viewer_big.py)")
+    p.add_argument("--seconds", type=float, default=10.0, help="--big: drag duration")
+    p.add_argument("--shot", help="--big: save the window mid-drag (the proxy) here")
     args = p.parse_args(argv)
     w, h = (int(v) for v in args.size.lower().split("x"))
+    if args.big:
+        from benchmarks.viewer_big import run_big
+
+        print(json.dumps(run_big(args.big, (w, h), args.seconds, args.shot)))
+        return 0
 
     import glfw
     import torch

@@ -14,6 +14,7 @@ same methods.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import json
 import logging
 import math
@@ -35,6 +36,7 @@ import glfw  # noqa: E402  isort: skip
 import moderngl  # noqa: E402
 
 from render.camera import Camera  # noqa: E402
+from render.gaussians import Gaussians  # noqa: E402
 from render.rasterize import gsplat_backend  # noqa: E402
 from viewer import controls as C  # noqa: E402
 from viewer import panels  # noqa: E402
@@ -47,9 +49,10 @@ from viewer.display import (  # noqa: E402
     imgui_boxes,
     read_screen,
 )
-from viewer.frames import Frame, FrameRequest, RenderWorker  # noqa: E402
+from viewer.frames import Frame, FrameRequest, RenderWorker, timing_key  # noqa: E402
 from viewer.memory import memory_text, release_free, tame_malloc  # noqa: E402
 from viewer.models import ModelLoader, demo_model, scale_function  # noqa: E402
+from viewer.proxy_builder import ProxyBuilder  # noqa: E402
 from viewer.state import (  # noqa: E402
     ModelState,
     NavState,
@@ -187,6 +190,8 @@ class ViewerApp:
                                  nav=nav)
         self.state.ui.recent = load_recent()
         self._set_scale_fn(model)
+        self.proxy = ProxyBuilder()  # the coarse set drawn while the camera moves
+        self.proxy.start(model.gaussians, model.path, self.device)
         from viewer.adaptation import AdaptController  # live Mipmap-GS: source B
 
         self.adaptation = AdaptController(self.device)
@@ -334,15 +339,25 @@ class ViewerApp:
         return self.state.render.options(zoom=s if ok else 1.0)
 
     def build_request(self, camera: Camera, full_res: bool, seq: int, view_camera: Camera,
-                      tag: dict | None = None) -> FrameRequest:
+                      tag: dict | None = None, proxy: Gaussians | None = None) -> FrameRequest:
+        """The frame of `camera`; with `proxy`, the sources showing the model's set draw
+        that navigation proxy instead (a moving view)."""
         cmp = self.state.compare
         opts = self.ui_options()
         sources = cmp.visible_sources(self.source_a(), opts)
+        if proxy is not None:
+            full_set = self.state.model.gaussians
+            if not any(src.gaussians is full_set for src in sources):
+                proxy = None  # e.g. B alone, an adapted set: nothing to stand in for
+            sources = [dataclasses.replace(src, gaussians=proxy)
+                       if src.gaussians is full_set and proxy is not None else src
+                       for src in sources]
         mode = cmp.mode if len(sources) > 1 else "single"
         cams = pane_cameras(mode, camera)
         t = {"mode": mode, "divider": cmp.divider, "labels": [s.label for s in sources]}
         t.update(tag or {})
-        return FrameRequest(seq, tuple(cams), tuple(sources), opts, full_res, view_camera, t)
+        return FrameRequest(seq, tuple(cams), tuple(sources), opts, full_res, view_camera, t,
+                            proxy=proxy is not None)
 
     # -- input: glfw callbacks (also called directly by tests) --------------------------------
     def _ui_wants_mouse(self) -> bool:
@@ -595,6 +610,7 @@ class ViewerApp:
         # a new ModelState: the adaptation re-attaches to the set on the GPU
         s.model = dataclass_replace(s.model, gaussians=s.model.gaussians.to(self.device))
         self.adaptation.device = self.device
+        self.proxy.moved(s.model.gaussians, s.model.path, self.device)
         self.worker.keep_on_device = self.presenter.interop_possible
         s.render.backend = self.backend
         s.ui.status = f"rendering on the GPU ({why})"
@@ -605,8 +621,11 @@ class ViewerApp:
     def _poll_loader(self) -> None:
         res = self.loader.poll()
         if res is None:
+            if self.loader.busy():
+                self.state.ui.loading_phase = self.loader.phase
             return
         self.state.ui.loading = ""
+        self.state.ui.loading_phase = ""
         if res.error:
             self.show_error(f"Could not open {Path(res.source).name}", res.error)
             return
@@ -631,6 +650,7 @@ class ViewerApp:
         self.set_antialias(model.antialias)  # drawn as its file's tag asks; the panel overrides
         s.scale = None
         self._set_scale_fn(model, res.scale_fn)
+        self.proxy.start(model.gaussians, model.path, self.device)
         if model.path is not None:
             s.ui.recent = push_recent(s.ui.recent, model.path)
             try:
@@ -734,12 +754,14 @@ class ViewerApp:
                 s.compare.mode if s.compare.mode != "single" else s.compare.shown,
                 id(s.model.gaussians), None if custom is None else id(custom), scale)
 
-    def _moving_scale(self) -> float:
-        """Render-size factor while the camera moves (CPU path only, else 1)."""
+    def _moving_scale(self, proxy: bool = False) -> float:
+        """Render-size factor while the camera moves (CPU path only, else 1), from the
+        last full-size frame of what is drawn (the full set, or the proxy)."""
         r = self.state.render
         if not r.adaptive_resolution or self.worker.keep_on_device:
             return 1.0
-        ms = self.worker.full_ms.get(self._shown.backend if self._shown else "", None)
+        backend = self._shown.backend if self._shown else ""
+        ms = self.worker.full_ms.get(timing_key(backend, proxy), None)
         if ms is None or ms <= MOVING_TARGET_MS:
             return 1.0
         return max(MIN_MOVING_SCALE, math.sqrt(MOVING_TARGET_MS / ms))
@@ -753,14 +775,16 @@ class ViewerApp:
         if not changed and (self._last_request_full or not still):
             return
         view = self.view_camera()
-        f = 1.0 if still else self._moving_scale()
+        # Moving on a large model: its navigation proxy, once built (adapt.proxy).
+        proxy = None if still else self.proxy.get(self.state.model.gaussians)
+        f = 1.0 if still else self._moving_scale(proxy is not None)
         full = f >= 1.0
         cam = view if full else view.scaled(f)
         self._seq += 1
-        self.worker.request(self.build_request(cam, full, self._seq, view))
+        self.worker.request(self.build_request(cam, full, self._seq, view, proxy=proxy))
         self._last_view_seq = self._seq
         self._last_key = key
-        self._last_request_full = full
+        self._last_request_full = full and proxy is None
 
     def _show_newest(self) -> bool:
         frame = self.worker.latest()
@@ -789,6 +813,7 @@ class ViewerApp:
             self.worker.keep_on_device = False  # host copies on the render thread from now
         st.render_size = (frame.request.cameras[0].width, frame.request.cameras[0].height)
         st.full_res = frame.request.full_res
+        st.drawn_set = "proxy" if frame.request.proxy else "full"
         st.frames_shown += 1
         return True
 
@@ -800,6 +825,7 @@ class ViewerApp:
     def frame_is_current(self) -> bool:
         """Whether the frame on screen is the full-resolution render of the current view."""
         return (self._shown is not None and self._shown.request.full_res
+                and not self._shown.request.proxy
                 and self._last_key == self._view_key() and self._last_request_full
                 and self._shown_seq == self._last_view_seq)
 

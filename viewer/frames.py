@@ -49,6 +49,8 @@ class FrameRequest:
         full_res: False while the camera moves on the CPU path (reduced resolution).
         view_camera: the full-resolution view, for the zoom readout.
         tag: anything the caller wants back with the frame (mode, divider, ...).
+        proxy: the sources draw the model's navigation proxy (adapt.proxy), not the
+            full set: a moving view's frame, never the final one.
     """
 
     seq: int
@@ -58,6 +60,7 @@ class FrameRequest:
     full_res: bool = True
     view_camera: Camera | None = None
     tag: dict = field(default_factory=dict)
+    proxy: bool = False
 
 
 @dataclass
@@ -91,6 +94,12 @@ class Frame:
             if isinstance(pane, tuple):
                 self.panes[i] = to_bgra8(*pane)
         return self.panes
+
+
+def timing_key(backend: str, proxy: bool) -> str:
+    """RenderWorker.full_ms's key: full-size frames of the full set and of the proxy are
+    timed apart (the proxy's decide the resolution while moving)."""
+    return f"{backend}/proxy" if proxy else backend
 
 
 def to_bgra8(result, output: str) -> torch.Tensor | np.ndarray:
@@ -216,7 +225,8 @@ class RenderWorker:
         self._scale_key = None
         self.scale: float | None = None
         self.scale_error: str | None = None
-        self.full_ms: dict[str, float] = {}  # backend -> last full-resolution render time
+        # timing_key(backend, proxy) -> last full-resolution render time
+        self.full_ms: dict[str, float] = {}
         self._thread = threading.Thread(target=self._run, name="mipview-render", daemon=True)
         self._thread.start()
 
@@ -317,7 +327,7 @@ class RenderWorker:
             with torch.no_grad():
                 frame = render_panes(req, keep)
             if req.full_res and frame.backend:
-                self.full_ms[frame.backend] = frame.render_ms
+                self.full_ms[timing_key(frame.backend, req.proxy)] = frame.render_ms
             return frame
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()  # the failed frame's cached blocks go back to the GPU

@@ -35,11 +35,12 @@ def demo_model() -> ModelState:
               f"{d.base_cameras[0].width}x{d.base_cameras[0].height}"])
 
 
-def file_model(path: str | Path) -> ModelState:
-    """A model file (and its cameras.json when found). Raises render.io.GaussianFileError."""
+def file_model(path: str | Path, progress=None) -> ModelState:
+    """A model file (and its cameras.json when found). Raises render.io.GaussianFileError.
+    `progress(fraction)`: see render.io.load_model."""
     from render.io import load_model
 
-    lm = load_model(path)
+    lm = load_model(path, progress=progress)
     cams = [rec.camera for rec in lm.cameras] if lm.cameras else []
     names = [rec.name or f"camera {rec.id}" for rec in lm.cameras] if lm.cameras else []
     up = up_from_cameras([camera_rotation(c) for c in cams])
@@ -110,12 +111,14 @@ class ModelLoader:
         self._result: LoadResult | None = None
         self._thread: threading.Thread | None = None
         self.loading: str = ""
+        self.phase: str = ""  # what the load is doing now, for the window ("reading 40%")
 
     def start(self, path: str | Path | None, device, up_hint) -> bool:
         """Begin loading `path` (None = the demo scene); False if a load is running."""
         if self._thread is not None and self._thread.is_alive():
             return False
         self.loading = "demo scene" if path is None else str(path)
+        self.phase = "starting"
         self._thread = threading.Thread(target=self._load, args=(path, device, up_hint),
                                         name="mipview-load", daemon=True)
         self._thread.start()
@@ -124,13 +127,15 @@ class ModelLoader:
     def _load(self, path, device, up_hint) -> None:
         source = "demo scene" if path is None else str(path)
         try:
-            model = demo_model() if path is None else file_model(path)
+            model = demo_model() if path is None else file_model(path, self._reading)
+            self.phase = "moving to the device"
             model.gaussians = model.gaussians.to(device)
             up = model.up if model.up is not None else up_hint
             if model.up is None and model.up_guess is not None:
                 from viewer.controls import UP_CHOICES
 
                 up = UP_CHOICES[model.up_guess]
+            self.phase = "preparing the zoom readout"
             try:
                 fn = scale_function(model, up)
             except Exception:  # no readout is better than no model
@@ -141,6 +146,9 @@ class ModelLoader:
             res = LoadResult(source, error=f"{type(exc).__name__}: {exc}")
         with self._lock:
             self._result = res
+
+    def _reading(self, fraction: float) -> None:
+        self.phase = f"reading {100 * fraction:.0f}%" if fraction < 1 else "checking values"
 
     def poll(self) -> LoadResult | None:
         """The finished load, once; None while loading or idle."""

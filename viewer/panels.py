@@ -133,7 +133,7 @@ def draw_menu_bar(app) -> Box | None:
     # The zoom readout, always visible at the right end of the menu bar.
     text = s.ui.readout_shown = zoom_readout(s)
     if s.ui.loading:
-        text = f"loading {Path(s.ui.loading).name}...   " + text
+        text = f"{loading_text(s.ui)}   " + text
     w = imgui.calc_text_size(text).x
     imgui.same_line(imgui.get_window_width() - w - 12)
     imgui.text(text)
@@ -192,7 +192,7 @@ def draw_side_panel(app) -> Box | None:
     if visible:
         imgui.text_wrapped(s.model.name)
         if s.ui.loading:
-            imgui.text_colored(_GREEN, f"loading {Path(s.ui.loading).name} ...")
+            imgui.text_colored(_GREEN, loading_text(s.ui))
         if imgui.collapsing_header("Model"):
             draw_model_section(app)
         if imgui.collapsing_header("Render", imgui.TreeNodeFlags_.default_open):
@@ -206,7 +206,7 @@ def draw_side_panel(app) -> Box | None:
 
             draw_adapt_section(app)
         if imgui.collapsing_header("Stats", imgui.TreeNodeFlags_.default_open):
-            draw_stats_section(s)
+            draw_stats_section(s, app.proxy.status)
         if imgui.collapsing_header("Screenshot"):
             draw_screenshot_section(app)
         if imgui.collapsing_header("Training cameras"):
@@ -321,7 +321,25 @@ def draw_compare_section(app) -> None:
         cmp.set_source_b(None)
 
 
-def draw_stats_section(s) -> None:
+def loading_text(ui) -> str:
+    """The progress line of a model loading in the background (the current one stays
+    drawn until the new one is ready)."""
+    phase = f" ({ui.loading_phase})" if ui.loading_phase else ""
+    return f"loading {Path(ui.loading).name}{phase} ..."
+
+
+def drawn_set_line(drawn_set: str, proxy) -> str:
+    """The stats line saying which set is drawn (proxy / full) and the proxy's state."""
+    line = f"set drawn: {drawn_set}"
+    if proxy is None or proxy.state == "none":
+        return line
+    if proxy.state == "ready":
+        return line + (f"  (proxy {proxy.gaussians:,}, {proxy.origin} "
+                       f"in {proxy.seconds:.1f} s)")
+    return line + f"  (proxy {proxy.state}{': ' + proxy.error if proxy.error else ''})"
+
+
+def draw_stats_section(s, proxy_status=None) -> None:
     st = s.stats
     # Frames are drawn on demand (input, new renders), so the drawn rate drops when
     # nothing happens; the time per drawn frame says how fast the UI can go.
@@ -334,6 +352,7 @@ def draw_stats_section(s) -> None:
     imgui.text(f"render size {size}" + ("" if st.full_res else "  (moving: reduced)"))
     drawn = " + ".join(f"{n:,}" for n in st.n_drawn) or "-"
     imgui.text(f"Gaussians drawn {drawn} of {len(s.model.gaussians):,}")
+    imgui.text(drawn_set_line(st.drawn_set, proxy_status))
     imgui.text(st.memory)
     imgui.text(f"frame path: {st.frame_path}")
     imgui.text_colored(_GREY, f"  {st.frame_path_reason}")

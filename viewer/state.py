@@ -133,6 +133,7 @@ class Stats:
     memory: str = ""
     render_size: tuple[int, int] = (0, 0)
     full_res: bool = True
+    drawn_set: str = "full"  # "proxy" while moving on a large model (adapt.proxy), or "full"
     render_error: str | None = None
 
 
@@ -166,6 +167,7 @@ class UiState:
     open_path: str = ""
     recent: list[str] = field(default_factory=list)
     loading: str = ""  # the file being loaded in the background, "" when none
+    loading_phase: str = ""  # what that load is doing ("reading 40%"), for the progress text
     status: str = ""
     readout_shown: str = ""  # the menu bar's zoom readout as ImGui last drew it
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import mmap
 import stat
 from pathlib import Path
 
@@ -39,6 +40,35 @@ def read_file_bytes(path: str | Path, what: str = "model file") -> bytes:
     if not data:
         raise GaussianFileError(path, f"the file is empty, not a {what}")
     return data
+
+
+# Files at least this big are memory-mapped rather than read: a 700 MB model is then
+# decoded straight from the page cache, without a 700 MB copy first.
+MAP_MIN_BYTES = 16 * 2**20
+
+
+def map_file_bytes(path: str | Path, what: str = "model file") -> bytes | mmap.mmap:
+    """The content of a regular file: a read-only memory map for big files, else bytes.
+
+    The same checks and errors as :func:`read_file_bytes`. A map supports what the
+    readers use of bytes (len, slicing, find, the buffer protocol for numpy).
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if not path.is_file() or size < MAP_MIN_BYTES:
+            return read_file_bytes(path, what)
+        with open(path, "rb") as f:
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except GaussianFileError:
+        raise
+    except FileNotFoundError:
+        raise GaussianFileError(path, "file not found") from None
+    except PermissionError:
+        raise GaussianFileError(path, "cannot read the file: permission denied") from None
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise GaussianFileError(path, f"cannot map the file: {reason}") from None
 
 
 def _dir_hint(folder: Path) -> str:

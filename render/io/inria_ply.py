@@ -18,6 +18,7 @@ of either endianness (the container is read by :mod:`render.io.ply_format`).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from render.gaussians import Gaussians
 from render.io.atomic import atomic_write_bytes
 from render.io.errors import GaussianFileError
 from render.io.gaussian_arrays import GaussianArrays, gaussians_to_numpy
+from render.io.limits import available_memory
 from render.io.ply_format import PlyHeader, ply_bytes
 from render.io.splat_model import ply_comments_for
 
@@ -33,13 +35,14 @@ REQUIRED = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
             "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3")
 F_REST_DEGREE = {0: 0, 9: 1, 24: 2, 45: 3}
 _F_REST = re.compile(r"f_rest_(\d+)$")
+ASCII_BYTES_PER_VALUE = 72  # a bytes token (~45), its share of the joined text, a float64
+_BLOCK_ROWS = 8192  # rows decoded together: 8192 x 248 B (SH 3) = 2 MB, in L2
 
 
-def decode_inria(path: Path, header: PlyHeader,
-                 columns: dict[str, np.ndarray]) -> GaussianArrays:
-    """The Gaussians of an INRIA-layout `vertex` element, read as columns."""
+def inria_sh_coeffs(path: Path, header: PlyHeader, columns: dict[str, np.ndarray]) -> int:
+    """Check that the `vertex` columns are an INRIA layout; returns K, the SH coefficients
+    per colour channel (1, 4, 9 or 16)."""
     vertex = header.element("vertex")
-    n = vertex.count
     names = vertex.property_names
     missing = [p for p in REQUIRED if p not in columns]
     if missing:
@@ -58,27 +61,78 @@ def decode_inria(path: Path, header: PlyHeader,
         raise GaussianFileError(
             path, f"f_rest_* properties are not numbered 0..{m - 1}"
             + (f" (f_rest_{gap[0]} is missing)" if gap else ""))
+    return m // 3 + 1
 
-    def stack(props) -> np.ndarray:
-        out = np.empty((n, len(props)), dtype=np.float32)
-        with np.errstate(over="ignore", invalid="ignore"):  # float64 overflow -> inf, dropped
-            for j, p in enumerate(props):
-                out[:, j] = columns[p]
-        return out
 
-    k = m // 3 + 1
+def check_ascii_memory(path: Path, header: PlyHeader, body_bytes: int) -> None:
+    """need_memory for an ASCII INRIA .ply before its text is parsed (the parse holds
+    every value as a token and a float64 first: ~ASCII_BYTES_PER_VALUE bytes a value).
+    A count the body's `body_bytes` cannot hold is left to the reader's size check, whose
+    error (a truncated or inconsistent file) is the truer one."""
+    vertex = header.element("vertex")
+    if vertex.count * len(vertex.properties) > body_bytes // 2 + 1:
+        return
+    n_rest = sum(1 for p in vertex.property_names if _F_REST.match(p))
+    k = n_rest // 3 + 1 if n_rest in F_REST_DEGREE else 1
+    need_memory(path, vertex.count, k,
+                extra=vertex.count * len(vertex.properties) * ASCII_BYTES_PER_VALUE)
+
+
+def decode_inria(path: Path, header: PlyHeader, columns: dict[str, np.ndarray],
+                 done_rows: Callable[[int], None] | None = None) -> GaussianArrays:
+    """The Gaussians of an INRIA-layout `vertex` element, read as columns.
+
+    `done_rows(r)`, when given, is called once rows [0, r) are decoded (a memory-mapped
+    file releases those pages then, so the file and the arrays are not both resident).
+    """
+    n = header.element("vertex").count
+    k = inria_sh_coeffs(path, header, columns)
+    need_memory(path, n, k)
+    means = np.empty((n, 3), dtype=np.float32)
+    quats = np.empty((n, 4), dtype=np.float32)
+    log_scales = np.empty((n, 3), dtype=np.float32)
+    opacity = np.empty(n, dtype=np.float32)
     sh = np.empty((n, k, 3), dtype=np.float32)
-    sh[:, 0, :] = stack(["f_dc_0", "f_dc_1", "f_dc_2"])
-    if m:
-        rest = stack([f"f_rest_{i}" for i in range(m)])  # [N, 3*(K-1)], channel-major
-        sh[:, 1:, :] = rest.reshape(n, 3, k - 1).transpose(0, 2, 1)
-    return GaussianArrays(
-        means=stack(["x", "y", "z"]),
-        quats=stack(["rot_0", "rot_1", "rot_2", "rot_3"]),
-        log_scales=stack(["scale_0", "scale_1", "scale_2"]),
-        opacity_logits=stack(["opacity"])[:, 0],
-        sh=sh,
+    targets = (  # (output column view maker, property names)
+        (lambda s, e: means[s:e], ("x", "y", "z")),
+        (lambda s, e: quats[s:e], ("rot_0", "rot_1", "rot_2", "rot_3")),
+        (lambda s, e: log_scales[s:e], ("scale_0", "scale_1", "scale_2")),
+        (lambda s, e: opacity[s:e, None], ("opacity",)),
+        (lambda s, e: sh[s:e, 0, :], ("f_dc_0", "f_dc_1", "f_dc_2")),
     )
+    # f_rest is channel-major in the file: sh[:, 1 + i, c] = f_rest_{c*(K-1) + i}
+    rest = [(1 + i, c, f"f_rest_{c * (k - 1) + i}") for c in range(3) for i in range(k - 1)]
+    # Row blocks that stay in cache: each block of the file is read from memory once,
+    # however many columns are taken from it (column-at-a-time reads it 60 times).
+    with np.errstate(over="ignore", invalid="ignore"):  # float64 overflow -> inf, dropped
+        for s in range(0, n, _BLOCK_ROWS):
+            e = min(n, s + _BLOCK_ROWS)
+            for view, props in targets:
+                out = view(s, e)
+                for j, prop in enumerate(props):
+                    out[:, j] = columns[prop][s:e]
+            for i, c, prop in rest:
+                sh[s:e, i, c] = columns[prop][s:e]
+            if done_rows is not None:
+                done_rows(e)
+    return GaussianArrays(means=means, quats=quats, log_scales=log_scales,
+                          opacity_logits=opacity, sh=sh)
+
+
+def need_memory(path: Path, n: int, k: int, extra: int = 0) -> None:
+    """Refuse, before allocating, a set whose float32 arrays (and `extra` bytes of
+    reading) do not fit in free memory.
+
+    The decoded arrays take (3 + 4 + 3 + 1 + 3K) * 4 bytes a Gaussian; the check runs
+    before any of them exists, so the caller's current model is untouched.
+    """
+    need = n * (11 + 3 * k) * 4 + extra
+    free = available_memory()
+    if need > free:
+        raise GaussianFileError(
+            path, f"too big for this machine's memory: {n:,} Gaussians at SH degree "
+            f"{F_REST_DEGREE[3 * (k - 1)]} need {need / 2**30:.2f} GiB, "
+            f"only {free / 2**30:.2f} GiB is available")
 
 
 def inria_property_names(sh_degree: int) -> list[str]:

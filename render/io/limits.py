@@ -67,9 +67,14 @@ class LimitError(ValueError):
 # ---------------------------------------------------------------------------------------
 # Memory
 # ---------------------------------------------------------------------------------------
+# A test (or a user on a shared machine) can lower the memory ceiling: bytes, e.g. "2e9".
+MEMORY_LIMIT_ENV = "MIPVIEW_MEMORY_LIMIT"
+
+
 def available_memory() -> int:
     """Bytes the process can still allocate: MemAvailable of /proc/meminfo, capped by a
-    cgroup memory limit when one is set; without /proc, the physical memory."""
+    cgroup memory limit when one is set and by $MIPVIEW_MEMORY_LIMIT; without /proc, the
+    physical memory."""
     avail = None
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
@@ -92,6 +97,12 @@ def available_memory() -> int:
         if text.isdigit() and int(text) < (1 << 60):
             used = _cgroup_used(cg)
             avail = min(avail, max(0, int(text) - used))
+    cap = os.environ.get(MEMORY_LIMIT_ENV)
+    if cap:
+        try:
+            avail = min(avail, int(float(cap)))
+        except ValueError:
+            pass
     return int(avail)
 
 

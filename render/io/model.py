@@ -13,6 +13,8 @@ Every format's anti-aliasing tag (see :mod:`render.io.splat_model`) is read into
 
 from __future__ import annotations
 
+import mmap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +22,9 @@ from render.gaussians import Gaussians
 from render.io.cameras_json import CameraRecord, find_cameras_json, load_inria_cameras
 from render.io.compressed_ply import compressed_elements, decode_compressed, is_compressed_layout
 from render.io.errors import GaussianFileError
-from render.io.files import read_file_bytes
+from render.io.files import map_file_bytes
 from render.io.gaussian_arrays import GaussianArrays, to_gaussians
-from render.io.inria_ply import decode_inria
+from render.io.inria_ply import check_ascii_memory, decode_inria
 from render.io.ply_format import is_ply, parse_header, read_elements
 from render.io.sog import META_NAME, is_sog_meta, is_sog_zip, read_sog
 from render.io.splat import RECORD, decode_splat, splat_plausibility
@@ -69,22 +71,50 @@ class LoadedModel:
     def summary(self) -> dict:
         """A JSON-ready description (what `mipview info` prints)."""
         g = self.gaussians
-        lo, hi = g.bounds()
-        return {
-            "path": str(self.path),
-            "format": self.format,
-            "gaussians": len(g),
-            "sh_degree": g.sh_degree,
-            "model": self.splat_model,
-            "antialias": self.antialias,
-            "bounds": {"min": [float(v) for v in lo], "max": [float(v) for v in hi]},
-            "extent": g.extent(),
-            "training_cameras": None if self.cameras is None else {
-                "count": len(self.cameras), "path": str(self.cameras_path)},
-            "n_dropped": self.n_dropped,
-            "n_zero_quats": self.n_zero_quats,
-            "warnings": list(self.warnings),
-        }
+        return summary_dict(self.path, self.format, g.means, g.sh_degree, self.cameras,
+                            self.cameras_path, self.n_dropped, self.n_zero_quats,
+                            self.warnings, self.splat_model)
+
+
+def summary_dict(path: Path, fmt: str, means, sh_degree: int, cameras, cameras_path,
+                 n_dropped: int, n_zero_quats: int, warnings: list[str],
+                 splat_model: str = "default") -> dict:
+    """The fields of `LoadedModel.summary` from what they are computed from
+    (`means`: the kept Gaussians' centres, a [N, 3] float32 tensor)."""
+    from render.gaussians import Gaussians  # bounds and extent, as the set computes them
+
+    n = means.shape[0]
+    g = Gaussians(means, means.new_empty((n, 4)), means.new_empty((n, 3)),
+                  means.new_empty(n), means.new_empty((n, 1, 3)))
+    lo, hi = g.bounds()
+    return {
+        "path": str(path),
+        "format": fmt,
+        "gaussians": n,
+        "sh_degree": sh_degree,
+        "model": splat_model,
+        "antialias": antialias_for(splat_model),
+        "bounds": {"min": [float(v) for v in lo], "max": [float(v) for v in hi]},
+        "extent": g.extent(),
+        "training_cameras": None if cameras is None else {
+            "count": len(cameras), "path": str(cameras_path)},
+        "n_dropped": n_dropped,
+        "n_zero_quats": n_zero_quats,
+        "warnings": list(warnings),
+    }
+
+
+def load_warnings(n_dropped: int, n_zero_quats: int, splat_model: str = "default"
+                  ) -> list[str]:
+    """What loading changed, or how the model will be drawn, that the user should know."""
+    out = []
+    if n_dropped:
+        out.append(f"{n_dropped} Gaussians with NaN, infinite or absurd values were dropped")
+    if n_zero_quats:
+        out.append(f"{n_zero_quats} Gaussians had an all-zero rotation; read as the identity")
+    if splat_model == "2dgs":
+        out.append("the file is tagged 2dgs (surfels); drawn as flat 3D Gaussians")
+    return out
 
 
 def detect_format(path: Path, data: bytes) -> str:
@@ -115,8 +145,10 @@ def _detect_headerless(path: Path, data: bytes) -> str:
         "not .splat records (a .ply, .compressed.ply, .splat, .spz or .sog is expected)")
 
 
-def decode(path: Path, data: bytes) -> tuple[str, GaussianArrays, str]:
-    """(format, raw arrays, anti-aliasing tag) of a file's bytes."""
+def decode(path: Path, data: bytes, progress: Callable[[float], None] | None = None
+           ) -> tuple[str, GaussianArrays, str]:
+    """(format, raw arrays, anti-aliasing tag) of a file's bytes; `progress(fraction)` is
+    called as an INRIA .ply's rows are decoded."""
     if not is_ply(data):
         if is_spz(data):
             return ("spz", *decode_spz(path, data))
@@ -132,8 +164,38 @@ def decode(path: Path, data: bytes) -> tuple[str, GaussianArrays, str]:
         names = ", ".join(e.name for e in header.elements) or "none"
         raise GaussianFileError(
             path, f"the PLY has no 'vertex' element holding Gaussians (elements: {names})")
+    if header.format == "ascii":
+        check_ascii_memory(path, header, len(data) - header.data_offset)
     columns = read_elements(path, header, data, ["vertex"])["vertex"]
-    return "inria_ply", decode_inria(path, header, columns), tag
+    release = _page_release(header, data)
+    n = max(1, header.element("vertex").count)
+
+    def done_rows(rows: int) -> None:
+        if release is not None:
+            release(rows)
+        if progress is not None:
+            progress(rows / n)
+
+    return "inria_ply", decode_inria(path, header, columns, done_rows), tag
+
+
+def _page_release(header, data):
+    """For a memory-mapped binary file whose vertex element comes first: a callback that
+    drops the decoded rows' pages from the process (they stay in the page cache)."""
+    vertex = header.element("vertex")
+    if not isinstance(data, mmap.mmap) or header.format == "ascii" \
+            or header.elements[0] is not vertex or not hasattr(mmap, "MADV_DONTNEED"):
+        return None
+    row = vertex.row_bytes()
+    released = [0]
+
+    def release(rows: int) -> None:
+        end = (header.data_offset + rows * row) // mmap.PAGESIZE * mmap.PAGESIZE
+        if end > released[0]:
+            data.madvise(mmap.MADV_DONTNEED, released[0], end - released[0])
+            released[0] = end
+
+    return release
 
 
 def model_file(path: Path) -> Path:
@@ -143,23 +205,25 @@ def model_file(path: Path) -> Path:
     return path
 
 
-def load_model(path: str | Path, find_cameras: bool = True) -> LoadedModel:
+def load_model(path: str | Path, find_cameras: bool = True,
+               progress: Callable[[float], None] | None = None) -> LoadedModel:
     """Load a Gaussian-splat model file (INRIA .ply, compressed .ply, .splat, .spz, or
     SOG: a .sog zip, a meta.json or the folder holding one).
 
     Rows with NaN/Inf values are dropped (counted in `n_dropped`); quaternions are
-    made unit length. With `find_cameras`, a cameras.json beside the file or in the
-    INRIA output folder above it is loaded too; one that cannot be read becomes a
-    warning, not an error, since the model itself is fine.
+    made unit length. `progress(fraction of the rows decoded)` is called along the way
+    for an INRIA .ply (from the loading thread). With `find_cameras`, a cameras.json
+    beside the file or in the INRIA output folder above it is loaded too; one that cannot
+    be read becomes a warning, not an error, since the model itself is fine.
 
     Raises:
         GaussianFileError: for every file that cannot be loaded, naming the file and
             the problem; no other exception escapes.
     """
     path = model_file(Path(path))
-    data = read_file_bytes(path, what="model file")
+    data = map_file_bytes(path, what="model file")
     try:
-        fmt, arrays, tag = decode(path, data)
+        fmt, arrays, tag = decode(path, data, progress)
         clean = to_gaussians(path, arrays)
     except GaussianFileError:
         raise
@@ -170,20 +234,21 @@ def load_model(path: str | Path, find_cameras: bool = True) -> LoadedModel:
             path, f"internal error while reading ({type(e).__name__}: {e})") from e
     model = LoadedModel(clean.gaussians, path, fmt, clean.n_dropped, None, None,
                         clean.n_zero_quats, splat_model=tag)
-    if clean.n_dropped:
-        model.warnings.append(f"{clean.n_dropped} Gaussians with NaN, infinite or absurd "
-                              "values were dropped")
-    if clean.n_zero_quats:
-        model.warnings.append(
-            f"{clean.n_zero_quats} Gaussians had an all-zero rotation; read as the identity")
-    if tag == "2dgs":
-        model.warnings.append("the file is tagged 2dgs (surfels); drawn as flat 3D Gaussians")
+    model.warnings.extend(load_warnings(clean.n_dropped, clean.n_zero_quats, tag))
     if find_cameras:
-        cam_path = find_cameras_json(path)
-        if cam_path is not None:
-            try:
-                model.cameras = load_inria_cameras(cam_path)
-                model.cameras_path = cam_path
-            except GaussianFileError as e:
-                model.warnings.append(f"training cameras not loaded: {e}")
+        model.cameras, model.cameras_path, cam_warnings = model_cameras(path)
+        model.warnings.extend(cam_warnings)
     return model
+
+
+def model_cameras(path: Path) -> tuple[list[CameraRecord] | None, Path | None, list[str]]:
+    """(cameras, cameras.json path, warnings) for a model file: the training cameras
+    found beside it or in the INRIA output folder above it; one that cannot be read is a
+    warning, not an error."""
+    cam_path = find_cameras_json(path)
+    if cam_path is None:
+        return None, None, []
+    try:
+        return load_inria_cameras(cam_path), cam_path, []
+    except GaussianFileError as e:
+        return None, None, [f"training cameras not loaded: {e}"]

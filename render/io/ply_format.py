@@ -94,7 +94,8 @@ class PlyHeader:
 
 def is_ply(data: bytes) -> bool:
     """Whether the bytes start with the PLY magic line."""
-    return data.startswith(b"ply\n") or data.startswith(b"ply\r\n")
+    head = data[:5]  # a slice, so that a memory map works as well as bytes
+    return head.startswith(b"ply\n") or head.startswith(b"ply\r\n")
 
 
 def parse_header(path: Path, data: bytes) -> PlyHeader:

@@ -13,7 +13,8 @@ import argparse
 import json
 import sys
 
-from render.io import GaussianFileError, load_model
+from render.io import GaussianFileError
+from render.io.summary import model_summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,9 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        model = load_model(args.model, find_cameras=not args.no_cameras)
+        summary = model_summary(args.model, find_cameras=not args.no_cameras)
     except GaussianFileError as e:
         print(f"mipview info: {e}", file=sys.stderr)
         return 1
-    print(json.dumps(model.summary(), indent=2))
+    print(json.dumps(summary, indent=2))
     return 0
