@@ -11,8 +11,9 @@ about z by its own angle. Sizes: 1.2M = 8 blocks (1,167,616), 3M = 20, 6M = 40.
 For each size, two cameras (outside, everything in view; inside, at the middle of the
 grid looking along it, most Gaussians behind or beside it) at 1280x720 and 1920x1080:
 the display frame as the viewer draws it (RenderOptions(bgra8=True), no gradient),
-median ms, its split by stage (kernels as run on the rasterizer's threads, the sort),
-and peak memory. Prints ONE JSON object. Usage:
+median ms (wall, and CPU time of all threads: the machine may be shared), its split by
+stage (kernels as run on the rasterizer's threads, the sort), and peak memory. Prints
+ONE JSON object. Usage:
 
     python benchmarks/big_scene.py [--sizes 1.2M,3M,6M] [--repeats 5] [--code DIR]
 
@@ -144,6 +145,7 @@ class StageTimer:
         from render.rasterize import cpu, cpu_project
 
         self.ms: dict[str, float] = defaultdict(float)
+        self.cpu_ms: dict[str, float] = defaultdict(float)
         self._patched = []
         for mod in (cpu, cpu_project):
             self._wrap(mod, "run_chunks", lambda kernel, *a: kernel.__name__)
@@ -154,11 +156,13 @@ class StageTimer:
         orig = getattr(mod, name)
 
         def timed(*args, **kw):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 return orig(*args, **kw)
             finally:
                 self.ms[label(*args)] += (time.perf_counter() - t0) * 1e3
+                # CPU time of all the process's threads: robust to other programs' load
+                self.cpu_ms[label(*args)] += (time.process_time() - c0) * 1e3
 
         setattr(mod, name, timed)
         self._patched.append((mod, name, orig))
@@ -196,12 +200,14 @@ def time_view(g, cam, repeats: int) -> dict:
     reset_peak()
     with torch.no_grad():
         res = render(g, cam, opts)  # warm caches (and the pool)
-        frames = []
+        frames, frames_cpu = [], []
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             render(g, cam, opts)
             frames.append((time.perf_counter() - t0) * 1e3)
+            frames_cpu.append((time.process_time() - c0) * 1e3)
         stages: dict[str, list[float]] = defaultdict(list)
+        stages_cpu: dict[str, list[float]] = defaultdict(list)
         for _ in range(repeats):
             timer = StageTimer()
             t0 = time.perf_counter()
@@ -212,12 +218,16 @@ def time_view(g, cam, repeats: int) -> dict:
             total = (time.perf_counter() - t0) * 1e3
             for k, v in timer.ms.items():
                 stages[k].append(v)
+                stages_cpu[k].append(timer.cpu_ms[k])
             stages["other"].append(total - sum(timer.ms.values()))
     n = len(g)
     drawn = int(res.meta.get("n_drawn", 0))
     ms = statistics.median(frames)
     return {"frame_ms": round(ms, 1), "frame_min_ms": round(min(frames), 1),
+            "frame_cpu_ms": round(statistics.median(frames_cpu), 1),
             "stages_ms": {k: round(statistics.median(v), 1) for k, v in stages.items()},
+            "stages_cpu_ms": {k: round(statistics.median(v), 1) for k, v in
+                              stages_cpu.items()},
             "n_drawn": drawn, "n_culled": n - drawn,
             "tile_pairs": int(res.meta.get("n_tile_pairs", 0)),
             "peak_rss_mb": round(peak_rss_mb())}
