@@ -95,9 +95,9 @@ def test_binning_is_the_plain_paths_with_ties_in_depth():
 def _unculled_projection(g: Gaussians, cam: Camera, opts: RenderOptions) -> Projection:
     """The projection as before culling: every Gaussian's covariance and SH colour."""
     eps, compensate = opts.dilation()
-    with torch.no_grad():
+    with torch.no_grad():  # the autograd Function never culls
         outs = ProjectCPU.apply(g.means, g.quats, g.log_scales, g.opacity_logits,
-                                camera_array(cam), eps, compensate, False)
+                                camera_array(cam), eps, compensate)
     means2d, conics, depths, opacities, radii = outs
     colors = np.empty((len(g), 3), np.float32)
     run_chunks(sh_colors, 3, g.means.numpy(), g.sh.numpy(), cam.position.double().numpy(),
@@ -139,3 +139,23 @@ def test_culling_before_the_covariance_keeps_frames_and_gradients():
     assert torch.equal(drawn, vis)
     assert bool(params["means"].grad[~drawn].eq(0).all())
     assert int(params["means"].grad[drawn].ne(0).any(-1).sum()) > int(vis.sum()) // 2
+
+
+def test_display_frames_reusing_buffers_keep_each_result():
+    """Display frames reuse per-thread buffers: a frame after a larger and a smaller one
+    is the same as on its own, and what a result hands out (means2d, radii, the packed
+    colour) is not overwritten by the next frame."""
+    big, small = random_scene(13, n=2500, sh_degree=2), random_scene(14, n=400)
+    opts = RenderOptions(backend="cpu", bgra8=True)
+    cam = camera(64, 48)
+    with torch.no_grad():
+        first = render(small, cam, opts)
+        kept = (first.means2d.clone(), first.radii.clone(), first.bgra8_gl.clone())
+        render(big, camera(90, 70, shift=0.2), opts)
+        again = render(small, cam, opts)
+        plain = render(small, cam, opts.replace(bgra8=False))
+    assert torch.equal(first.means2d, kept[0]) and torch.equal(first.radii, kept[1])
+    assert torch.equal(first.bgra8_gl, kept[2])
+    assert torch.equal(again.bgra8_gl, kept[2])
+    rgb8 = again.bgra8_gl.flip(0)[..., [2, 1, 0]].float()
+    assert float((rgb8 - plain.rgb.clamp(0, 1) * 255).abs().max()) <= 1.0
