@@ -17,7 +17,7 @@ from torch import Tensor
 
 from render.rasterize import cpu_kernels as K
 from render.rasterize.cpu_project import numpy_f32
-from render.rasterize.cpu_sort import SCRATCH, radix_sort_pairs
+from render.rasterize.cpu_sort import SCRATCH, aligned_empty, radix_sort_pairs
 from render.rasterize.cpu_threads import GAUSSIAN_CHUNKS, TILE_CHUNKS, chunk_count, run_chunks
 from render.rasterize.types import Projection
 
@@ -58,23 +58,23 @@ def _bin(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     chunks = chunk_count(GAUSSIAN_CHUNKS)
     sc = SCRATCH
     rec_u = sc.get("rec_u", m, (K.REC_COLS,), np.float32)
-    box_u = sc.get("box_u", m, (4,), np.int32)
+    rec_u_i32 = rec_u.view(np.int32)
     rows_u = sc.get("rows_u", m, (), np.int64)
     keys = [sc.get(f"keys{i}", m, (), np.uint32) for i in range(2)]
     idx = [sc.get(f"idx{i}", m, (), np.int32) for i in range(2)]
     d = numpy_f32(depths)
     arrays = [numpy_f32(t) for t in (means2d, conics, opacities, colors)]
     run_chunks(K.prepare_keys, chunks, vis, *arrays, d, d.view(np.uint32), width, height,
-               rec_u, box_u, rows_u, keys[0], idx[0])
+               rec_u, rec_u_i32[:, K.BOX:K.BOX + 4], rows_u, keys[0], idx[0])
     perm = radix_sort_pairs(keys[0], idx[0], keys[1], idx[1], chunks, run_chunks)
     if reuse:
         rec = sc.get("rec", m, (K.REC_COLS,), np.float32)
         box = sc.get("box", m, (4,), np.int32)
     else:
-        rec = np.empty((m, K.REC_COLS), np.float32)
+        rec = aligned_empty((m, K.REC_COLS), np.float32)
         box = np.empty((m, 4), np.int32)
     n_rows = sc.get("rows", m, (), np.int64)
-    run_chunks(K.permute_rows, chunks, perm, rec_u, box_u, rows_u, rec, box, n_rows)
+    run_chunks(K.permute_rows, chunks, perm, rec_u, rec_u_i32, rec, box, n_rows)
     order = None if reuse else vis[perm]  # the display frame does not need it
     tiles_x = (width + K.TILE - 1) // K.TILE
     tiles_y = (height + K.TILE - 1) // K.TILE

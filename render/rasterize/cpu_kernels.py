@@ -53,6 +53,7 @@ T_MIN = np.float32(1e-4)
 # Columns of rec [M, REC_COLS]
 MX, MY, CA, CB, CC, OP, SMAX, CR, CG, CBL, DZ = range(11)
 REC_COLS = 16
+BOX = 12  # spare columns 12-15: the box, as int32, while records are packed unsorted
 # Columns of the per-pair and per-Gaussian gradient rows [*, GRAD_COLS]
 G_MX, G_MY, G_CA, G_CB, G_CC, G_OP, G_R, G_G, G_B, G_Z, G_ABSX, G_ABSY = range(12)
 GRAD_COLS = 12
@@ -154,27 +155,30 @@ def prepare(order, means2d, conics, opacities, colors, depths, width, height, re
 
 @njit(**_JIT)
 def prepare_keys(vis, means2d, conics, opacities, colors, depths, depth_bits, width, height,
-                 rec, box, n_rows, keys, idx, ticket, n_chunks):
+                 rec, rec_box, n_rows, keys, idx, ticket, n_chunks):
     """As :func:`prepare` for the visible Gaussians vis [M] int64 in index order (reads
     the per-Gaussian arrays in memory order: one pass, no random access), and their sort
     keys: keys [M] uint32 (:func:`depth_key` of depth_bits [N] uint32, the depths' bits)
-    and idx [M] int32 = 0..M-1. :func:`permute_rows` then puts rec, box and n_rows in
-    depth order."""
+    and idx [M] int32 = 0..M-1. The box goes into the record's spare columns, rec_box =
+    rec viewed as int32 [:, BOX:BOX + 4] (n_rows [M] is scratch), so that
+    :func:`permute_rows` moves one cache line per Gaussian into depth order."""
     chunk = next_chunk(ticket)
     while chunk < n_chunks:
         i0, i1 = chunk_range(vis.shape[0], chunk, n_chunks)
         for i in range(i0, i1):
             g = vis[i]
-            _pack(i, g, means2d, conics, opacities, colors, depths, width, height, rec, box,
-                  n_rows)
+            _pack(i, g, means2d, conics, opacities, colors, depths, width, height, rec,
+                  rec_box, n_rows)
             keys[i] = depth_key(depth_bits[g])
             idx[i] = i
         chunk = next_chunk(ticket)
 
 
 @njit(**_JIT)
-def permute_rows(perm, rec_in, box_in, n_rows_in, rec, box, n_rows, ticket, n_chunks):
-    """rec[r] = rec_in[perm[r]] (and so box and n_rows): perm [M] int32."""
+def permute_rows(perm, rec_in, rec_in_i32, rec, box, n_rows, ticket, n_chunks):
+    """Records into depth order: rec[r] = rec_in[perm[r]] (perm [M] int32), box[r] from
+    the record's spare columns (rec_in_i32: rec_in viewed as int32, see
+    :func:`prepare_keys`) and n_rows[r] from the box, as :func:`prepare` sets it."""
     cols = rec.shape[1]
     chunk = next_chunk(ticket)
     while chunk < n_chunks:
@@ -183,9 +187,14 @@ def permute_rows(perm, rec_in, box_in, n_rows_in, rec, box, n_rows, ticket, n_ch
             i = perm[r]
             for k in range(cols):
                 rec[r, k] = rec_in[i, k]
-            for k in range(4):
-                box[r, k] = box_in[i, k]
-            n_rows[r] = n_rows_in[i]
+            x0, x1 = rec_in_i32[i, BOX], rec_in_i32[i, BOX + 1]
+            y0, y1 = rec_in_i32[i, BOX + 2], rec_in_i32[i, BOX + 3]
+            box[r, 0] = x0
+            box[r, 1] = x1
+            box[r, 2] = y0
+            box[r, 3] = y1
+            n_rows[r] = np.int64(y1) // TILE - np.int64(y0) // TILE + 1 if (
+                x0 <= x1 and y0 <= y1) else 0
         chunk = next_chunk(ticket)
 
 

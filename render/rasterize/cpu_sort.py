@@ -95,9 +95,19 @@ class Scratch(threading.local):
         """A C-contiguous [rows, *tail] array of `dtype`, contents undefined."""
         buf = self.buffers.get(name)
         if buf is None or buf.shape[0] < rows or buf.shape[1:] != tail or buf.dtype != dtype:
-            buf = np.empty((max(rows, 1), *tail), dtype)
+            buf = aligned_empty((max(rows, 1), *tail), dtype)
             self.buffers[name] = buf
         return buf[:rows]
+
+
+def aligned_empty(shape: tuple[int, ...], dtype, align: int = 64) -> np.ndarray:
+    """np.empty whose data starts on an `align`-byte boundary: a 64-byte record row then
+    sits in one cache line (malloc gives 16-byte alignment: most rows would span two)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + align, np.uint8)
+    skip = -raw.ctypes.data % align
+    return raw[skip:skip + nbytes].view(dtype).reshape(shape)
 
 
 SCRATCH = Scratch()
