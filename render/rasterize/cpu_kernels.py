@@ -54,6 +54,7 @@ T_MIN = np.float32(1e-4)
 MX, MY, CA, CB, CC, OP, SMAX, CR, CG, CBL, DZ = range(11)
 REC_COLS = 16
 BOX = 12  # spare columns 12-15: the box, as int32, while records are packed unsorted
+PERMUTE_AHEAD = 16  # ranks between a record's prefetch and its move (permute_rows)
 # Columns of the per-pair and per-Gaussian gradient rows [*, GRAD_COLS]
 G_MX, G_MY, G_CA, G_CB, G_CC, G_OP, G_R, G_G, G_B, G_Z, G_ABSX, G_ABSY = range(12)
 GRAD_COLS = 12
@@ -184,6 +185,9 @@ def permute_rows(perm, rec_in, rec_in_i32, rec, box, n_rows, ticket, n_chunks):
     while chunk < n_chunks:
         r0, r1 = chunk_range(perm.shape[0], chunk, n_chunks)
         for r in range(r0, r1):
+            # The rows come in random order: ask for one PERMUTE_AHEAD ranks on now.
+            if r + PERMUTE_AHEAD < r1:
+                _prefetch_row(rec_in, np.intp(perm[r + PERMUTE_AHEAD]))
             i = perm[r]
             for k in range(cols):
                 rec[r, k] = rec_in[i, k]
