@@ -106,7 +106,7 @@ def test_numba_projection_matches_torch(aa):
     scale = want.conics[vis].abs().amax(-1, keepdim=True)
     assert float(((got.conics[vis] - want.conics[vis]).abs() / scale).max()) < 1e-4
     torch.testing.assert_close(got.opacities[vis], want.opacities[vis], rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(got.colors, want.colors)
+    torch.testing.assert_close(got.colors[vis], want.colors[vis])
 
 
 @pytest.mark.parametrize("degree,cap", [(0, None), (1, None), (2, None), (3, None), (3, 1)])
@@ -123,15 +123,22 @@ def test_numba_sh_colours_match_torch(degree, cap):
     g.means[0] = cam.position
     opts = RenderOptions(sh_degree=cap)
     with torch.no_grad():
-        got = project_cpu(g, cam, opts).colors
+        proj = project_cpu(g, cam, opts)
+        got, vis = proj.colors, proj.visible
         want = colors_from_sh(g, cam, opts)
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert 0 < int(vis.sum()) < len(g)
+    torch.testing.assert_close(got[vis], want[vis], rtol=1e-5, atol=1e-5)
+    # Culled Gaussians (the one at the camera centre among them) skip their SH: 0.
+    assert not bool(vis[0]) and bool((got[~vis] == 0).all())
     assert float(want.std()) > 0.1  # not all clamped to 0
-    # Large models take several chunks on several threads: the same colours.
+    # Large models take several chunks on several threads: the same colours; with every
+    # Gaussian counted in view, the one at the camera centre (no view direction) too.
     out = np.empty((len(g), 3), np.float32)
+    every = np.ones((len(g), 2), np.int32)
     run_chunks(sh_colors, 7, g.means.numpy(), g.sh.numpy(), cam.position.double().numpy(),
-               degree if cap is None else cap, out)
-    assert np.array_equal(out, got.numpy())
+               degree if cap is None else cap, every, out)
+    torch.testing.assert_close(torch.from_numpy(out), want, rtol=1e-5, atol=1e-5)
+    assert np.array_equal(out[vis.numpy()], got[vis].numpy())
 
 
 def test_numba_sh_colours_of_a_real_degree_3_model():
@@ -148,8 +155,11 @@ def test_numba_sh_colours_of_a_real_degree_3_model():
                          tuple(centre.tolist()), fov_y_deg=60.0, width=64, height=48)
     opts = RenderOptions()
     with torch.no_grad():
-        torch.testing.assert_close(project_cpu(g, cam, opts).colors,
-                                   colors_from_sh(g, cam, opts), rtol=1e-5, atol=1e-5)
+        proj = project_cpu(g, cam, opts)
+        vis = proj.visible
+        assert int(vis.sum()) > 100
+        torch.testing.assert_close(proj.colors[vis], colors_from_sh(g, cam, opts)[vis],
+                                   rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("aa", ["classic", "mip"])

@@ -228,7 +228,10 @@ def test_no_recompilation_across_calls():
         res.rgb.mean().backward()
         with torch.no_grad():
             render(g, camera(w, h), RenderOptions(backend="cpu", output=out))
-    for kernel in (cpu_kernels.prepare, cpu_kernels._offsets, cpu_kernels._count_tiles,
+    from render.rasterize import cpu_sort
+
+    for kernel in (cpu_kernels.prepare_keys, cpu_kernels.permute_rows, cpu_sort._histogram,
+                   cpu_sort._scatter, cpu_kernels._offsets, cpu_kernels._count_tiles,
                    cpu_kernels._fill_tiles,
                    cpu_kernels.forward, cpu_kernels.forward_extras, cpu_kernels.backward,
                    cpu_kernels.gather_grads):

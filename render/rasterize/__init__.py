@@ -98,7 +98,9 @@ def _render_projected(g: Gaussians, cam: Camera, options: RenderOptions, backend
     if backend == "cpu":
         from render.rasterize.cpu_project import project_cpu
 
-        proj = project_cpu(g, cam, options)
+        # A display frame is consumed before the thread's next: reuse its buffers.
+        display = options.bgra8 and options.output == "rgb"
+        proj = project_cpu(g, cam, options, reuse=display)
     else:
         proj = project(g, cam, options)
     bg = torch.tensor(options.background, dtype=torch.float32)

@@ -17,13 +17,17 @@ from torch import Tensor
 
 from render.rasterize import cpu_kernels as K
 from render.rasterize.cpu_project import numpy_f32
+from render.rasterize.cpu_sort import SCRATCH, aligned_empty, radix_sort_pairs
 from render.rasterize.cpu_threads import GAUSSIAN_CHUNKS, TILE_CHUNKS, chunk_count, run_chunks
 from render.rasterize.types import Projection
 
 
 def depth_order(visible: np.ndarray, depths: np.ndarray) -> np.ndarray:
     """Indices of the visible Gaussians front to back, equal depths in index order
-    (as the reference's stable argsort). visible [N] bool, depths [N] -> [M] int64"""
+    (as the reference's stable argsort). visible [N] bool, depths [N] -> [M] int64
+
+    numpy's sort on one thread: the plain form of the order that :func:`_bin` gets from
+    the threaded radix sort (tests hold the two equal)."""
     vis = np.flatnonzero(visible)
     d = np.ascontiguousarray(depths[vis], dtype=np.float32)
     if d.size and d.min() > 0.0:
@@ -43,17 +47,38 @@ class _State:
 
 
 def _bin(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
-         depths: Tensor, visible: np.ndarray, width: int, height: int):
+         depths: Tensor, visible: np.ndarray, width: int, height: int, reuse: bool = False):
     """Sort the visible Gaussians front to back and bin them into tiles (visible [N]
-    bool). Returns (order [M], rec [M, REC_COLS], box [M, 4], bins, tiles_x)."""
-    order = depth_order(visible, numpy_f32(depths))
-    m = order.shape[0]
-    rec = np.empty((m, K.REC_COLS), np.float32)
-    box = np.empty((m, 4), np.int32)
-    n_rows = np.empty(m, np.int64)
+    bool). Returns (order [M] int64, rec [M, REC_COLS], box [M, 4], bins, tiles_x).
+
+    The records are packed in index order (a pass in memory order), sorted by depth on
+    the threads (cpu_sort) and moved into depth order: the same ranks as
+    :func:`depth_order` gives. With `reuse`, rec and box are this thread's scratch
+    buffers (valid until its next frame), for a caller that keeps nothing.
+    """
+    vis = np.flatnonzero(visible)
+    m = vis.shape[0]
     chunks = chunk_count(GAUSSIAN_CHUNKS)
-    arrays = [numpy_f32(t) for t in (means2d, conics, opacities, colors, depths)]
-    run_chunks(K.prepare, chunks, order, *arrays, width, height, rec, box, n_rows)
+    sc = SCRATCH
+    rec_u = sc.get("rec_u", m, (K.REC_COLS,), np.float32)
+    rec_u_i32 = rec_u.view(np.int32)
+    rows_u = sc.get("rows_u", m, (), np.int64)
+    keys = [sc.get(f"keys{i}", m, (), np.uint32) for i in range(2)]
+    idx = [sc.get(f"idx{i}", m, (), np.int32) for i in range(2)]
+    d = numpy_f32(depths)
+    arrays = [numpy_f32(t) for t in (means2d, conics, opacities, colors)]
+    run_chunks(K.prepare_keys, chunks, vis, *arrays, d, d.view(np.uint32), width, height,
+               rec_u, rec_u_i32[:, K.BOX:K.BOX + 4], rows_u, keys[0], idx[0])
+    perm = radix_sort_pairs(keys[0], idx[0], keys[1], idx[1], chunks, run_chunks)
+    if reuse:
+        rec = sc.get("rec", m, (K.REC_COLS,), np.float32)
+        box = sc.get("box", m, (4,), np.int32)
+    else:
+        rec = aligned_empty((m, K.REC_COLS), np.float32)
+        box = np.empty((m, 4), np.int32)
+    n_rows = sc.get("rows", m, (), np.int64)
+    run_chunks(K.permute_rows, chunks, perm, rec_u, rec_u_i32, rec, box, n_rows)
+    order = None if reuse else vis[perm]  # the display frame does not need it
     tiles_x = (width + K.TILE - 1) // K.TILE
     tiles_y = (height + K.TILE - 1) // K.TILE
     bins = K.bin_tiles(rec, box, n_rows, tiles_x, tiles_y, chunks, run_chunks)
@@ -96,7 +121,7 @@ def _forward_bgra8(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: T
     """The colour alone, as a display uploads it (see RenderResult.bgra8_gl): BGRA uint8
     [H, W, 4], rows bottom first, and the stats."""
     _, rec, box, bins, tiles_x = _bin(means2d, conics, opacities, colors, depths, visible,
-                                      width, height)
+                                      width, height, reuse=True)
     packed = np.empty((height, width, 4), np.uint8)
     # The kernel stores a pixel's four bytes as one uint32 (little-endian: B, G, R, A).
     run_chunks(K.forward_bgra8, chunk_count(TILE_CHUNKS), rec, box, bins.tile_start,
