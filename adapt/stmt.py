@@ -82,6 +82,7 @@ def default_methods(sr_model: str | None = None) -> list[Method]:
         Method("3dgs", "3DGS (classic)", "classic"),
         Method("mip", "Mip-Splatting 2D filter", "mip"),
         Method("adaptive", "SA-GS-style adaptive", "adaptive"),
+        Method("blend", "Gaussian Blending", "blend"),
         Method("mipmap_train", "Mipmap-GS (train views)", "classic", "train"),
         Method("mipmap_test", "Mipmap-GS (test views)", "classic", "test"),
     ]
