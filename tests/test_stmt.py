@@ -40,7 +40,8 @@ def test_miniature_protocol_writes_a_complete_report(mini_report):
         assert (out / name).is_file(), name
     res = json.loads((out / "results.json").read_text())
     keys = [m["key"] for m in res["methods"]]
-    assert keys == ["3dgs", "mip", "adaptive", "mipmap_train", "mipmap_test", "pseudo_gt"]
+    assert keys == ["3dgs", "mip", "adaptive", "blend", "mipmap_train", "mipmap_test",
+                    "pseudo_gt"]
     cols = [(s["name"], t) for s in res["settings"] for t in s["test_scales"]]
     assert cols == [("zoom-out", 1 / 32), ("zoom-in", 1 / 16)]
     # one finite score per method and scale, PSNR per view for each scored view
@@ -120,7 +121,9 @@ def test_methods_render_with_their_own_dilation():
     assert stmt.method_options(m["adaptive"], 0.25).dilation()[0] == pytest.approx(0.3 / 16)
     assert stmt.method_options(m["adaptive"], 4.0).dilation()[0] == pytest.approx(0.3 * 16)
     assert stmt.method_options(m["mipmap_train"], 4.0).dilation() == (0.3, False)
-    assert len(stmt.default_methods("x.pth")) == 7
+    assert stmt.method_options(m["blend"], 0.25).dilation()[0] == pytest.approx(0.3 / 16)
+    assert stmt.method_options(m["blend"], 0.25).antialias == "blend"
+    assert len(stmt.default_methods("x.pth")) == 8
 
 
 def test_evenly_spreads_views():
