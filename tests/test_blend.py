@@ -120,15 +120,11 @@ def test_a_background_splat_beside_a_foreground_one_still_shows():
     assert (blend - truth).abs().max() < 0.5 * (classic - truth).abs().max()
 
 
-def test_blend_dilates_like_adaptive_and_refuses_gradients():
+def test_blend_dilates_like_adaptive():
     o = RenderOptions(antialias="blend", zoom=0.25)
     assert o.dilation() == (pytest.approx(0.3 / 16), False)
     with pytest.raises(ValueError, match="blend_window"):
         RenderOptions(antialias="blend", blend_window=0.0)
-    g = random_scene(1, n=20)
-    g.means.requires_grad_(True)
-    with pytest.raises(NotImplementedError, match="no backward"):
-        render(g, camera(16, 16), RenderOptions(antialias="blend", backend="cpu"))
 
 
 def test_cuda_backend_renders_blend_on_the_cpu(monkeypatch):
@@ -141,3 +137,20 @@ def test_cuda_backend_renders_blend_on_the_cpu(monkeypatch):
         ref = render(g, camera(16, 12), RenderOptions(antialias="blend", backend="cpu"))
     assert res.meta["backend"] == "cpu"
     assert torch.equal(res.rgb, ref.rgb)
+
+
+def test_gradients_flow_through_the_surrogate_and_the_image_is_blend():
+    g = random_scene(4, n=40)
+    cam = camera(20, 16)
+    opts = RenderOptions(antialias="blend", backend="cpu", absgrad=True)
+    with torch.no_grad():
+        plain = render(g, cam, opts).rgb
+    for t in (g.means, g.sh, g.opacity_logits, g.log_scales):
+        t.requires_grad_(True)
+    res = render(g, cam, opts)
+    # straight-through: the value is blend's (up to the rounding of s + (b - s))
+    assert torch.allclose(res.rgb.detach(), plain, atol=1e-5)
+    (res.rgb * torch.linspace(0, 1, 3)).sum().backward()
+    for t in (g.means, g.sh, g.opacity_logits, g.log_scales):
+        assert t.grad is not None and torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0
+    assert res.means2d.absgrad.shape == (40, 2)

@@ -109,7 +109,8 @@ def _render_projected(g: Gaussians, cam: Camera, options: RenderOptions, backend
             from render.rasterize.cpu_blend import rasterize_blend_cpu
 
             rgb, alpha, depth, stats = rasterize_blend_cpu(proj, cam.width, cam.height, bg,
-                                                           with_depth, options.blend_window)
+                                                           with_depth, options.blend_window,
+                                                           options.absgrad)
         else:
             from render.rasterize.reference_blend import rasterize_blend_reference
 

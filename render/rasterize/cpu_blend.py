@@ -38,7 +38,11 @@ Tiles and binning are the classic mode's (render/rasterize/cpu.py): a splat is b
 the footprint Sigma + BIN_WINDOW I, which holds any window the pixel's moves leave it
 (a window only shrinks from I / 12 or moves by a fraction of a pixel).
 
-There is no backward: finetuning under this mode is refused with a clear error.
+The backward is a surrogate (straight-through): the image is Gaussian Blending's, its
+gradient that of scalar blending with each splat's alpha integrated over the pixel window
+(the `cpu` classic kernels on Sigma + S0, opacity o sqrt(det Sigma / det(Sigma + S0))),
+which is the rule exactly for the first splat a pixel meets and ignores how the window
+then moves. Enough to finetune a level under this mode; not the exact adjoint.
 """
 
 from __future__ import annotations
@@ -195,19 +199,47 @@ def splat_covariances(conics: np.ndarray) -> np.ndarray:
 
 def rasterize_blend_cpu(proj: Projection, width: int, height: int, background: Tensor,
                         with_depth: bool = False, pixel_window: float = PIXEL_WINDOW,
-                        ) -> tuple[Tensor, Tensor, Tensor | None, dict]:
-    """Gaussian Blending of a projection with the numba kernel (forward only).
+                        absgrad: bool = False) -> tuple[Tensor, Tensor, Tensor | None, dict]:
+    """Gaussian Blending of a projection with the numba kernel; differentiable through the
+    straight-through surrogate (see the module docstring; absgrad as rasterize_cpu's).
 
     Returns rgb [H, W, 3], alpha [H, W, 1], depth [H, W, 1] or None, stats (as
     :func:`render.rasterize.cpu.rasterize_cpu`).
     """
+    inputs = (proj.means2d, proj.conics, proj.opacities, proj.colors, proj.depths)
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in inputs)):
+        return _blend_forward(proj, width, height, background, with_depth, pixel_window)
+    from render.rasterize.cpu import rasterize_cpu
+
+    rgb_s, alpha_s, depth_s, _ = rasterize_cpu(window_surrogate(proj, pixel_window), width,
+                                               height, background, with_depth, absgrad)
+    with torch.no_grad():
+        rgb, alpha, depth, stats = _blend_forward(proj, width, height, background, with_depth,
+                                                  pixel_window)
+    rgb = rgb_s + (rgb - rgb_s).detach()
+    alpha = alpha_s + (alpha - alpha_s).detach()
+    if with_depth:
+        depth = depth_s + (depth - depth_s).detach()
+    return rgb, alpha, depth, stats
+
+
+def window_surrogate(proj: Projection, pixel_window: float) -> Projection:
+    """The scalar-alpha stand-in the backward differentiates: each splat integrated over
+    the pixel window alone (conic of Sigma + w I, opacity o sqrt(det Sigma / det(Sigma +
+    w I))), in torch, in the graph. Same means2d tensor (absgrad lands on it)."""
+    a, b, c = proj.conics.unbind(-1)
+    det = torch.clamp_min(a * c - b * b, 1e-12)
+    sxx, sxy, syy = c / det + pixel_window, -b / det, a / det + pixel_window
+    det_c = torch.clamp_min(sxx * syy - sxy * sxy, 1e-12)
+    conics = torch.stack([syy / det_c, -sxy / det_c, sxx / det_c], -1)
+    opacities = proj.opacities * torch.rsqrt(det * det_c)
+    return Projection(proj.means2d, conics, proj.depths, proj.radii, opacities, proj.colors)
+
+
+def _blend_forward(proj: Projection, width: int, height: int, background: Tensor,
+                   with_depth: bool, pixel_window: float):
     from render.rasterize.cpu import _bin
 
-    inputs = (proj.means2d, proj.conics, proj.opacities, proj.colors, proj.depths)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-        raise NotImplementedError(
-            "antialias='blend' (Gaussian Blending) has no backward in mipview: render it "
-            "under torch.no_grad(), or finetune with another antialias mode")
     radii = proj.radii.numpy()
     visible = (radii[:, 0] > 0) & (radii[:, 1] > 0)
     cov = splat_covariances(numpy_f32(proj.conics))
