@@ -56,5 +56,5 @@ def test_small_run_writes_the_model_and_prints_a_json_summary(tmp_path, capsys):
     assert summary["gaussians_after"] == len(load_model(out).gaussians)
     assert summary["base_cameras"].startswith("virtual")
     assert summary["held_out_views"] > 0
-    assert set(summary["psnr"]) == {"vanilla", "mip", "adaptive", "adapted"}
+    assert set(summary["psnr"]) == {"vanilla", "mip", "adaptive", "blend", "adapted"}
     assert "finetune" in captured.err  # the progress bar
