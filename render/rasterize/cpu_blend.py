@@ -81,19 +81,23 @@ NF = 10
 
 
 @njit(inline="always", **_JIT)
-def blend_step(t, mx, my, sxx, sxy, syy, gx, gy, vxx, vxy, vyy, osd, amax):
-    """One splat against one transmittance window (all float32 scalars, pixels).
-
-    Window: mass t, mean (mx, my), covariance (sxx, sxy, syy). Splat: mean (gx, gy),
-    covariance (vxx, vxy, vyy), osd = opacity sqrt(det Sigma).
-    Returns (a, mean offset dx, dy of the remainder window, its covariance xx, xy, yy):
-    a = the splat's alpha averaged over the window (clamped to amax).
-    """
+def window_alpha(mx, my, sxx, sxy, syy, gx, gy, vxx, vxy, vyy, osd, amax, ec):
+    """The splat's alpha averaged over the window (clamped to amax) and what the update
+    reuses: (a, dx, dy, cxx, cxy, cyy, 1 / det C). Window mean (mx, my), covariance (sxx,
+    sxy, syy); splat mean (gx, gy), covariance (vxx, vxy, vyy), osd = o sqrt(det Sigma);
+    all float32, pixels. ec: cpu_kernels._exp_consts (the classic kernel's inline exp)."""
     cxx, cxy, cyy = vxx + sxx, vxy + sxy, vyy + syy
     inv = np.float32(1.0) / (cxx * cyy - cxy * cxy)
     dx, dy = gx - mx, gy - my
     q = (cyy * dx * dx - np.float32(2.0) * cxy * dx * dy + cxx * dy * dy) * inv
-    a = min(osd * math.sqrt(inv) * math.exp(np.float32(-0.5) * q), amax)
+    a = min(osd * math.sqrt(inv) * K._exp_neg(np.float32(0.5) * q, ec), amax)
+    return a, dx, dy, cxx, cxy, cyy, inv
+
+
+@njit(inline="always", **_JIT)
+def window_update(a, dx, dy, cxx, cxy, cyy, inv, sxx, sxy, syy):
+    """The remainder window after a splat took the fraction a of it (see window_alpha):
+    (mean offset dx, dy, covariance xx, xy, yy)."""
     # K = S C^-1; the window x alpha Gaussian has mean m + K d and covariance S - K S.
     k11 = (sxx * cyy - sxy * cxy) * inv
     k12 = (sxy * cxx - sxx * cxy) * inv
@@ -113,18 +117,32 @@ def blend_step(t, mx, my, sxx, sxy, syy, gx, gy, vxx, vxy, vyy, osd, amax):
     nxy = sxy + r1 * ks12 - r2 * ex * ey
     lim = np.float32(0.999) * math.sqrt(nxx * nyy)
     nxy = min(max(nxy, -lim), lim)
-    return a, -r1 * ex, -r1 * ey, nxx, nxy, nyy
+    return -r1 * ex, -r1 * ey, nxx, nxy, nyy
+
+
+@njit(inline="always", **_JIT)
+def blend_step(t, mx, my, sxx, sxy, syy, gx, gy, vxx, vxy, vyy, osd, amax):
+    """One splat against one transmittance window (all float32 scalars, pixels): window
+    mass t, mean (mx, my), covariance (sxx, sxy, syy); splat as in window_alpha.
+    Returns (a, mean offset dx, dy of the remainder window, its covariance xx, xy, yy)."""
+    a, dx, dy, cxx, cxy, cyy, inv = window_alpha(mx, my, sxx, sxy, syy, gx, gy, vxx, vxy,
+                                                 vyy, osd, amax, K._exp_consts(K.CONSTS))
+    ox, oy, nxx, nxy, nyy = window_update(a, dx, dy, cxx, cxy, cyy, inv, sxx, sxy, syy)
+    return a, ox, oy, nxx, nxy, nyy
 
 
 @njit(**_JIT)
-def forward_blend(rec, box, tile_start, pairs, width, height, tiles_x, background, s0,
-                  amin, amax, tmin, out_rgb, out_alpha, out_depth, ticket, n_chunks):
+def forward_blend(rec, box, tile_start, pairs, width, height, tiles_x, background, s0, kc,
+                  out_rgb, out_alpha, out_depth, ticket, n_chunks):
     """Blend every tile front to back with transmittance windows.
 
     rec [M, REC_COLS] (with the SXX..OSD columns), box [M, 4], tile_start, pairs: the
-    classic binning. s0: the pixel window's variance (pixels^2). Writes out_rgb [H, W, 3]
+    classic binning. s0: the pixel window's variance (pixels^2); kc: cpu_kernels.CONSTS.
+    Writes out_rgb [H, W, 3]
     over the background, out_alpha [H, W] = 1 - t, out_depth [H, W] (expected depth).
     """
+    ec = K._exp_consts(kc)
+    amax, amin, tmin = kc[K.C_ALPHA_MAX], kc[K.C_ALPHA_MIN], kc[K.C_T_MIN]
     chunk = K.next_chunk(ticket)
     while chunk < n_chunks:
         t_lo, t_hi = K.chunk_range(tile_start.shape[0] - 1, chunk, n_chunks)
@@ -135,7 +153,10 @@ def forward_blend(rec, box, tile_start, pairs, width, height, tiles_x, backgroun
                 st[F_T + q] = 1.0
                 st[F_SXX + q] = s0
                 st[F_SYY + q] = s0
+            live = tw * th
             for k in range(tile_start[t], tile_start[t + 1]):
+                if live == 0:
+                    break
                 r = pairs[k]
                 gx0, gy0 = rec[r, K.MX], rec[r, K.MY]
                 vxx, vxy, vyy, osd = rec[r, SXX], rec[r, SXY], rec[r, SYY], rec[r, OSD]
@@ -153,15 +174,19 @@ def forward_blend(rec, box, tile_start, pairs, width, height, tiles_x, backgroun
                         if tn <= 0.0:
                             continue
                         gx = gx0 - (np.float32(tx0 + lx) + np.float32(0.5))
-                        a, mx, my, sxx, sxy, syy = blend_step(
-                            tn, st[F_MX + q], st[F_MY + q], st[F_SXX + q], st[F_SXY + q],
-                            st[F_SYY + q], gx, gy, vxx, vxy, vyy, osd, amax)
-                        if a < amin:
+                        sxx, sxy, syy = st[F_SXX + q], st[F_SXY + q], st[F_SYY + q]
+                        a, dx, dy, cxx, cxy, cyy, inv = window_alpha(
+                            st[F_MX + q], st[F_MY + q], sxx, sxy, syy, gx, gy, vxx, vxy, vyy,
+                            osd, amax, ec)
+                        if a < amin:  # most pairs: no blend, no update
                             continue
                         t_next = tn * (np.float32(1.0) - a)
                         if t_next <= tmin:
                             st[F_T + q] = -tn  # stopped; keeps |t|
+                            live -= 1
                             continue
+                        mx, my, sxx, sxy, syy = window_update(a, dx, dy, cxx, cxy, cyy, inv,
+                                                              sxx, sxy, syy)
                         w = a * tn
                         st[F_R + q] += w * gr
                         st[F_G + q] += w * gg
@@ -262,7 +287,7 @@ def _blend_forward(proj: Projection, width: int, height: int, background: Tensor
     depth = np.empty((height, width), np.float32)
     run_chunks(forward_blend, chunk_count(TILE_CHUNKS), rec, box, bins.tile_start, bins.pairs,
                int(width), int(height), tiles_x, numpy_f32(background),
-               np.float32(pixel_window), K.ALPHA_MIN, K.ALPHA_MAX, K.T_MIN, rgb, alpha, depth)
+               np.float32(pixel_window), K.CONSTS, rgb, alpha, depth)
     stats = {"n_tile_pairs": int(bins.pairs.shape[0]), "n_drawn": int(order.shape[0])}
     return (torch.from_numpy(rgb), torch.from_numpy(alpha)[..., None],
             torch.from_numpy(depth)[..., None] if with_depth else None, stats)
