@@ -78,8 +78,8 @@ def test_miniature_table_plot_and_grid_are_well_formed(mini_report):
     plot = Image.open(out / "psnr_vs_scale.png")
     assert plot.size[0] > 400 and plot.size[1] > 200
     grid = np.asarray(Image.open(out / "grid.png").convert("RGB"))
-    # 7 rows (ground truth + 6 methods) of 128-pixel cells under an 18-pixel header
-    assert grid.shape[0] == 18 + 7 * 128
+    # 9 rows (ground truth + 8 methods) of 128-pixel cells under an 18-pixel header
+    assert grid.shape[0] == 18 + 9 * 128
     # the ground-truth cell of the first column shows the object, not blank canvas
     cell = grid[18:18 + 128, 150:150 + 128].astype(float)
     assert cell.std() > 10
