@@ -125,9 +125,10 @@ class FinetuneConfig:
         return self.antialias
 
     def render_options(self, level: int) -> RenderOptions:
-        """How a level's adapted set is rendered (finetune, measurement, viewer)."""
+        """How a level's adapted set is rendered (finetune, measurement, viewer); zoom is
+        the level's scale (only the `adaptive` and `blend` modes read it)."""
         return RenderOptions(background=self.background, antialias=self.antialias_for(level),
-                             backend=self.backend, absgrad=self.absgrad)
+                             backend=self.backend, absgrad=self.absgrad, zoom=2.0**level)
 
     def optimize_config(self, n_base: int, level: int = 1) -> OptimizeConfig:
         growth = self.zoom_out_max_growth if level < 0 else self.max_growth

@@ -147,13 +147,13 @@ def measure_level(
 ) -> dict[str, float]:
     """Mean PSNR (dB) against the level's reference over held-out cameras (target scale)
     of: the base set with the vanilla rasterizer (`vanilla`, 3DGS dilation), the
-    training-free `mip` and `adaptive` (zoom = 2^level) modes, and the adapted set with
+    training-free `mip`, `adaptive` and `blend` (zoom = 2^level) modes, and the adapted set with
     `adapted_options` (default: the vanilla rasterizer) as `adapted`, when given. The
     pseudo-GT and references use `options` (classic). Large views are measured on their
     busiest crops, as they are adapted."""
     settings = settings or ViewSettings()
     rng = random.Random(settings.seed + 1)
-    scores: dict[str, list[float]] = {"vanilla": [], "mip": [], "adaptive": []}
+    scores: dict[str, list[float]] = {"vanilla": [], "mip": [], "adaptive": [], "blend": []}
     if adapted is not None:
         scores["adapted"] = []
     classic = options.replace(antialias="classic")
@@ -167,6 +167,8 @@ def measure_level(
                                       ref))
             adaptive = options.replace(antialias="adaptive", zoom=2.0**level)
             scores["adaptive"].append(psnr(render_tiled(base, c, adaptive), ref))
+            blend = adaptive.replace(antialias="blend")
+            scores["blend"].append(psnr(render_tiled(base, c, blend), ref))
             if adapted is not None:
                 scores["adapted"].append(psnr(render_tiled(adapted, c, adapted_options or classic),
                                               ref))

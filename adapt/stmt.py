@@ -82,8 +82,10 @@ def default_methods(sr_model: str | None = None) -> list[Method]:
         Method("3dgs", "3DGS (classic)", "classic"),
         Method("mip", "Mip-Splatting 2D filter", "mip"),
         Method("adaptive", "SA-GS-style adaptive", "adaptive"),
+        Method("blend", "Gaussian Blending", "blend"),
         Method("mipmap_train", "Mipmap-GS (train views)", "classic", "train"),
         Method("mipmap_test", "Mipmap-GS (test views)", "classic", "test"),
+        Method("mipmap_blend_train", "Mipmap-GS under blend (train views)", "blend", "train"),
     ]
     if sr_model:
         methods.append(Method("mipmap_sr_train", "Mipmap-GS SR (train views)", "classic",
@@ -380,7 +382,10 @@ def mipmap_adapter(settings: LevelSettings, base_cameras: CamerasFn | None = Non
         t0 = time.perf_counter()
         pairs = build_views(base, cams, level, upsamplers[key], vs, options)
         t1 = time.perf_counter()
-        cfg = FinetuneConfig(iters=settings.iters, background=WHITE, seed=vs.seed)
+        # a method drawn with Gaussian Blending is also finetuned under it; others in the
+        # mode adapt.finetune picks for the level
+        mode = {"antialias": "blend"} if method.antialias == "blend" else {}
+        cfg = FinetuneConfig(iters=settings.iters, background=WHITE, seed=vs.seed, **mode)
         rate = None
         if base_cameras is not None:
             from adapt.scale import BaseSampling

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-AntialiasMode = Literal["classic", "mip", "adaptive"]
+AntialiasMode = Literal["classic", "mip", "adaptive", "blend"]
 Output = Literal["rgb", "depth", "alpha"]
 Backend = Literal["auto", "cpu", "cuda", "reference"]
 
-ANTIALIAS_MODES: tuple[str, ...] = ("classic", "mip", "adaptive")
+ANTIALIAS_MODES: tuple[str, ...] = ("classic", "mip", "adaptive", "blend")
 OUTPUTS: tuple[str, ...] = ("rgb", "depth", "alpha")
 BACKENDS: tuple[str, ...] = ("auto", "cpu", "cuda", "reference")
 
@@ -25,10 +25,15 @@ class RenderOptions:
         antialias: `classic` 3DGS dilation by eps2d; `mip` the Mip-Splatting 2D filter
             (dilation by mip_eps2d with opacity scaled by sqrt(det S / det(S + mip_eps2d I)));
             `adaptive` SA-GS-style: the dilation keeps its footprint in the scene, so in
-            pixels it is eps2d * zoom^2.
+            pixels it is eps2d * zoom^2; `blend` Gaussian Blending (Koo et al. 2026, see
+            render/rasterize/cpu_blend.py): alpha and transmittance as distributions
+            over the pixel's window, with the `adaptive` dilation. CPU only: the `cuda`
+            backend renders it on the CPU.
         mip_eps2d: the Mip-Splatting filter's variance in pixels^2 (0.1 in its paper).
+        blend_window: `blend`'s pixel window variance per axis in pixels^2 (1/12: the
+            uniform pixel square; -> 0 is classic blending at the pixel centre).
         zoom: the view's effective scale against the model's base sampling rate (>1 finer,
-            <1 coarser); only `adaptive` uses it.
+            <1 coarser); only `adaptive` and `blend` use it.
         output: what the viewer shows; `depth` also makes the rasterizer compute depth.
         backend: `auto` (CUDA through gsplat when it works, else CPU), `cpu`, `cuda`, or
             `reference` (the brute-force torch rasterizer, for tests on small scenes).
@@ -49,6 +54,7 @@ class RenderOptions:
     eps2d: float = 0.3
     antialias: AntialiasMode = "classic"
     mip_eps2d: float = 0.1
+    blend_window: float = 1.0 / 12.0
     zoom: float = 1.0
     output: Output = "rgb"
     backend: Backend = "auto"
@@ -65,6 +71,8 @@ class RenderOptions:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.sh_degree is not None and not 0 <= self.sh_degree <= 3:
             raise ValueError(f"sh_degree must be 0..3, got {self.sh_degree}")
+        if not self.blend_window > 0:
+            raise ValueError(f"blend_window must be positive, got {self.blend_window}")
         if not self.zoom > 0:
             raise ValueError(f"zoom must be positive, got {self.zoom}")
 
@@ -72,7 +80,7 @@ class RenderOptions:
         """(variance added to the 2D covariance in pixels^2, whether opacity is compensated)."""
         if self.antialias == "mip":
             return self.mip_eps2d, True
-        if self.antialias == "adaptive":
+        if self.antialias in ("adaptive", "blend"):
             return self.eps2d * self.zoom**2, False
         return self.eps2d, False
 

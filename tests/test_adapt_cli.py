@@ -57,5 +57,5 @@ def test_small_run_writes_the_model_and_prints_a_json_summary(tmp_path, capsys):
     assert load_model(out).splat_model == "antialiased"  # a zoom-out level: drawn with mip
     assert summary["base_cameras"].startswith("virtual")
     assert summary["held_out_views"] > 0
-    assert set(summary["psnr"]) == {"vanilla", "mip", "adaptive", "adapted"}
+    assert set(summary["psnr"]) == {"vanilla", "mip", "adaptive", "blend", "adapted"}
     assert "finetune" in captured.err  # the progress bar

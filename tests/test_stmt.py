@@ -40,7 +40,8 @@ def test_miniature_protocol_writes_a_complete_report(mini_report):
         assert (out / name).is_file(), name
     res = json.loads((out / "results.json").read_text())
     keys = [m["key"] for m in res["methods"]]
-    assert keys == ["3dgs", "mip", "adaptive", "mipmap_train", "mipmap_test", "pseudo_gt"]
+    assert keys == ["3dgs", "mip", "adaptive", "blend", "mipmap_train", "mipmap_test",
+                    "mipmap_blend_train", "pseudo_gt"]
     cols = [(s["name"], t) for s in res["settings"] for t in s["test_scales"]]
     assert cols == [("zoom-out", 1 / 32), ("zoom-in", 1 / 16)]
     # one finite score per method and scale, PSNR per view for each scored view
@@ -52,7 +53,10 @@ def test_miniature_protocol_writes_a_complete_report(mini_report):
         assert sc["psnr"] == pytest.approx(np.mean(sc["psnr_per_view"]))
     # adapted methods have a timing per level, against a real base training time
     assert {(a["setting"], a["method"]) for a in res["adaptation"]} == {
-        (s, m) for s in ("zoom-out", "zoom-in") for m in ("mipmap_train", "mipmap_test")}
+        (s, m) for s in ("zoom-out", "zoom-in")
+        for m in ("mipmap_train", "mipmap_test", "mipmap_blend_train")}
+    assert {a["antialias"] for a in res["adaptation"] if a["method"] == "mipmap_blend_train"} \
+        == {"blend"}
     for a in res["adaptation"]:
         assert a["seconds"] > 0 and math.isfinite(a["ratio_to_base"])
         assert a["level"] == (-1 if a["setting"] == "zoom-out" else 1)
@@ -74,8 +78,8 @@ def test_miniature_table_plot_and_grid_are_well_formed(mini_report):
     plot = Image.open(out / "psnr_vs_scale.png")
     assert plot.size[0] > 400 and plot.size[1] > 200
     grid = np.asarray(Image.open(out / "grid.png").convert("RGB"))
-    # 7 rows (ground truth + 6 methods) of 128-pixel cells under an 18-pixel header
-    assert grid.shape[0] == 18 + 7 * 128
+    # 9 rows (ground truth + 8 methods) of 128-pixel cells under an 18-pixel header
+    assert grid.shape[0] == 18 + 9 * 128
     # the ground-truth cell of the first column shows the object, not blank canvas
     cell = grid[18:18 + 128, 150:150 + 128].astype(float)
     assert cell.std() > 10
@@ -120,7 +124,9 @@ def test_methods_render_with_their_own_dilation():
     assert stmt.method_options(m["adaptive"], 0.25).dilation()[0] == pytest.approx(0.3 / 16)
     assert stmt.method_options(m["adaptive"], 4.0).dilation()[0] == pytest.approx(0.3 * 16)
     assert stmt.method_options(m["mipmap_train"], 4.0).dilation() == (0.3, False)
-    assert len(stmt.default_methods("x.pth")) == 7
+    assert stmt.method_options(m["blend"], 0.25).dilation()[0] == pytest.approx(0.3 / 16)
+    assert stmt.method_options(m["blend"], 0.25).antialias == "blend"
+    assert len(stmt.default_methods("x.pth")) == 9
 
 
 def test_evenly_spreads_views():

@@ -541,3 +541,18 @@ def test_interop_failure_falls_back_to_upload_and_says_why(app):
         assert np.array_equal(tex.read(), img)
     finally:
         tex.release()
+
+
+def test_key_4_draws_a_with_gaussian_blending_and_b_stays_comparable(app):
+    settle(app)
+    before = window_pixels(app)
+    press(app, glfw.KEY_4)
+    assert app.state.render.antialias == "blend"
+    settle(app)
+    assert not np.array_equal(scene(window_pixels(app)), scene(before))
+    # split view: A is the base drawn with Gaussian Blending, labelled so
+    app.state.compare.cycle_mode()
+    settle(app)
+    sources = app.shown_frame.request.sources
+    assert len(sources) == 2 and sources[0].label == "base (blend)"
+    assert sources[0].options(app.shown_frame.request.options).antialias == "blend"

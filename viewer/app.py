@@ -332,8 +332,8 @@ class ViewerApp:
         self.state.compare.set_source_b(source)
 
     def ui_options(self):
-        """The UI's RenderOptions; `adaptive` gets the view's scale (1 while unknown, e.g.
-        when the camera sees no Gaussian and the scale is NaN)."""
+        """The UI's RenderOptions; `adaptive` and `blend` get the view's scale (1 while
+        unknown, e.g. when the camera sees no Gaussian and the scale is NaN)."""
         s = self.state.scale
         ok = s is not None and math.isfinite(s) and s > 0
         return self.state.render.options(zoom=s if ok else 1.0)
@@ -406,8 +406,8 @@ class ViewerApp:
             self.jump_to_camera(s.nav.camera_index + 1)
         elif key in (glfw.KEY_COMMA, glfw.KEY_PAGE_UP):
             self.jump_to_camera(s.nav.camera_index - 1)
-        elif key in (glfw.KEY_1, glfw.KEY_2, glfw.KEY_3):
-            self.set_antialias(("classic", "mip", "adaptive")[key - glfw.KEY_1])
+        elif key in (glfw.KEY_1, glfw.KEY_2, glfw.KEY_3, glfw.KEY_4):
+            self.set_antialias(("classic", "mip", "adaptive", "blend")[key - glfw.KEY_1])
         elif key == glfw.KEY_H:
             s.ui.show_panels = not s.ui.show_panels
         elif key == glfw.KEY_F1:
@@ -746,7 +746,7 @@ class ViewerApp:
     def _view_key(self):
         s = self.state
         r = s.render
-        scale = (round(math.log2(s.scale), 2) if r.antialias == "adaptive" and s.scale
+        scale = (round(math.log2(s.scale), 2) if r.antialias in ("adaptive", "blend") and s.scale
                  and s.scale > 0 and math.isfinite(s.scale) else None)
         custom = s.compare.custom_b
         return (s.nav.pose.key(), self.framebuffer_size, r.backend, r.sh_degree,

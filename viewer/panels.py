@@ -29,7 +29,7 @@ KEYBOARD_HELP: list[tuple[str, str]] = [
     ("C", "cycle compare mode: single, split, side by side"),
     ("X", "flip the single view between A and B"),
     ("Drag the divider", "move the split between A and B"),
-    ("1 / 2 / 3", "antialias classic / mip / adaptive"),
+    ("1 / 2 / 3 / 4", "antialias classic / mip / adaptive / blend"),
     ("F12 or Ctrl+S", "screenshot (PNG with metadata)"),
     ("Ctrl+O", "open a model (or drop a file on the window)"),
     ("H", "hide / show the panels"),

@@ -66,7 +66,7 @@ class RenderSettings:
         backend: the RenderOptions backend asked for ("auto", "cpu", "cuda").
         sh_degree: SH degree to evaluate, -1 for the model's own.
         background: RGB in [0, 1].
-        antialias: classic, mip or adaptive.
+        antialias: classic, mip, adaptive or blend (Gaussian Blending, CPU).
         output: rgb, depth or alpha.
         resolution_scale: render size over window size (1 = one sample per pixel).
         adaptive_resolution: on the CPU path, render smaller while the camera moves.

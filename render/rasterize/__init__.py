@@ -62,6 +62,20 @@ def backend_device(name: str) -> torch.device:
     return torch.device("cuda") if resolve_backend(name) == "cuda" else torch.device("cpu")
 
 
+_said_blend_cpu = False
+
+
+def _blend_on_cpu() -> str:
+    """gsplat has no Gaussian Blending: the `blend` mode renders on the CPU backend (said
+    once per process on stderr), rather than refusing a mode the viewer offers."""
+    global _said_blend_cpu
+    if not _said_blend_cpu:
+        _said_blend_cpu = True
+        print("mipview: antialias 'blend' (Gaussian Blending) has no CUDA kernel; "
+              "rendering it with the cpu backend", file=sys.stderr, flush=True)
+    return "cpu"
+
+
 def render(
     gaussians: Gaussians, camera: Camera, options: RenderOptions | None = None
 ) -> RenderResult:
@@ -80,6 +94,8 @@ def render(
     """
     options = options or RenderOptions()
     backend = resolve_backend(options.backend)
+    if backend == "cuda" and options.antialias == "blend":
+        backend = _blend_on_cpu()
     t0 = time.perf_counter()
     if backend == "cuda":
         from render.rasterize.gsplat_backend import render_gsplat
@@ -105,7 +121,20 @@ def _render_projected(g: Gaussians, cam: Camera, options: RenderOptions, backend
         proj = project(g, cam, options)
     bg = torch.tensor(options.background, dtype=torch.float32)
     with_depth = options.output == "depth"
-    if backend == "reference":
+    if options.antialias == "blend" and backend in ("cpu", "reference"):
+        if backend == "cpu":
+            from render.rasterize.cpu_blend import rasterize_blend_cpu
+
+            rgb, alpha, depth, stats = rasterize_blend_cpu(proj, cam.width, cam.height, bg,
+                                                           with_depth, options.blend_window,
+                                                           options.absgrad)
+        else:
+            from render.rasterize.reference_blend import rasterize_blend_reference
+
+            rgb, alpha, depth = rasterize_blend_reference(proj, cam.width, cam.height, bg,
+                                                          with_depth, options.blend_window)
+            stats = {}
+    elif backend == "reference":
         from render.rasterize.reference import rasterize_reference
 
         rgb, alpha, depth = rasterize_reference(proj, cam.width, cam.height, bg, with_depth)

@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="leave out Mipmap-GS adapted on the test views")
     parser.add_argument("--methods", default=None,
                         help="comma-separated method keys to run (default all: 3dgs, mip, "
-                             "adaptive, mipmap_train, mipmap_test, pseudo_gt, and "
+                             "adaptive, blend, mipmap_train, mipmap_test, pseudo_gt, and "
                              "mipmap_sr_train with --sr-model)")
     parser.add_argument("--crop", default="0.3,0.3,0.7,0.7",
                         help="grid crop as fractions x0,y0,x1,y1 of the image")

@@ -43,6 +43,8 @@ from viewer.video import is_video_path
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
+# the antialias modes that read the view's effective scale (RenderOptions.zoom)
+ZOOM_MODES = ("adaptive", "blend")
 
 
 class UsageError(Exception):
@@ -102,7 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--background", type=_rgb, default=(0.0, 0.0, 0.0),
                         metavar="R,G,B", help="background colour in [0, 1] (default 0,0,0)")
     parser.add_argument("--zoom", type=_positive, default=None,
-                        help="effective scale for --aa adaptive (default: --scale with "
+                        help="effective scale for --aa adaptive/blend (default: --scale with "
                              "--cameras; with --path, measured per frame against the "
                              "training cameras found beside the model, else against "
                              "virtual base cameras, as the viewer does)")
@@ -417,7 +419,7 @@ def run(args) -> int:
                                 antialias=aa, backend=backend, zoom=zoom)
         g_a = model_a.gaussians.to(device)
         a = Source(f"A: {Path(args.model).name} {aa}", Path(args.model), g_a, options,
-                   _zoom_measure(model_a) if measure and aa == "adaptive" else None)
+                   _zoom_measure(model_a) if measure and aa in ZOOM_MODES else None)
         b = None
         if args.side_by_side:
             b_path = Path(args.b_model) if args.b_model else a.model_path
@@ -425,7 +427,7 @@ def run(args) -> int:
             b_aa = args.b_aa or args.aa or model_b.antialias
             g_b = model_b.gaussians.to(device) if args.b_model else g_a
             b = Source(f"B: {b_path.name} {b_aa}", b_path, g_b, options.replace(antialias=b_aa),
-                       _zoom_measure(model_b) if measure and b_aa == "adaptive" else None)
+                       _zoom_measure(model_b) if measure and b_aa in ZOOM_MODES else None)
         if args.cameras:
             return render_cameras(args, a)
         return render_path(args, a, b)
