@@ -9,7 +9,10 @@ rendered at other scales and scored against the real, area-downsampled images th
 Methods per scale: vanilla 3DGS (`classic` dilation), the Mip-Splatting 2D filter (`mip`),
 SA-GS-style zoom-scaled dilation (`adaptive`), and Mipmap-GS: the base finetuned per
 level on pseudo-ground-truth, once on the TRAIN views (never scored: an honest figure)
-and once on the TEST views themselves (what the paper's code does).
+and once on the TEST views themselves (what the paper's code does). Zoom-in levels use
+the default zoom-in pseudo-GT (adapt.upsample.default_zoom_in_pseudo_gt); every other
+candidate (bicubic, the adaptive render, waifu2x, an --sr-model checkpoint) is a row
+twice: scored itself (`pseudo_gt_*`) and as the target of a train-view level.
 
 :func:`run_protocol` measures; :func:`write_report` writes results.json, a markdown
 table, a PSNR-vs-scale plot and an image grid of one crop per method and scale.
