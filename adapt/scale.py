@@ -212,7 +212,7 @@ def virtual_base_cameras(
     """
     if n < 1:
         raise ValueError(f"virtual_base_cameras needs n >= 1, got {n}")
-    lo, hi = gaussians.bounds(quantile=0.01)
+    lo, hi = (b.detach().cpu() for b in gaussians.bounds(quantile=0.01))  # model may be on a GPU
     centre = ((lo + hi) * 0.5).double().numpy()
     radius = max(float(torch.linalg.norm(hi - lo)) * 0.5, 1e-6)
     half_fov = math.radians(min(fov_y_deg * width / height, fov_y_deg)) / 2.0

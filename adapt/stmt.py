@@ -179,7 +179,7 @@ def pseudo_gt_views(base: Gaussians, cameras: list[Camera], zoom: float,
     from adapt.scale import level_for_scale
     from adapt.upsample import make_upsampler
 
-    up = make_upsampler(upsampler)
+    up = make_upsampler(upsampler, device=base.device)
     level = level_for_scale(zoom)
     opts = RenderOptions(background=WHITE)
     return [pseudo_gt(base, cam, level, up, opts).clamp(0, 1) for cam in cameras]
@@ -403,7 +403,7 @@ def mipmap_adapter(settings: LevelSettings, base_cameras: CamerasFn | None = Non
             raise ValueError(f"Mipmap-GS levels are powers of two; zoom {zoom} is not")
         key = method.upsampler
         if key not in upsamplers:
-            upsamplers[key] = make_upsampler(key)
+            upsamplers[key] = make_upsampler(key, device=base.device)
         options = RenderOptions(background=WHITE)
         vs = settings.views
         cams = evenly(views, vs.n_views)

@@ -354,9 +354,11 @@ def default_zoom_in_pseudo_gt() -> str:
     return "waifu2x" if waifu2x_available() is None else "adaptive"
 
 
-def make_upsampler(sr_model: str | Path | None = None, **kw) -> Upsampler:
+def make_upsampler(sr_model: str | Path | None = None,
+                   device: str | torch.device | None = None, **kw) -> Upsampler:
     """The zoom-in pseudo-GT maker: None = :func:`default_zoom_in_pseudo_gt`; `bicubic`,
-    `adaptive`, `waifu2x` by name; anything else is a spandrel checkpoint's path."""
+    `adaptive`, `waifu2x` (ncnn, CPU) by name; anything else is a spandrel checkpoint's
+    path, run on `device` (the model's: a CUDA base gets its SR on the GPU; default CPU)."""
     name = default_zoom_in_pseudo_gt() if sr_model is None else str(sr_model)
     if name == "bicubic":
         return BicubicUpsampler()
@@ -364,4 +366,4 @@ def make_upsampler(sr_model: str | Path | None = None, **kw) -> Upsampler:
         return AdaptiveRender()
     if name == "waifu2x":
         return Waifu2xUpsampler()
-    return SpandrelUpsampler(sr_model, **kw)
+    return SpandrelUpsampler(sr_model, device=device if device is not None else "cpu", **kw)

@@ -34,6 +34,7 @@ render loop and the job compete for a core the render loop wins.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -157,7 +158,7 @@ def adapt_level(
     on_phase(phase, step, total) reports pseudo-GT progress; progress(it, loss, n)
     reports the finetune."""
     t0 = time.perf_counter()
-    upsampler = upsampler or make_upsampler(settings.sr_model)
+    upsampler = upsampler or make_upsampler(settings.sr_model, device=base.device)
     split = select_views(base_cameras, level, settings.views,
                          view if settings.use_current_view else None, base)
     options = settings.finetune.base_options()
@@ -215,6 +216,7 @@ class AdaptWorker:
         self._cancel_job = False
         self._shutdown = False
         self._upsampler: Upsampler | None = None
+        self._stream = None  # the job's own CUDA stream (a CUDA base only), made by the thread
         self._thread = threading.Thread(target=self._run, name="mipview-adapt", daemon=True)
         self._thread.start()
 
@@ -356,9 +358,14 @@ class AdaptWorker:
 
         try:
             if self._upsampler is None:
-                self._upsampler = make_upsampler(self.settings.sr_model)
-            result = adapt_level(self.base, self.base_cameras, level, self.settings,
-                                 self._upsampler, view, on_phase, on_step, self._should_stop)
+                self._upsampler = make_upsampler(self.settings.sr_model,
+                                                 device=self.base.device)
+            with self._job_stream():
+                result = adapt_level(self.base, self.base_cameras, level, self.settings,
+                                     self._upsampler, view, on_phase, on_step,
+                                     self._should_stop)
+                if self._stream is not None:  # the level is whole before others read it
+                    self._stream.synchronize()
             self._set(phase="saving", eta_s=0.0)
             info = {"label": level_label(level), "iterations": result.iterations,
                     "views": result.n_views, "base_gaussians": len(self.base),
@@ -371,11 +378,26 @@ class AdaptWorker:
         except MemoryError:
             self._fail(level, "out of memory while adapting level "
                        f"{level_label(level)}; try fewer views or a smaller crop size", t0)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()  # give the job's cached blocks back to the viewer
+            self._fail(level, "the GPU ran out of memory while adapting level "
+                       f"{level_label(level)}; try fewer views, a smaller crop size or "
+                       "closing other GPU programs", t0)
         except Exception as exc:  # the viewer must survive any failure of a job
             log.debug("adapt job failed:\n%s", traceback.format_exc())
             what = "saving" if self.status().phase == "saving" else "adapting"
             self._fail(level, f"{what} level {level_label(level)} failed: "
                        f"{type(exc).__name__}: {exc}", t0)
+
+    def _job_stream(self):
+        """A CUDA base: the job's kernels go to a stream of their own, so the viewer's
+        frames (default stream) do not queue behind the finetune's. Else a no-op."""
+        if self.base.device.type != "cuda":
+            return contextlib.nullcontext()
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(device=self.base.device)
+        self._stream.wait_stream(torch.cuda.current_stream(self.base.device))
+        return torch.cuda.stream(self._stream)
 
     def _fail(self, level: int, message: str, t0: float) -> None:
         log.warning("%s", message)

@@ -126,24 +126,88 @@ def test_unavailable_without_gpu_says_why():
     assert ok is False and "CUDA" in why
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_matches_cpu_on_the_real_donut():
-    ok, why = gsplat_backend.available()
-    assert ok, why
+def gsplat_radii(proj, width: int, height: int) -> torch.Tensor:
+    """The radii gsplat 1.5.3's projection gives the Gaussians of our projection [N, 2].
+
+    ProjectionEWA3DGSFused.cu culls a Gaussian whose opacity (times the antialiased
+    mode's compensation) is below 1/255, and sizes its box by
+    min(3.33, sqrt(2 ln(255 opacity))) sigmas, not 3.33: outside that box its alpha is
+    under 1/255 everywhere, which both blenders skip. So the images agree, but radii,
+    `visible`, n_drawn (and what is derived from them) differ from the cpu backend's,
+    which keeps the plain 3.33-sigma box. The backends are compared on what agrees.
+    """
+    a, b, c = proj.conics.detach().double().unbind(-1)
+    det = (a * c - b * b).clamp_min(1e-30)
+    var_x, var_y = c / det, a / det  # the inverse of the conic: the 2D covariance
+    op = proj.opacities.detach().double()
+    keep = proj.visible & (op >= 1.0 / 255.0)
+    extend = torch.sqrt(2.0 * torch.log((op * 255.0).clamp_min(1.0))).clamp_max(3.33)
+    rx, ry = torch.ceil(extend * var_x.sqrt()), torch.ceil(extend * var_y.sqrt())
+    m = proj.means2d.detach().double()
+    keep &= ~((m[:, 0] + rx <= 0) | (m[:, 0] - rx >= width) | (m[:, 1] + ry <= 0)
+              | (m[:, 1] - ry >= height))
+    return torch.stack([rx, ry], -1).to(torch.int32) * keep[:, None]
+
+
+def _donut_and_camera():
     spec = importlib.util.spec_from_file_location("bench_render", REPO / "benchmarks" / "render.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     g = bench.load_gaussians(data_file("donut_mipsplat_sh0.ply"))
-    cam = bench.framing_camera(g, 320, 240)
+    return g, bench.framing_camera(g, 320, 240)
+
+
+@pytest.mark.parametrize("aa", ["classic", "mip"])
+def test_gsplat_radii_rule_matches_gsplats_projection_on_the_donut(monkeypatch, aa):
+    """The rule the GPU test applies (gsplat_radii) against gsplat's real Python layer
+    over the CPU stand-in of its kernels, which follows ProjectionEWA3DGSFused.cu."""
+    from gpu_fakes import fake_cuda
+    from gsplat.cuda._wrapper import fully_fused_projection
+    from gsplat_fake_kernels import fake_gsplat_kernels
+
+    from render.rasterize.cpu_project import project_cpu
+
+    g, cam = _donut_and_camera()
+    opts = RenderOptions(antialias=aa, backend="cpu")
+    with torch.no_grad():
+        ours = project_cpu(g, cam, opts)
+        expected = gsplat_radii(ours, cam.width, cam.height)
+        with fake_cuda(monkeypatch), fake_gsplat_kernels(monkeypatch):
+            a = gsplat_arguments(g.to("cuda"), cam, opts)
+            radii = fully_fused_projection(
+                a["means"], None, a["quats"], a["scales"], a["viewmats"], a["Ks"],
+                a["width"], a["height"], eps2d=a["eps2d"], near_plane=a["near_plane"],
+                far_plane=a["far_plane"], calc_compensations=aa == "mip",
+                opacities=a["opacities"])[0][0].cpu()
+    vis_g, vis_e = (radii > 0).all(-1), (expected > 0).all(-1)
+    assert int((vis_g != vis_e).sum()) <= len(g) // 2000, int((vis_g != vis_e).sum())
+    both = vis_g & vis_e
+    assert float((radii[both] != expected[both]).float().mean()) < 1e-3
+    # the difference the GPU test no longer asserts away: the cpu backend draws more
+    assert int(ours.visible.sum()) > int(vis_g.sum())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_cpu_on_the_real_donut():
+    ok, why = gsplat_backend.available()
+    assert ok, why
+    from render.rasterize.cpu_project import project_cpu
+
+    g, cam = _donut_and_camera()
     for aa in ("classic", "mip"):
         opts = RenderOptions(antialias=aa, output="depth")
         with torch.no_grad():
             cpu = render(g, cam, opts.replace(backend="cpu"))
             gpu = render(g.to("cuda"), cam, opts.replace(backend="cuda"))
+            expected = gsplat_radii(project_cpu(g, cam, opts.replace(backend="cpu")),
+                                    cam.width, cam.height)
         diff = (cpu.rgb - gpu.rgb.cpu()).abs().mean()
         assert float(diff) < 1e-3, (aa, float(diff))
         assert float((cpu.alpha - gpu.alpha.cpu()).abs().mean()) < 1e-3
-        assert torch.equal(cpu.visible, gpu.visible.cpu())
+        # visible as gsplat's opacity cull and tighter boxes make it (see gsplat_radii);
+        # a few may flip on float rounding at the 1/255 edge or a box's ceil
+        flips = int(((expected > 0).all(-1) != gpu.visible.cpu()).sum())
+        assert flips <= len(g) // 2000, (aa, flips)
     # Gradients flow and means2d reports grad and absgrad, like the cpu backend.
     params = {k: v.cuda().clone().requires_grad_(True) for k, v in g.tensors().items()}
     res = render(Gaussians(**params), cam, RenderOptions(backend="cuda", absgrad=True))

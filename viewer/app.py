@@ -22,9 +22,11 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 # imgui_bundle first: it points pyGLFW at the libglfw its native backend is linked to,
 # so both talk to one GLFW (see imgui_bundle/_glfw_set_search_path.py).
@@ -33,9 +35,10 @@ import glfw  # noqa: E402  isort: skip
 import moderngl  # noqa: E402
 
 from render.camera import Camera  # noqa: E402
-from render.rasterize import auto_backend, backend_device, resolve_backend  # noqa: E402
+from render.rasterize import gsplat_backend  # noqa: E402
 from viewer import controls as C  # noqa: E402
 from viewer import panels  # noqa: E402
+from viewer.backend_start import start_backend  # noqa: E402
 from viewer.compare import Source, divider_px, pane_cameras  # noqa: E402
 from viewer.display import (  # noqa: E402
     Presenter,
@@ -146,9 +149,12 @@ class ViewerApp:
         self._install_callbacks()
 
         self.backend = backend
-        self.backend_name = resolve_backend(backend)
-        self.backend_reason = auto_backend()[1] if backend == "auto" else "chosen"
-        self.device = backend_device(backend)
+        # gsplat's first kernel build (minutes) runs in a thread, the window on the CPU
+        # backend meanwhile (viewer.backend_start); `cuda` where it cannot run: an error.
+        start = start_backend(backend)
+        self.backend_name, self.backend_reason = start.name, start.reason
+        self.device = start.device
+        self._backend_probe = start.probe
         self.presenter = Presenter(self.ctx, allow_interop=allow_interop)
         self.ui_layer = UILayer(self.ctx, self.presenter.painter, self.presenter.bgra)
         # With a software GL, what changed is put on screen instead of swapping the whole.
@@ -159,7 +165,7 @@ class ViewerApp:
         # frame is done.
         self._woken = threading.Event()
         self._in_event_wait = False  # the loop sleeps in glfw (only an event wakes it)
-        self.worker = RenderWorker(keep_on_device=self.device.type == "cuda",
+        self.worker = RenderWorker(keep_on_device=self.device.type == "cuda" and allow_interop,
                                    on_event=self._wake_up)
         self.loader = ModelLoader()
 
@@ -172,7 +178,7 @@ class ViewerApp:
         up = np.array(model.up if model.up is not None else (0.0, -1.0, 0.0))
         pose = self._initial_pose(model, up)
         self.state = ViewerState(
-            model=model, render=RenderSettings(backend=backend),
+            model=model, render=RenderSettings(backend=start.render_backend),
             nav=NavState(pose=pose, home=pose, up=up, up_from_cameras=model.up is not None,
                          fly_speed=self._fly_speed(model)))
         self.state.ui.recent = load_recent()
@@ -546,6 +552,30 @@ class ViewerApp:
         elif kind == "folder" and result:
             self.state.shot.folder = result
 
+    def _poll_backend_probe(self) -> None:
+        """gsplat's kernels, built in a thread since the start, are ready (or not): move
+        the model to the GPU and render there, or say why the CPU stays."""
+        probe = self._backend_probe
+        if probe is None or not probe.done():
+            return
+        self._backend_probe = None
+        ok, why = gsplat_backend.available()
+        self.backend_reason = why
+        s = self.state
+        if not ok:
+            if self.backend == "cuda":
+                self.show_error("The cuda backend is not available", f"{why}. Rendering on "
+                                "the CPU.")
+            return
+        self.device = torch.device("cuda")
+        self.backend_name = "cuda"
+        # a new ModelState: the adaptation re-attaches to the set on the GPU
+        s.model = dataclass_replace(s.model, gaussians=s.model.gaussians.to(self.device))
+        self.adaptation.device = self.device
+        self.worker.keep_on_device = self.presenter.interop_possible
+        s.render.backend = self.backend
+        s.ui.status = f"rendering on the GPU ({why})"
+
     def show_error(self, title: str, text: str) -> None:
         self.state.ui.error_title, self.state.ui.error_text = title, text
 
@@ -719,6 +749,8 @@ class ViewerApp:
         st.n_drawn = frame.n_drawn
         st.backend = frame.backend
         st.frame_path, st.frame_path_reason = self.presenter.path
+        if self.worker.keep_on_device and not self.presenter.interop_possible:
+            self.worker.keep_on_device = False  # host copies on the render thread from now
         st.render_size = (frame.request.cameras[0].width, frame.request.cameras[0].height)
         st.full_res = frame.request.full_res
         st.frames_shown += 1
@@ -805,6 +837,7 @@ class ViewerApp:
         glfw.poll_events()
         if glfw.window_should_close(self.window):
             self.should_close = True
+        self._poll_backend_probe()
         self._apply_held_keys(dt)
         from viewer.path_panel import advance
 

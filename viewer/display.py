@@ -211,6 +211,9 @@ class FrameTexture:
                     return
                 except Exception as exc:
                     self.allow_interop = False
+                    # unregister before the texture can be deleted (resize, release):
+                    # deleting a registered texture is undefined behaviour in CUDA
+                    _release(self.interop)
                     self.interop = None
                     self.reason = f"CUDA-GL interop unavailable ({exc}); uploading from the CPU"
                     log.warning(self.reason)
@@ -316,6 +319,13 @@ class Presenter:
         self.textures = [FrameTexture(ctx, allow_interop, self.bgra) for _ in range(2)]
         self.mode = "single"
         self.has_frame = False
+
+    @property
+    def interop_possible(self) -> bool:
+        """Whether CUDA frames can still go GPU-to-GPU (no texture has given up on it):
+        when not, the render thread should hand over host images (RenderWorker's
+        keep_on_device), so the device-to-host copy is not made on the GL thread."""
+        return all(t.allow_interop for t in self.textures)
 
     @property
     def path(self) -> tuple[str, str]:

@@ -319,6 +319,15 @@ class RenderWorker:
             if req.full_res and frame.backend:
                 self.full_ms[frame.backend] = frame.render_ms
             return frame
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()  # the failed frame's cached blocks go back to the GPU
+            cam = req.cameras[0] if req.cameras else None
+            n = max((len(s.gaussians) for s in req.sources), default=0)
+            size = f" at {cam.width} x {cam.height}" if cam is not None else ""
+            msg = (f"the GPU ran out of memory rendering {n:,} Gaussians{size}; lower the "
+                   "resolution, close other GPU programs or use --backend cpu")
+            log.error("%s", msg)
+            return Frame(req, [], 0.0, [], error=msg)
         except Exception as exc:  # a bad frame is shown as an error, never fatal
             log.error("render failed: %s", traceback.format_exc())
             return Frame(req, [], 0.0, [], error=f"{type(exc).__name__}: {exc}")

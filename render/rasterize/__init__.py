@@ -42,8 +42,23 @@ def resolve_backend(name: str) -> str:
     return auto_backend()[0] if name == "auto" else name
 
 
+def validate_backend(name: str) -> None:
+    """Raise BackendUnavailable (a RuntimeError with the reason) when `name` is "cuda" and
+    this torch cannot reach a GPU at all: a CPU-only build, no GPU, no driver. Cheap: it
+    builds no kernels (whether they build is :func:`gsplat_backend.available`'s)."""
+    if name == "cuda":
+        from render.rasterize import gsplat_backend
+
+        problem = gsplat_backend.torch_cuda_problem()
+        if problem is not None:
+            raise gsplat_backend.BackendUnavailable(
+                f"--backend cuda is not available here: {problem}")
+
+
 def backend_device(name: str) -> torch.device:
-    """Where a backend wants the Gaussians to live."""
+    """Where a backend wants the Gaussians to live. Raises BackendUnavailable for "cuda"
+    where torch has no GPU (not torch's AssertionError from a later .to("cuda"))."""
+    validate_backend(name)
     return torch.device("cuda") if resolve_backend(name) == "cuda" else torch.device("cpu")
 
 
@@ -107,5 +122,6 @@ def _render_projected(g: Gaussians, cam: Camera, options: RenderOptions, backend
     return RenderResult(rgb, alpha, depth, proj.means2d, proj.radii, stats, bgra8_gl)
 
 
-__all__ = ["render", "auto_backend", "resolve_backend", "backend_device", "Projection",
+__all__ = ["render", "auto_backend", "resolve_backend", "backend_device", "validate_backend",
+           "Projection",
            "RenderResult", "project"]

@@ -9,7 +9,9 @@ is tested on machines without a GPU.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 from typing import Any
 
 import torch
@@ -23,28 +25,105 @@ from render.rasterize.types import RenderResult
 _available: tuple[bool, str] | None = None
 
 
+class BackendUnavailable(RuntimeError):
+    """The `cuda` backend was asked for where it cannot run; the message says why and
+    what to install (README, "GPU")."""
+
+
+_probe_lock = threading.Lock()
+
+
 def available() -> tuple[bool, str]:
     """(True, why) when torch sees a CUDA GPU and gsplat's CUDA kernels load and run;
-    else (False, the reason). Decided once per process."""
+    else (False, the reason). Decided once per process: a failed build is not tried
+    again (gsplat's own import would rebuild on every call). Threads asking meanwhile
+    wait for the one probe."""
     global _available
-    if _available is None:
-        _available = _probe()
+    with _probe_lock:
+        if _available is None:
+            _available = _probe()
     return _available
 
 
-def _probe() -> tuple[bool, str]:
+class ProbeInBackground:
+    """:func:`available` in a daemon thread: the first build of gsplat's kernels takes
+    minutes, which must not freeze a window. Poll :meth:`done`, then ask available()."""
+
+    STATUS = ("building gsplat's CUDA kernels (the first time on this machine: a few "
+              "minutes); rendering on the CPU meanwhile")
+
+    def __init__(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mipview-gsplat-probe",
+                                        daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _run() -> None:
+        try:
+            available()
+        except BaseException:  # available() catches the build's failures; never a traceback
+            pass
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return self.done()
+
+
+def decided() -> bool:
+    """Whether :func:`available` would answer at once (no build or test render left)."""
+    return _available is not None
+
+
+def torch_cuda_problem() -> str | None:
+    """Why this torch cannot use a GPU at all (cheap: no kernels built), or None."""
+    if torch.version.cuda is None:
+        return ("this torch is a CPU-only build (torch.version.cuda is None); install a "
+                "CUDA build of torch, see README \"GPU\"")
     if not torch.cuda.is_available():
-        return False, "torch sees no CUDA GPU"
+        return (f"torch (CUDA {torch.version.cuda}) sees no CUDA GPU: no NVIDIA GPU, or its "
+                "driver is missing or older than that CUDA version needs")
+    return None
+
+
+def require() -> None:
+    """Raise BackendUnavailable with the reason unless the `cuda` backend works here."""
+    ok, why = available()
+    if not ok:
+        raise BackendUnavailable(f"the cuda backend is not available here: {why}")
+
+
+def _load_kernels():
+    """gsplat's compiled extension, building it on first use. gsplat prints its build
+    messages on stdout, which carries the JSON of `mipview train/eval/adapt`: they go to
+    stderr. Returns gsplat's `_C` (None when it found no CUDA toolkit)."""
+    with contextlib.redirect_stdout(sys.stderr):
+        from gsplat.cuda import _backend
+    return _backend._C
+
+
+def _probe() -> tuple[bool, str]:
+    problem = torch_cuda_problem()
+    if problem is not None:
+        return False, problem
     print("mipview: loading gsplat's CUDA kernels (the first time on a machine they compile, "
           "which takes several minutes)...", file=sys.stderr, flush=True)
     try:
-        from gsplat.cuda import _backend
-
-        if _backend._C is None:
-            return False, "gsplat's CUDA kernels are not built and no CUDA toolkit to build them"
+        kernels = _load_kernels()
+    except Exception as e:  # a failed build: use the CPU backend, and say why
+        return False, (f"gsplat's CUDA kernels failed to build or load ({type(e).__name__}: "
+                       f"{e}); the CUDA toolkit (nvcc) must match torch's CUDA "
+                       f"{torch.version.cuda}, see README \"GPU\"")
+    if kernels is None:
+        return False, ("gsplat's CUDA kernels are not built and no CUDA toolkit (nvcc) was "
+                       "found to build them; see README \"GPU\"")
+    try:
         _smoke_test()
-    except Exception as e:  # any failure to build or run means: use the CPU backend
-        return False, f"gsplat's CUDA kernels failed to load: {type(e).__name__}: {e}"
+    except Exception as e:
+        return False, (f"gsplat's CUDA kernels loaded but a test render failed: "
+                       f"{type(e).__name__}: {e}")
     return True, f"gsplat CUDA kernels on {torch.cuda.get_device_name(0)}"
 
 
@@ -54,7 +133,7 @@ def _smoke_test() -> None:
     g = Gaussians.from_colors(torch.tensor([[0.0, 0.0, 2.0]]), torch.tensor([[1.0, 0.5, 0.2]]),
                               torch.full((1, 3), 0.1), torch.tensor([0.9])).to(dev)
     cam = Camera.look_at((0.0, 0.0, 0.0), (0.0, 0.0, 2.0), width=16, height=16)
-    res = render_gsplat(g, cam, RenderOptions(backend="cuda"))
+    res = _render(g, cam, RenderOptions(backend="cuda"))
     torch.cuda.synchronize()
     if not bool(torch.isfinite(res.rgb).all()) or float(res.alpha.max()) <= 0.0:
         raise RuntimeError("the smoke render came back empty or not finite")
@@ -139,8 +218,14 @@ def render_gsplat(gaussians: Gaussians, camera: Camera, options: RenderOptions) 
 
     Returns the same RenderResult as the cpu backend: rgb [H, W, 3], alpha [H, W, 1],
     depth [H, W, 1] when asked, means2d [N, 2] with .grad (pixels) and, with
-    options.absgrad, .absgrad after a backward, radii [N, 2].
+    options.absgrad, .absgrad after a backward, radii [N, 2]. Raises BackendUnavailable
+    (at once, every later call too) where the kernels do not build or run.
     """
+    require()
+    return _render(gaussians, camera, options)
+
+
+def _render(gaussians: Gaussians, camera: Camera, options: RenderOptions) -> RenderResult:
     from gsplat import rasterization
 
     if gaussians.device.type != "cuda":

@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from render.rasterize import auto_backend
+    from render.rasterize import auto_backend, backend_device
 
     # stdout carries only the JSON summary: the backend notice goes to stderr.
     with contextlib.redirect_stdout(sys.stderr):
@@ -145,11 +145,13 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out}: the adapted model is written as .ply")
     if not out.parent.exists():
         raise UsageError(f"--out {out}: folder {out.parent} does not exist")
+    device = backend_device("auto")
     try:
-        upsampler = make_upsampler(args.sr_model)
+        upsampler = make_upsampler(args.sr_model, device=device)
     except (OSError, ValueError, ImportError) as exc:
         raise UsageError(f"--sr-model: {exc}") from None
     base, cams, name, source = load_scene(args.model, args.cameras, _parse_size(args.base_size))
+    base = base.to(device)  # once: every render of the level would copy a host-side base
     settings = AdaptSettings(
         finetune=FinetuneConfig(iters=args.iters, views=args.views, seed=args.seed),
         views=ViewSettings(n_views=args.views, seed=args.seed), sr_model=args.sr_model,

@@ -138,6 +138,7 @@ def _run(args, stmt, log) -> int:
         load_nerf_synthetic_cameras,
         parse_scale,
     )
+    from render.rasterize import backend_device
     from viewer.commands.train_cmd import train_to_file
 
     crop = tuple(float(v) for v in args.crop.split(","))
@@ -168,6 +169,7 @@ def _run(args, stmt, log) -> int:
                            crops_per_view=args.crops_per_view, seed=args.seed,
                            zoom_out_supersample=args.zoom_out_supersample))
     torch.manual_seed(args.seed)
+    device = backend_device("auto")
     t_start = time.perf_counter()
     bases = {}
     for s in settings:
@@ -184,7 +186,8 @@ def _run(args, stmt, log) -> int:
                 log(f"[{s.name}] {path}: no train_summary.json beside it, training time "
                     "unknown (ratios will be against 0 s)")
                 seconds = 0.0
-        bases[s.name] = (load_model(path, find_cameras=False).gaussians, seconds)
+        # on the backend's device once: each render would copy a host-side base again
+        bases[s.name] = (load_model(path, find_cameras=False).gaussians.to(device), seconds)
 
     def load(split: str, scale: float):
         return load_nerf_synthetic(args.data, split, scale)

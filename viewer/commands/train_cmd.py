@@ -92,7 +92,8 @@ def train_to_file(data_dir: Path, scale: float, iters: int, out: Path, n_init: i
         return summary
     opts = RenderOptions(background=(1.0, 1.0, 1.0))
     with torch.no_grad():
-        renders = [render(g, c, opts).rgb for c in test.cameras]
+        # the images are on the host; a cuda render is copied back to be scored
+        renders = [render(g, c, opts).rgb.cpu() for c in test.cameras]
     summary["test_psnr"] = sum(psnr(r, t) for r, t in zip(renders, test.images, strict=True)) \
         / len(renders)
     summary["test_ssim"] = sum(ssim(r, t) for r, t in zip(renders, test.images, strict=True)) \
