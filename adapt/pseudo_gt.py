@@ -62,7 +62,11 @@ def zoom_out_target(base: Gaussians, cam: Camera, factor: int,
 def zoom_in_target(base: Gaussians, cam: Camera, factor: int, upsampler: Upsampler,
                    options: RenderOptions, margin: int = ZOOM_IN_MARGIN) -> Tensor:
     """Render at 1/factor the resolution of cam (plus `margin` base pixels of context on
-    every side), upsample by factor, cut out cam's pixels. [H, W, 3]"""
+    every side), upsample by factor, cut out cam's pixels. [H, W, 3]
+    An upsampler with `renders_at_target` (adapt.upsample.AdaptiveRender) instead draws
+    the base at cam's own resolution with the adaptive dilation (zoom = factor)."""
+    if getattr(upsampler, "renders_at_target", False):
+        return render_tiled(base, cam, options.replace(antialias="adaptive", zoom=float(factor)))
     coarse = rescaled_exact(cam, 1.0 / factor)
     coarse = coarse.crop(-margin, -margin, coarse.width + 2 * margin,
                          coarse.height + 2 * margin)

@@ -9,7 +9,10 @@ rendered at other scales and scored against the real, area-downsampled images th
 Methods per scale: vanilla 3DGS (`classic` dilation), the Mip-Splatting 2D filter (`mip`),
 SA-GS-style zoom-scaled dilation (`adaptive`), and Mipmap-GS: the base finetuned per
 level on pseudo-ground-truth, once on the TRAIN views (never scored: an honest figure)
-and once on the TEST views themselves (what the paper's code does).
+and once on the TEST views themselves (what the paper's code does). Zoom-in levels use
+the default zoom-in pseudo-GT (adapt.upsample.default_zoom_in_pseudo_gt); every other
+candidate (bicubic, the adaptive render, waifu2x, an --sr-model checkpoint) is a row
+twice: scored itself (`pseudo_gt_*`) and as the target of a train-view level.
 
 :func:`run_protocol` measures; :func:`write_report` writes results.json, a markdown
 table, a PSNR-vs-scale plot and an image grid of one crop per method and scale.
@@ -63,10 +66,14 @@ class Method:
         antialias: the render mode used at test time.
         adapt_on: None (training-free), `train` or `test`: which views' pseudo-GT the
             Mipmap-GS copy is finetuned on.
-        upsampler: for adapted methods, the zoom-in pseudo-GT upsampler (`bicubic` or a path).
+        upsampler: the zoom-in pseudo-GT (adapt.upsample.make_upsampler: `bicubic`,
+            `adaptive`, `waifu2x` or a spandrel checkpoint's path), for adapted methods
+            and pseudo-GT rows.
         pseudo_gt: not a renderer: scores the Mipmap-GS pseudo-GT itself (the base
             rendered at its own rate, then area-downsampled or upsampled), the target the
-            adapted copies are fitted to and so, roughly, their ceiling.
+            adapted copies are fitted to.
+        zoom_in_only: measured at zoom-in scales only (a zoom-in pseudo-GT candidate;
+            its zoom-out cells would repeat another row's).
     """
 
     key: str
@@ -75,22 +82,46 @@ class Method:
     adapt_on: str | None = None
     upsampler: str = "bicubic"
     pseudo_gt: bool = False
+    zoom_in_only: bool = False
+
+
+_PSEUDO_GT_LABELS = {"bicubic": "bicubic", "adaptive": "adaptive render",
+                     "waifu2x": "waifu2x x2"}
 
 
 def default_methods(sr_model: str | None = None) -> list[Method]:
+    """Every row: the training-free modes, Mipmap-GS with the default zoom-in pseudo-GT
+    (adapt.upsample.default_zoom_in_pseudo_gt) on train and test views, Mipmap-GS on
+    train views with each other zoom-in pseudo-GT candidate, and the candidates
+    themselves (`pseudo_gt*` rows)."""
+    from adapt.upsample import default_zoom_in_pseudo_gt, waifu2x_available
+
+    best = default_zoom_in_pseudo_gt()
+    cands = ["bicubic", "adaptive"] + (["waifu2x"] if waifu2x_available() is None else [])
     methods = [
         Method("3dgs", "3DGS (classic)", "classic"),
         Method("mip", "Mip-Splatting 2D filter", "mip"),
         Method("adaptive", "SA-GS-style adaptive", "adaptive"),
         Method("blend", "Gaussian Blending", "blend"),
-        Method("mipmap_train", "Mipmap-GS (train views)", "classic", "train"),
-        Method("mipmap_test", "Mipmap-GS (test views)", "classic", "test"),
-        Method("mipmap_blend_train", "Mipmap-GS under blend (train views)", "blend", "train"),
+        Method("mipmap_train", f"Mipmap-GS (train views; {_PSEUDO_GT_LABELS[best]})",
+               "classic", "train", best),
+        Method("mipmap_test", f"Mipmap-GS (test views; {_PSEUDO_GT_LABELS[best]})",
+               "classic", "test", best),
+        Method("mipmap_blend_train",
+               f"Mipmap-GS under blend (train views; {_PSEUDO_GT_LABELS[best]})",
+               "blend", "train", best),
     ]
+    methods += [Method(f"mipmap_{c}_train", f"Mipmap-GS (train views; {_PSEUDO_GT_LABELS[c]})",
+                       "classic", "train", c, zoom_in_only=True) for c in cands if c != best]
     if sr_model:
-        methods.append(Method("mipmap_sr_train", "Mipmap-GS SR (train views)", "classic",
-                              "train", str(sr_model)))
+        methods.append(Method("mipmap_sr_train", "Mipmap-GS (train views; SR model)", "classic",
+                              "train", str(sr_model), zoom_in_only=True))
     methods.append(Method("pseudo_gt", "pseudo-GT (bicubic/area)", pseudo_gt=True))
+    methods += [Method(f"pseudo_gt_{c}", f"pseudo-GT ({_PSEUDO_GT_LABELS[c]})", upsampler=c,
+                       pseudo_gt=True, zoom_in_only=True) for c in cands if c != "bicubic"]
+    if sr_model:
+        methods.append(Method("pseudo_gt_sr", "pseudo-GT (SR model)", upsampler=str(sr_model),
+                              pseudo_gt=True, zoom_in_only=True))
     return methods
 
 
@@ -152,7 +183,7 @@ def pseudo_gt_views(base: Gaussians, cameras: list[Camera], zoom: float,
     from adapt.scale import level_for_scale
     from adapt.upsample import make_upsampler
 
-    up = make_upsampler(None if upsampler == "bicubic" else upsampler, device=base.device)
+    up = make_upsampler(upsampler, device=base.device)
     level = level_for_scale(zoom)
     opts = RenderOptions(background=WHITE)
     return [pseudo_gt(base, cam, level, up, opts).clamp(0, 1) for cam in cameras]
@@ -286,6 +317,8 @@ def run_protocol(
             grid[(setting.name, "gt", scale)] = crop_for_grid(
                 test.images[config.grid_view], config.crop, config.grid_cell)
             for method in config.methods:
+                if method.zoom_in_only and zoom < 1:
+                    continue
                 g, opts = base, method_options(method, zoom)
                 if method.adapt_on is not None:
                     if method.adapt_on == "train":
@@ -374,8 +407,7 @@ def mipmap_adapter(settings: LevelSettings, base_cameras: CamerasFn | None = Non
             raise ValueError(f"Mipmap-GS levels are powers of two; zoom {zoom} is not")
         key = method.upsampler
         if key not in upsamplers:
-            upsamplers[key] = make_upsampler(None if key == "bicubic" else key,
-                                             device=base.device)
+            upsamplers[key] = make_upsampler(key, device=base.device)
         options = RenderOptions(background=WHITE)
         vs = settings.views
         cams = evenly(views, vs.n_views)
@@ -453,12 +485,14 @@ def table_markdown(res: StmtResults) -> str:
                    f"{b['ssim']:.4f} |")
     if res.adaptation:
         out += ["", "**Adaptation time per level** (seconds; ratio to the base's training)", "",
-                "| setting | method | zoom | seconds | ratio | Gaussians | iters | shown with |",
-                "|---|---|---|---|---|---|---|---|"]
+                "| setting | method | zoom | seconds | ratio | Gaussians | iters | shown with "
+                "| zoom-in pseudo-GT |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for a in res.adaptation:
             out.append(f"| {a['setting']} | {a['method']} | ×{format_scale(a['zoom'])} | "
                        f"{a['seconds']:.1f} | {a['ratio_to_base']:.3f} | {a['n_gaussians']} | "
-                       f"{a.get('iters', '?')} | {a.get('antialias', 'classic')} |")
+                       f"{a.get('iters', '?')} | {a.get('antialias', 'classic')} | "
+                       f"{a.get('upsampler', 'bicubic') if a['zoom'] > 1 else '–'} |")
     return "\n".join(out) + "\n"
 
 

@@ -54,7 +54,12 @@ from adapt.finetune import FinetuneConfig, finetune
 from adapt.optimize import Cancelled
 from adapt.pseudo_gt import build_views
 from adapt.scale import BaseSampling, level_label
-from adapt.upsample import Upsampler, make_upsampler
+from adapt.upsample import (
+    PSEUDO_GT_NAMES,
+    Upsampler,
+    default_zoom_in_pseudo_gt,
+    make_upsampler,
+)
 from adapt.views import ViewSettings, select_views
 from render.camera import Camera
 from render.gaussians import Gaussians
@@ -81,7 +86,9 @@ class AdaptSettings:
     Attributes:
         finetune: iterations, learning rates, densification, background, backend.
         views: how many views, hold-out, jitter, crops.
-        sr_model: a spandrel super-resolution checkpoint for zoom-in, or None (bicubic).
+        sr_model: the zoom-in pseudo-GT: None for the default (adapt.upsample.
+            default_zoom_in_pseudo_gt: waifu2x where installed, else the adaptive
+            render), `bicubic`, `adaptive`, `waifu2x`, or a spandrel checkpoint's path.
         use_current_view: add jittered copies of the user's view to the adaptation views.
     """
 
@@ -94,11 +101,19 @@ class AdaptSettings:
         """A short stable hash of the settings (and of the SR checkpoint's content: new
         weights under the same name make new levels)."""
         d = {"finetune": asdict(self.finetune), "views": asdict(self.views),
-             "use_current_view": self.use_current_view, "sr_model": None}
-        if self.sr_model is not None:
+             "use_current_view": self.use_current_view, "sr_model": None,
+             "zoom_in_pseudo_gt": (default_zoom_in_pseudo_gt() if self.sr_model is None
+                                   else None)}
+        if self.sr_model is not None and self.sr_model not in PSEUDO_GT_NAMES:
             d["sr_model"] = checkpoint_sha256(Path(self.sr_model))
+        elif self.sr_model is not None:
+            d["sr_model"] = self.sr_model
         text = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def zoom_in_pseudo_gt(self) -> str:
+        """The zoom-in pseudo-GT these settings use: a name or a checkpoint's path."""
+        return self.sr_model if self.sr_model is not None else default_zoom_in_pseudo_gt()
 
 
 @dataclass

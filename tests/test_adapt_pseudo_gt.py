@@ -13,7 +13,7 @@ from adapt.pseudo_gt import (
     zoom_in_target,
     zoom_out_target,
 )
-from adapt.upsample import BicubicUpsampler, area_downsample, bicubic
+from adapt.upsample import AdaptiveRender, BicubicUpsampler, area_downsample, bicubic
 from adapt.views import ViewSettings, at_level, crop_grid, jittered, rescaled_exact, select_views
 from render import RenderOptions, render
 from render.camera import Camera
@@ -72,6 +72,17 @@ def test_zoom_in_crop_matches_the_same_region_of_the_whole_target():
     assert crop_target.shape == (24, 32, 3)
     # Context margin: the crop's edges agree with the whole image's interior.
     assert torch.allclose(crop_target, whole[16:40, 16:48], atol=1e-4)
+
+
+def test_adaptive_pseudo_gt_draws_the_base_at_the_target_with_the_adaptive_dilation():
+    g, cam = _scene(), _cam()
+    target = zoom_in_target(g, cam, 4, AdaptiveRender(), OPTS)
+    want = render(g, cam, OPTS.replace(antialias="adaptive", zoom=4.0)).rgb.detach()
+    assert target.shape == (40, 48, 3) and torch.allclose(target, want, atol=1e-6)
+    # wider splats than the vanilla rasterizer's at the same scale
+    classic = render(g, cam, OPTS).rgb.detach()
+    assert float((target - classic).abs().mean()) > 1e-3
+    assert torch.allclose(pseudo_gt(g, cam, 2, AdaptiveRender(), OPTS), want, atol=1e-6)
 
 
 def test_select_views_holds_out_base_cameras_and_adds_jittered_user_views():

@@ -7,14 +7,23 @@ import pickle
 import pytest
 import torch
 
+from adapt.metrics import psnr
 from adapt.upsample import (
+    AdaptiveRender,
     BicubicUpsampler,
     SpandrelUpsampler,
     Upsampler,
+    Waifu2xUpsampler,
     area_downsample,
+    bicubic,
+    default_zoom_in_pseudo_gt,
     import_spandrel,
     make_upsampler,
+    waifu2x_available,
 )
+
+WAIFU2X_MISSING = waifu2x_available()
+needs_waifu2x = pytest.mark.skipif(WAIFU2X_MISSING is not None, reason=WAIFU2X_MISSING or "")
 
 
 def _smooth_image(h: int = 24, w: int = 20) -> torch.Tensor:
@@ -32,7 +41,7 @@ def test_area_downsample_is_the_block_mean():
 
 
 def test_bicubic_upsampler_shape_range_and_consistency():
-    up = make_upsampler(None)
+    up = make_upsampler("bicubic")
     assert isinstance(up, BicubicUpsampler) and isinstance(up, Upsampler)
     img = _smooth_image()
     big = up(img, 4)
@@ -118,3 +127,48 @@ def test_unrecognised_state_dict_is_a_clear_error(tmp_path):
     save_file({"foo.weight": torch.zeros(3, 3)}, str(path))
     with pytest.raises(ValueError, match="does not recognise"):
         SpandrelUpsampler(path)
+
+
+def _sharp_shapes(n: int = 96) -> torch.Tensor:
+    """A disk and a slanted bar with hard edges, area-antialiased from 8x. [n, n, 3]"""
+    m = n * 8
+    ys, xs = torch.meshgrid(torch.arange(m) / m, torch.arange(m) / m, indexing="ij")
+    disk = ((xs - 0.35) ** 2 + (ys - 0.4) ** 2 < 0.2**2).float()
+    bar = ((xs + 0.4 * ys - 0.75).abs() < 0.05).float()
+    img = torch.stack([0.9 - 0.7 * disk, 0.9 - 0.5 * bar, 0.9 - 0.6 * disk * 0.5 - 0.3 * bar], -1)
+    return area_downsample(img, 8)
+
+
+@needs_waifu2x
+def test_waifu2x_doubles_edges_closer_to_the_truth_than_bicubic():
+    sharp = _sharp_shapes()
+    low = area_downsample(sharp, 2)
+    up = Waifu2xUpsampler()
+    out = up(low, 2)
+    assert out.shape == sharp.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+    assert psnr(out, sharp) > psnr(bicubic(low, 2), sharp) + 0.5
+    # the same input gives the same output (ncnn must not read a freed buffer)
+    assert torch.equal(up(low, 2), out)
+
+
+@needs_waifu2x
+def test_waifu2x_runs_one_pass_then_bicubic_for_larger_factors():
+    up = Waifu2xUpsampler()
+    assert up.plan(2) == (1, 1) and up.plan(8) == (1, 4)
+    assert Waifu2xUpsampler(max_passes=3).plan(8) == (3, 1)
+    low = area_downsample(_sharp_shapes(64), 4)
+    out = up(low, 8)
+    assert out.shape == (128, 128, 3)
+    assert torch.allclose(out, bicubic(up.double(low), 4), atol=1e-6)
+    assert "waifu2x" in up.describe(8) and "bicubic x4" in up.describe(8)
+    assert torch.equal(up(low, 1), low)
+
+
+def test_named_pseudo_gts_and_the_default():
+    assert isinstance(make_upsampler("adaptive"), AdaptiveRender)
+    best = default_zoom_in_pseudo_gt()
+    assert best == ("waifu2x" if WAIFU2X_MISSING is None else "adaptive")
+    assert make_upsampler(None).name == best
+    with pytest.raises(TypeError, match="target rate"):
+        AdaptiveRender()(_smooth_image(), 2)
+    assert "adaptive dilation" in AdaptiveRender().describe(4)

@@ -130,3 +130,13 @@ def test_worker_threads_are_limited_inside_the_worker_only(worker):
     assert torch.get_num_threads() == before  # the caller's pool is untouched
     worker.shutdown()
     assert not worker._thread.is_alive()
+
+
+def test_zoom_in_pseudo_gt_choice_keys_the_cache():
+    from adapt.upsample import default_zoom_in_pseudo_gt
+
+    default = AdaptSettings()
+    assert default.zoom_in_pseudo_gt() == default_zoom_in_pseudo_gt()
+    keys = {AdaptSettings(sr_model=n).key() for n in (None, "bicubic", "adaptive", "waifu2x")}
+    assert len(keys) == 4  # levels built on one pseudo-GT are never served for another
+    assert AdaptSettings(sr_model="adaptive").zoom_in_pseudo_gt() == "adaptive"

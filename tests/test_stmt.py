@@ -40,21 +40,34 @@ def test_miniature_protocol_writes_a_complete_report(mini_report):
         assert (out / name).is_file(), name
     res = json.loads((out / "results.json").read_text())
     keys = [m["key"] for m in res["methods"]]
-    assert keys == ["3dgs", "mip", "adaptive", "blend", "mipmap_train", "mipmap_test",
-                    "mipmap_blend_train", "pseudo_gt"]
+    assert keys == [m.key for m in stmt.default_methods()]
+    assert keys[:7] == ["3dgs", "mip", "adaptive", "blend", "mipmap_train", "mipmap_test",
+                        "mipmap_blend_train"]
+    # every zoom-in pseudo-GT candidate is a row, alone and as a Mipmap-GS target
+    assert {"mipmap_bicubic_train", "pseudo_gt", "pseudo_gt_adaptive"} <= set(keys)
+    zoom_in_only = {m["key"] for m in res["methods"] if m["zoom_in_only"]}
+    assert "mipmap_bicubic_train" in zoom_in_only and "mipmap_train" not in zoom_in_only
     cols = [(s["name"], t) for s in res["settings"] for t in s["test_scales"]]
     assert cols == [("zoom-out", 1 / 32), ("zoom-in", 1 / 16)]
-    # one finite score per method and scale, PSNR per view for each scored view
-    assert len(res["scores"]) == len(keys) * len(cols)
+    # one finite score per method and scale (zoom-in only rows: zoom-in scales), PSNR per
+    # view for each scored view
+    assert len(res["scores"]) == 2 * len(keys) - len(zoom_in_only)
+    assert not [sc for sc in res["scores"] if sc["method"] in zoom_in_only
+                and sc["setting"] == "zoom-out"]
     for sc in res["scores"]:
         assert 5.0 < sc["psnr"] < 60.0 and math.isfinite(sc["psnr"])
         assert 0.0 < sc["ssim"] <= 1.0
         assert len(sc["psnr_per_view"]) == res["n_test_views"] == 2
         assert sc["psnr"] == pytest.approx(np.mean(sc["psnr_per_view"]))
     # adapted methods have a timing per level, against a real base training time
+    adapted_in = {k for k in keys if k.startswith("mipmap_")}
     assert {(a["setting"], a["method"]) for a in res["adaptation"]} == {
-        (s, m) for s in ("zoom-out", "zoom-in")
-        for m in ("mipmap_train", "mipmap_test", "mipmap_blend_train")}
+        (s, m) for s in ("zoom-out", "zoom-in") for m in adapted_in
+        if s == "zoom-in" or m not in zoom_in_only}
+    for a in res["adaptation"]:
+        if a["setting"] == "zoom-in":
+            want = {m["key"]: m["upsampler"] for m in res["methods"]}[a["method"]]
+            assert a["upsampler"] == want
     assert {a["antialias"] for a in res["adaptation"] if a["method"] == "mipmap_blend_train"} \
         == {"blend"}
     for a in res["adaptation"]:
@@ -71,15 +84,16 @@ def test_miniature_protocol_writes_a_complete_report(mini_report):
 def test_miniature_table_plot_and_grid_are_well_formed(mini_report):
     _, out = mini_report
     table = (out / "table.md").read_text()
-    for label in ("3DGS (classic)", "Mip-Splatting 2D filter", "Mipmap-GS (train views)",
+    for label in ("3DGS (classic)", "Mip-Splatting 2D filter", "Mipmap-GS (train views;",
+                  "pseudo-GT (adaptive render)", "zoom-in pseudo-GT",
                   "×1/2 (1/32)", "×2 (1/16)", "**PSNR**", "**SSIM**", "Base models"):
         assert label in table
     assert "nan" not in table.lower() and "inf" not in table.lower()
     plot = Image.open(out / "psnr_vs_scale.png")
     assert plot.size[0] > 400 and plot.size[1] > 200
     grid = np.asarray(Image.open(out / "grid.png").convert("RGB"))
-    # 9 rows (ground truth + 8 methods) of 128-pixel cells under an 18-pixel header
-    assert grid.shape[0] == 18 + 9 * 128
+    # ground truth + one row a method, 128-pixel cells under an 18-pixel header
+    assert grid.shape[0] == 18 + (1 + len(stmt.default_methods())) * 128
     # the ground-truth cell of the first column shows the object, not blank canvas
     cell = grid[18:18 + 128, 150:150 + 128].astype(float)
     assert cell.std() > 10
@@ -126,7 +140,14 @@ def test_methods_render_with_their_own_dilation():
     assert stmt.method_options(m["mipmap_train"], 4.0).dilation() == (0.3, False)
     assert stmt.method_options(m["blend"], 0.25).dilation()[0] == pytest.approx(0.3 / 16)
     assert stmt.method_options(m["blend"], 0.25).antialias == "blend"
-    assert len(stmt.default_methods("x.pth")) == 9
+    assert m["mipmap_train"].upsampler == m["mipmap_test"].upsampler
+    from adapt.upsample import default_zoom_in_pseudo_gt
+
+    assert m["mipmap_train"].upsampler == default_zoom_in_pseudo_gt()
+    assert m["pseudo_gt_adaptive"].zoom_in_only and not m["pseudo_gt"].zoom_in_only
+    with_sr = {x.key: x for x in stmt.default_methods("x.pth")}
+    assert set(with_sr) - set(m) == {"mipmap_sr_train", "pseudo_gt_sr"}
+    assert with_sr["pseudo_gt_sr"].upsampler == "x.pth"
 
 
 def test_evenly_spreads_views():

@@ -254,3 +254,15 @@ def test_sets_for_another_device_are_copied_off_the_ui_thread():
     assert moved is not None and moved.device.type == "meta"
     assert len(moved) == len(ctrl.cache.get(-2))
     assert ctrl._device_set(-2) is moved  # copied once, then reused
+
+
+def test_panel_names_the_zoom_in_pseudo_gt():
+    from adapt.upsample import default_zoom_in_pseudo_gt
+    from viewer.adaptation import AdaptOptions, zoom_in_pseudo_gt_text
+
+    text = zoom_in_pseudo_gt_text(AdaptOptions())
+    assert text.endswith("(default)")
+    assert ("waifu2x" in text) == (default_zoom_in_pseudo_gt() == "waifu2x")
+    assert "bicubic upsampling" in zoom_in_pseudo_gt_text(AdaptOptions(sr_model="bicubic"))
+    assert "adaptive dilation" in zoom_in_pseudo_gt_text(AdaptOptions(sr_model="adaptive"))
+    assert "x4.pth" in zoom_in_pseudo_gt_text(AdaptOptions(sr_model="/m/x4.pth"))

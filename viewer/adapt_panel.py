@@ -4,7 +4,7 @@ Auto-adapt toggle; the current scale, the wanted level and the level in use (sou
 the worker's progress (phase, step/total, loss, ETA) with Cancel; a failed job's error
 in red; the table of cached levels (Gaussians, build time, Show, Delete, Export .ply);
 "Build level now" for a chosen level; "this view is x1"; settings (iterations, views,
-SR model). Every action goes through the controller's methods.
+zoom-in pseudo-GT, named). Every action goes through the controller's methods.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from viewer.adaptation import (
     error_text,
     level_rows,
     progress_text,
+    zoom_in_pseudo_gt_text,
 )
 
 _GREY = imgui.ImVec4(0.65, 0.65, 0.65, 1.0)
@@ -138,8 +139,12 @@ def _draw_settings(ctrl: AdaptController) -> None:
     opts.iters = max(1, opts.iters)
     _, opts.views = imgui.input_int("views", opts.views, 1, 8)
     opts.views = max(1, opts.views)
-    _, opts.sr_model = imgui.input_text_with_hint("SR model", "bicubic (path to a "
-                                                  "spandrel checkpoint)", opts.sr_model)
+    _, opts.sr_model = imgui.input_text_with_hint(
+        "pseudo-GT", "default (or waifu2x, adaptive, bicubic, a spandrel checkpoint)",
+        opts.sr_model)
+    imgui.push_text_wrap_pos(0.0)
+    imgui.text_colored(_GREY, zoom_in_pseudo_gt_text(opts))
+    imgui.pop_text_wrap_pos()
     if imgui.button("Apply (restarts the worker)"):
         ctrl.apply_settings()
     imgui.text_colored(_GREY, "cache: " + (str(ctrl.cache.directory) if ctrl.cache

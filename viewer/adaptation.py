@@ -48,6 +48,7 @@ from adapt.scale import (
     effective_scale,
     level_label,
 )
+from adapt.upsample import PSEUDO_GT_NAMES, default_zoom_in_pseudo_gt
 from adapt.worker import AdaptSettings, AdaptStatus, AdaptWorker
 from render.camera import Camera
 from render.gaussians import Gaussians
@@ -100,7 +101,9 @@ class AdaptOptions:
     Attributes:
         iters: finetune iterations per level (paper: 1,000).
         views: adaptation views per level.
-        sr_model: super-resolution checkpoint for zoom-in levels, "" for bicubic.
+        sr_model: the zoom-in pseudo-GT: "" for the default (see
+            :func:`zoom_in_pseudo_gt_text`), `bicubic`, `adaptive`, `waifu2x`, or a
+            spandrel super-resolution checkpoint's path.
         build_level: the level "Build level now" asks for.
         export_path: where "Export .ply" writes ("" = next to the model / in the cwd).
     """
@@ -482,7 +485,7 @@ class AdaptController:
         if options is not None:
             self.options = options
         sr = self.options.sr_model.strip()
-        if sr and not Path(sr).is_file():
+        if sr and sr not in PSEUDO_GT_NAMES and not Path(sr).is_file():
             self.error = f"SR model {sr} not found"
             return
         self._restart()
@@ -569,6 +572,22 @@ def level_rows(ctrl: AdaptController) -> list[tuple[int, str, str, str]]:
     """The table of cached levels: (level, "1/4", "12,345", "95 s"), finest last."""
     return [(lv, level_label(lv), f"{info.gaussians:,}", f"{info.seconds:.0f} s")
             for lv, info in sorted(ctrl.levels.items())]
+
+
+_PSEUDO_GT_TEXT = {
+    "waifu2x": "waifu2x photo x2 super-resolution of the base render, then bicubic",
+    "adaptive": "the base drawn at the target rate with the adaptive dilation",
+    "bicubic": "bicubic upsampling of the base render",
+}
+
+
+def zoom_in_pseudo_gt_text(options: AdaptOptions) -> str:
+    """What zoom-in levels are finetuned on, for the panel: the default (the winner of
+    the protocol, docs/stmt_table.md) or the user's choice."""
+    sr = options.sr_model.strip()
+    name = sr or default_zoom_in_pseudo_gt()
+    text = _PSEUDO_GT_TEXT.get(name, f"super-resolution by {Path(name).name} (spandrel)")
+    return f"zoom-in pseudo-GT: {text}" + ("" if sr else " (default)")
 
 
 def error_text(ctrl: AdaptController) -> str:

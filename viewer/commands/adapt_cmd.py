@@ -52,7 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="where to write the adapted level (.ply, "
                    ".compressed.ply, .spz, .sog, meta.json, .splat; tagged with its mode)")
     p.add_argument("--cameras", help="INRIA cameras.json with the training cameras")
-    p.add_argument("--sr-model", help="super-resolution checkpoint for zoom-in (spandrel: "
+    p.add_argument("--sr-model", help="zoom-in pseudo-GT: waifu2x (the default where "
+                   "installed), adaptive, bicubic, or a super-resolution checkpoint (spandrel: "
                    "SwinIR, Real-ESRGAN, HAT, ...; .safetensors or .pth)")
     p.add_argument("--iters", type=int, default=1000, help="finetune iterations (1000)")
     p.add_argument("--views", type=int, default=24, help="adaptation views (24)")

@@ -61,13 +61,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-every", type=int, default=1, help="score every k-th test view")
     parser.add_argument("--test-limit", type=int, default=None, help="score at most n views")
     parser.add_argument("--sr-model", type=Path, default=None,
-                        help="super-resolution checkpoint (spandrel) for a Mipmap-GS SR row")
+                        help="super-resolution checkpoint (spandrel) for the rows "
+                             "mipmap_sr_train and pseudo_gt_sr")
     parser.add_argument("--no-test-adapt", action="store_true",
                         help="leave out Mipmap-GS adapted on the test views")
     parser.add_argument("--methods", default=None,
                         help="comma-separated method keys to run (default all: 3dgs, mip, "
-                             "adaptive, blend, mipmap_train, mipmap_test, pseudo_gt, and "
-                             "mipmap_sr_train with --sr-model)")
+                             "adaptive, blend, mipmap_train, mipmap_test (on the default "
+                             "zoom-in pseudo-GT), mipmap_blend_train, mipmap_<candidate>_train "
+                             "for the other zoom-in pseudo-GTs (bicubic, adaptive, waifu2x), "
+                             "pseudo_gt, pseudo_gt_<candidate>, and the _sr_ rows with "
+                             "--sr-model)")
     parser.add_argument("--crop", default="0.3,0.3,0.7,0.7",
                         help="grid crop as fractions x0,y0,x1,y1 of the image")
     parser.add_argument("--grid-view", type=int, default=0, help="which scored view the grid shows")
