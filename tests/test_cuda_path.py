@@ -513,10 +513,14 @@ def test_the_window_moves_to_the_gpu_when_the_kernels_are_ready(monkeypatch, fre
         app.adaptation = SimpleNamespace(device=torch.device("cpu"))
         app.worker = SimpleNamespace(keep_on_device=False)
         app.presenter = SimpleNamespace(interop_possible=True)
+        proxy_moves = []  # the navigation proxy follows the set to the GPU
+        app.proxy = SimpleNamespace(moved=lambda g, path, dev: proxy_moves.append((g, dev)))
         app._poll_backend_probe()
         assert app.backend_name == "cuda" and app.device.type == "cuda"
         assert app.state.model is not model  # a new ModelState: the adaptation re-attaches
         assert app.state.model.gaussians.device.type == "cuda"
         assert app.adaptation.device.type == "cuda" and app.worker.keep_on_device
+        assert len(proxy_moves) == 1 and proxy_moves[0][1].type == "cuda"
+        assert proxy_moves[0][0] is app.state.model.gaussians
         assert app.state.render.backend == "auto" and "gsplat CUDA kernels" in app.backend_reason
         assert app._backend_probe is None

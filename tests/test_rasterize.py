@@ -228,6 +228,11 @@ def test_no_recompilation_across_calls():
         res.rgb.mean().backward()
         with torch.no_grad():
             render(g, camera(w, h), RenderOptions(backend="cpu", output=out))
+    # one Gaussian in view and none (a tile of a tiled render can hold either)
+    for keep in (slice(0, 1), slice(0, 0)):
+        one = Gaussians(**{k: v[keep] for k, v in g.tensors().items()})
+        with torch.no_grad():
+            render(one, camera(40, 30), RenderOptions(backend="cpu"))
     from render.rasterize import cpu_sort
 
     for kernel in (cpu_kernels.prepare_keys, cpu_kernels.permute_rows, cpu_sort._histogram,

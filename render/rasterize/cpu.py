@@ -60,7 +60,9 @@ def _bin(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     m = vis.shape[0]
     chunks = chunk_count(GAUSSIAN_CHUNKS)
     sc = SCRATCH
-    rec_u = sc.get("rec_u", m, (K.REC_COLS,), np.float32)
+    # Two rows at least: the box columns of a single row are a contiguous slice, which
+    # numba would compile prepare_keys again for.
+    rec_u = sc.get("rec_u", max(m, 2), (K.REC_COLS,), np.float32)
     rec_u_i32 = rec_u.view(np.int32)
     rows_u = sc.get("rows_u", m, (), np.int64)
     keys = [sc.get(f"keys{i}", m, (), np.uint32) for i in range(2)]
