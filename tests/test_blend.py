@@ -154,3 +154,19 @@ def test_gradients_flow_through_the_surrogate_and_the_image_is_blend():
     for t in (g.means, g.sh, g.opacity_logits, g.log_scales):
         assert t.grad is not None and torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0
     assert res.means2d.absgrad.shape == (40, 2)
+
+
+def test_every_mode_is_offered_by_the_viewer_and_the_render_command():
+    """`mipview --antialias blend` and `mipview render --aa blend` parse (the viewer's
+    keys 1-4 take the same list)."""
+    import argparse
+
+    from render.options import ANTIALIAS_MODES
+    from viewer.commands import render_cmd, view
+
+    for module, flag in ((view, "--antialias"), (render_cmd, "--aa")):
+        parser = argparse.ArgumentParser()
+        module.add_arguments(parser)
+        for mode in ANTIALIAS_MODES:
+            args, _ = parser.parse_known_args(["model.ply", flag, mode, "--out", "o"])
+            assert mode in (getattr(args, "antialias", None), getattr(args, "aa", None))

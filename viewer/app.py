@@ -37,6 +37,7 @@ import moderngl  # noqa: E402
 
 from render.camera import Camera  # noqa: E402
 from render.gaussians import Gaussians  # noqa: E402
+from render.options import ANTIALIAS_MODES  # noqa: E402
 from render.rasterize import gsplat_backend  # noqa: E402
 from viewer import controls as C  # noqa: E402
 from viewer import panels  # noqa: E402
@@ -407,7 +408,7 @@ class ViewerApp:
         elif key in (glfw.KEY_COMMA, glfw.KEY_PAGE_UP):
             self.jump_to_camera(s.nav.camera_index - 1)
         elif key in (glfw.KEY_1, glfw.KEY_2, glfw.KEY_3, glfw.KEY_4):
-            self.set_antialias(("classic", "mip", "adaptive", "blend")[key - glfw.KEY_1])
+            self.set_antialias(ANTIALIAS_MODES[key - glfw.KEY_1])
         elif key == glfw.KEY_H:
             s.ui.show_panels = not s.ui.show_panels
         elif key == glfw.KEY_F1:

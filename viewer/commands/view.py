@@ -21,7 +21,7 @@ from pathlib import Path
 
 from render.camera import Camera
 from render.io.limits import load_json_bounded
-from render.options import BACKENDS
+from render.options import ANTIALIAS_MODES, BACKENDS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare", choices=("single", "split", "side_by_side"),
                         default="single", help="start in this compare mode (B: the same "
                         "model with the other antialias mode)")
-    parser.add_argument("--antialias", choices=("classic", "mip", "adaptive"),
+    parser.add_argument("--antialias", choices=ANTIALIAS_MODES,
                         default=None, help="antialias mode of source A (default: the "
                         "model's tag, mip for a file tagged anti-aliased, else classic)")
     parser.add_argument("--no-panels", action="store_true", help="start with the panels hidden")
