@@ -10,7 +10,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy.special import erf
 from test_rasterize import camera, random_scene
 
 from render import RenderOptions, render
@@ -54,7 +53,7 @@ def _square_coverage(s: float, dx: float) -> float:
     """An isotropic splat (std s px, opacity 1, offset dx) averaged over the pixel square."""
     def axis(d):
         r = s * math.sqrt(2.0)
-        return s * math.sqrt(math.pi / 2) * (erf((0.5 - d) / r) - erf((-0.5 - d) / r))
+        return s * math.sqrt(math.pi / 2) * (math.erf((0.5 - d) / r) - math.erf((-0.5 - d) / r))
     return axis(dx) * axis(0.0)
 
 
