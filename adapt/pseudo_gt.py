@@ -148,18 +148,21 @@ def measure_level(
     base: Gaussians, adapted: Gaussians | None, cameras: list[Camera], level: int,
     upsampler: Upsampler, options: RenderOptions, settings: ViewSettings | None = None,
     adapted_options: RenderOptions | None = None,
+    others: dict[str, tuple[Gaussians, RenderOptions]] | None = None,
 ) -> dict[str, float]:
     """Mean PSNR (dB) against the level's reference over held-out cameras (target scale)
     of: the base set with the vanilla rasterizer (`vanilla`, 3DGS dilation), the
-    training-free `mip`, `adaptive` and `blend` (zoom = 2^level) modes, and the adapted set with
-    `adapted_options` (default: the vanilla rasterizer) as `adapted`, when given. The
-    pseudo-GT and references use `options` (classic). Large views are measured on their
-    busiest crops, as they are adapted."""
+    training-free `mip`, `adaptive` and `blend` (zoom = 2^level) modes, the adapted set with
+    `adapted_options` (default: the vanilla rasterizer) as `adapted`, when given, and each
+    of `others` (name: set and how it is drawn). The pseudo-GT and references use `options`
+    (classic). Large views are measured on their busiest crops, as they are adapted."""
     settings = settings or ViewSettings()
     rng = random.Random(settings.seed + 1)
     scores: dict[str, list[float]] = {"vanilla": [], "mip": [], "adaptive": [], "blend": []}
     if adapted is not None:
         scores["adapted"] = []
+    others = others or {}
+    scores.update({k: [] for k in others})
     classic = options.replace(antialias="classic")
     for cam in cameras:
         parts = (pick_crops(base, cam, level, settings, options, rng)
@@ -176,4 +179,6 @@ def measure_level(
             if adapted is not None:
                 scores["adapted"].append(psnr(render_tiled(adapted, c, adapted_options or classic),
                                               ref))
+            for k, (g, o) in others.items():
+                scores[k].append(psnr(render_tiled(g, c, o), ref))
     return {k: float(sum(v) / len(v)) if v else float("nan") for k, v in scores.items()}

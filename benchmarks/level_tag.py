@@ -6,8 +6,9 @@ Adapts the donut (virtual base cameras at --base-size) at --level, writes the le
 loads each back, and draws the held-out views (never adapted on) with the antialias mode
 the loaded file asks for (`LoadedModel.antialias`, the default of `mipview render` and the
 viewer) against the 8x supersampled, area-downsampled base. Also: the base drawn classic
-(`vanilla`) and with the mip filter (`base_mip`), and the .ply level drawn classic (what
-a viewer that ignores the tag shows, and what mipview showed before the tag).
+(`vanilla`) and with the mip filter (`base_mip`), the .ply level drawn classic (what
+a viewer that ignores the tag shows, and what mipview showed before the tag), and the
+level with its filter baked in (`mipview adapt --bake-filter`), drawn classic.
 
     python benchmarks/level_tag.py [--level 1/4] [--iters 1000] [--views 24]
 """
@@ -37,10 +38,11 @@ def main() -> None:
     p.add_argument("--base-size", type=int, default=512)
     args = p.parse_args()
 
+    from adapt.bake import bake_mip_filter
     from adapt.finetune import FinetuneConfig
     from adapt.metrics import psnr
     from adapt.pseudo_gt import pick_crops, reference, render_tiled
-    from adapt.scale import level_label, parse_level, virtual_base_cameras
+    from adapt.scale import BaseSampling, level_label, parse_level, virtual_base_cameras
     from adapt.upsample import BicubicUpsampler
     from adapt.views import ViewSettings, needs_crops
     from adapt.worker import AdaptSettings, adapt_level
@@ -68,6 +70,9 @@ def main() -> None:
         drawn = {f"level_{ext}_defaults": (m.gaussians, options.replace(antialias=m.antialias))
                  for ext, m in files.items()}
         drawn["level_ply_classic"] = (files["ply"].gaussians, options)
+        rate = BaseSampling.from_cameras(res.gaussians, cams).rate * 2.0**level
+        baked = bake_mip_filter(res.gaussians, rate, options.mip_eps2d, options.eps2d)
+        drawn["level_baked_classic"] = (baked, options)
         drawn["vanilla"] = (base, options)
         drawn["base_mip"] = (base, options.replace(antialias="mip"))
         scores: dict[str, list[float]] = {k: [] for k in drawn}

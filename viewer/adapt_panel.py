@@ -110,6 +110,8 @@ def _draw_levels(app, ctrl: AdaptController) -> None:
     imgui.set_next_item_width(-1)
     _, opts.export_path = imgui.input_text_with_hint("##export", "export path (.ply .spz .sog ...)",
                                                      opts.export_path)
+    _, opts.export_baked = imgui.checkbox("bake the filter (viewers without the tag)",
+                                          opts.export_baked)
     if export_level is not None:
         path = opts.export_path.strip() or ctrl.default_export_path(export_level)
         opts.export_path = path

@@ -106,6 +106,8 @@ class AdaptOptions:
             spandrel super-resolution checkpoint's path.
         build_level: the level "Build level now" asks for.
         export_path: where "Export .ply" writes ("" = next to the model / in the cwd).
+        export_baked: export zoom-out levels with the mip filter baked in, untagged, for
+            viewers that know no anti-aliasing tag (adapt.bake).
     """
 
     iters: int = 1000
@@ -113,6 +115,7 @@ class AdaptOptions:
     sr_model: str = ""
     build_level: int = -2
     export_path: str = ""
+    export_baked: bool = False
 
     def settings(self, base: AdaptSettings | None = None) -> AdaptSettings:
         base = base or AdaptSettings()
@@ -448,16 +451,30 @@ class AdaptController:
         tag = level_label(level).replace("/", "-")
         return str(folder / f"{stem}_level_{tag}.ply")
 
+    def _baked(self, g: Gaussians, level: int) -> Gaussians:
+        """A zoom-out level with its mip filter baked in at the level's sampling rate."""
+        from adapt.bake import bake_mip_filter
+        from adapt.scale import BaseSampling
+
+        cams = self._base_cameras
+        if not cams:
+            raise ValueError("the model's base cameras are not known yet")
+        options = self.options.settings().finetune.base_options()
+        rate = BaseSampling.from_cameras(g, cams).rate * 2.0**level
+        return bake_mip_filter(g, rate, options.mip_eps2d, options.eps2d)
+
     def export(self, level: int, path: str | Path) -> threading.Thread | None:
         """Write a cached level at `path` in the format its name asks for (.ply,
         .compressed.ply, .splat, .spz, .sog), tagged with the antialias mode it was
-        finetuned in (a zoom-out level: `antialiased`), in a helper thread (a large set
-        takes a second); the outcome goes to message / error."""
+        finetuned in (a zoom-out level: `antialiased`; with options.export_baked, the mip
+        filter baked in at the level's scale instead, untagged), in a helper thread (a
+        large set takes a second); the outcome goes to message / error."""
         if self.cache is None or level not in self.levels:
             self.error = f"level {level_label(level)} is not built"
             return None
         g = self.cache.get(level)
         path = Path(path).expanduser()
+        bake = self.options.export_baked
         self.message = f"exporting level {level_label(level)} to {path} ..."
         self.error = ""
 
@@ -469,7 +486,10 @@ class AdaptController:
                 if not path.parent.is_dir():
                     raise FileNotFoundError(f"folder {path.parent} does not exist")
                 tag = model_for_antialias(b_overrides(level).get("antialias", "classic"))
-                save_model(g, path, model=tag, fmt=fmt)
+                out = g
+                if bake and tag == "antialiased":
+                    out, tag = self._baked(g, level), "default"
+                save_model(out, path, model=tag, fmt=fmt)
                 self.message = f"exported level {level_label(level)} to {path}"
             except Exception as exc:
                 self.message = ""

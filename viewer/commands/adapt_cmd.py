@@ -2,6 +2,7 @@
 
     mipview adapt MODEL|demo --level 1/4|x4 --out OUT.ply|.spz|.sog|... [--cameras cameras.json]
         [--sr-model PATH] [--iters 1000] [--views N] [--seed S] [--base-size WxH]
+        [--bake-filter]
 
 Base cameras: --cameras, else a cameras.json found beside the model, else the demo's
 own, else virtual cameras on a sphere framing the model at --base-size (800x800). A
@@ -13,7 +14,9 @@ zoom-in: the upsampled base render) of `vanilla` (base, 3DGS rasterizer), `mip`,
 
 The level is written in the format the --out name asks for, tagged with the antialias
 mode it was finetuned in (a zoom-out level: `antialiased`, drawn with the Mip-Splatting
-filter), so `mipview render OUT` and other viewers draw it as the viewer does.
+filter), so `mipview render OUT` and other viewers draw it as the viewer does. With
+--bake-filter a zoom-out level is written untagged with the filter baked in at its scale
+(adapt.bake), for viewers that know no tag; `adapted_baked_classic` scores it.
 """
 
 from __future__ import annotations
@@ -60,6 +63,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--base-size", default="800x800",
                    help="resolution of the virtual base cameras when none are known")
+    p.add_argument("--bake-filter", action="store_true",
+                   help="zoom-out levels: write the level with its mip filter baked in at "
+                        "the level's scale, untagged, for viewers that know no anti-aliasing "
+                        "tag (they draw it classic)")
     p.add_argument("--no-eval", action="store_true", help="skip the PSNR measurement")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -108,6 +115,18 @@ def load_scene(model: str, cameras: str | None,
     if len(g) == 0:
         raise UsageError(f"{model}: the model holds no Gaussians")
     return g, cams, name, source
+
+
+def baked_level(level_set: Gaussians, base_cameras: list[Camera], level: int,
+                settings: AdaptSettings) -> Gaussians:
+    """A zoom-out level with its mip filter baked in at the level's sampling rate (the
+    base cameras' rate times 2^level), for classic drawing (adapt.bake)."""
+    from adapt.bake import bake_mip_filter
+    from adapt.scale import BaseSampling
+
+    options = settings.finetune.base_options()
+    rate = BaseSampling.from_cameras(level_set, base_cameras).rate * 2.0**level
+    return bake_mip_filter(level_set, rate, options.mip_eps2d, options.eps2d)
 
 
 class PhaseProgress:
@@ -203,8 +222,15 @@ def _run(args: argparse.Namespace) -> int:
         print(f"mipview adapt: {exc}", file=sys.stderr)
         return EXIT_FAILED
     tag = model_for_antialias(settings.finetune.antialias_for(level))
+    written, others = result.gaussians, {}
+    if args.bake_filter and tag == "antialiased":
+        written, tag = baked_level(result.gaussians, cams, level, settings), "default"
+        others["adapted_baked_classic"] = (written, settings.finetune.base_options())
+    elif args.bake_filter:
+        print("mipview adapt: --bake-filter: this level is drawn classic already; written "
+              "as it is", file=sys.stderr)
     try:
-        save_model(result.gaussians, out, model=tag)
+        save_model(written, out, model=tag)
     except OSError as exc:
         print(f"mipview adapt: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -214,13 +240,14 @@ def _run(args: argparse.Namespace) -> int:
         "iterations": result.iterations, "adaptation_views": result.n_views,
         "held_out_views": len(result.held_out), "gaussians_before": len(base),
         "gaussians_after": len(result.gaussians), "pseudo_gt": result.upsampler,
-        "out": str(out),
+        "out": str(out), "tag": tag, "filter_baked": bool(others),
     }
     if not args.no_eval and result.held_out:
         t1 = time.perf_counter()
         scores = measure_level(base, result.gaussians, result.held_out, level, upsampler,
                                settings.finetune.base_options(), settings.views,
-                               adapted_options=settings.finetune.render_options(level))
+                               adapted_options=settings.finetune.render_options(level),
+                               others=others)
         summary["psnr"] = {k: (round(v, 3) if math.isfinite(v) else None)
                            for k, v in scores.items()}
         summary["reference"] = ("base 8x supersampled, area-downsampled" if level < 0
