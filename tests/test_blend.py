@@ -167,5 +167,6 @@ def test_every_mode_is_offered_by_the_viewer_and_the_render_command():
         parser = argparse.ArgumentParser()
         module.add_arguments(parser)
         for mode in ANTIALIAS_MODES:
-            args, _ = parser.parse_known_args(["model.ply", flag, mode, "--out", "o", "--path", "p.json"])
+            argv = ["model.ply", flag, mode, "--out", "o", "--path", "p.json"]
+            args, _ = parser.parse_known_args(argv)
             assert mode in (getattr(args, "antialias", None), getattr(args, "aa", None))
