@@ -452,16 +452,16 @@ class AdaptController:
         return str(folder / f"{stem}_level_{tag}.ply")
 
     def _baked(self, g: Gaussians, level: int) -> Gaussians:
-        """A zoom-out level with its mip filter baked in at the level's sampling rate."""
+        """A zoom-out level with its mip filter baked in, as seen from the base cameras at
+        the level's scale."""
         from adapt.bake import bake_mip_filter
-        from adapt.scale import BaseSampling
+        from adapt.views import rescaled_exact
 
-        cams = self._base_cameras
-        if not cams:
+        if not self._base_cameras:
             raise ValueError("the model's base cameras are not known yet")
         options = self.options.settings().finetune.base_options()
-        rate = BaseSampling.from_cameras(g, cams).rate * 2.0**level
-        return bake_mip_filter(g, rate, options.mip_eps2d, options.eps2d)
+        views = [rescaled_exact(c, 2.0**level) for c in self._base_cameras]
+        return bake_mip_filter(g, views, options.mip_eps2d, options.eps2d)
 
     def export(self, level: int, path: str | Path) -> threading.Thread | None:
         """Write a cached level at `path` in the format its name asks for (.ply,

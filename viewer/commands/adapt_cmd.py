@@ -119,14 +119,14 @@ def load_scene(model: str, cameras: str | None,
 
 def baked_level(level_set: Gaussians, base_cameras: list[Camera], level: int,
                 settings: AdaptSettings) -> Gaussians:
-    """A zoom-out level with its mip filter baked in at the level's sampling rate (the
-    base cameras' rate times 2^level), for classic drawing (adapt.bake)."""
+    """A zoom-out level with its mip filter baked in, as seen from the base cameras at the
+    level's scale (adapt.bake)."""
     from adapt.bake import bake_mip_filter
-    from adapt.scale import BaseSampling
+    from adapt.views import rescaled_exact
 
     options = settings.finetune.base_options()
-    rate = BaseSampling.from_cameras(level_set, base_cameras).rate * 2.0**level
-    return bake_mip_filter(level_set, rate, options.mip_eps2d, options.eps2d)
+    views = [rescaled_exact(c, 2.0**level) for c in base_cameras]
+    return bake_mip_filter(level_set, views, options.mip_eps2d, options.eps2d)
 
 
 class PhaseProgress:
