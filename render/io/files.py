@@ -28,15 +28,10 @@ def read_file_bytes(path: str | Path, what: str = "model file") -> bytes:
             data = f.read()
     except GaussianFileError:
         raise
-    except FileNotFoundError:
-        raise GaussianFileError(path, "file not found") from None
-    except PermissionError:
-        raise GaussianFileError(path, "cannot read the file: permission denied") from None
     except MemoryError:
         raise GaussianFileError(path, "not enough memory to read the file") from None
     except OSError as e:
-        reason = e.strerror or errno.errorcode.get(e.errno or 0, str(e))
-        raise GaussianFileError(path, f"cannot read the file: {reason}") from None
+        raise _access_error(path, e, "read") from None
     if not data:
         raise GaussianFileError(path, f"the file is empty, not a {what}")
     return data
@@ -62,13 +57,19 @@ def map_file_bytes(path: str | Path, what: str = "model file") -> bytes | mmap.m
             return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     except GaussianFileError:
         raise
-    except FileNotFoundError:
-        raise GaussianFileError(path, "file not found") from None
-    except PermissionError:
-        raise GaussianFileError(path, "cannot read the file: permission denied") from None
     except (OSError, ValueError) as e:
-        reason = getattr(e, "strerror", None) or str(e)
-        raise GaussianFileError(path, f"cannot map the file: {reason}") from None
+        raise _access_error(path, e, "map") from None
+
+
+def _access_error(path: Path, e: Exception, verb: str) -> GaussianFileError:
+    """The GaussianFileError of an OSError (or mmap's ValueError) met reading `path`."""
+    if isinstance(e, FileNotFoundError):
+        return GaussianFileError(path, "file not found")
+    if isinstance(e, PermissionError):
+        return GaussianFileError(path, "cannot read the file: permission denied")
+    reason = getattr(e, "strerror", None) or (
+        errno.errorcode.get(e.errno or 0, str(e)) if isinstance(e, OSError) else str(e))
+    return GaussianFileError(path, f"cannot {verb} the file: {reason}")
 
 
 def _dir_hint(folder: Path) -> str:
