@@ -12,7 +12,7 @@ import pytest
 import torch
 from test_rasterize import camera, random_scene
 
-from render import RenderOptions, render
+from render import Gaussians, RenderOptions, render
 from render.rasterize.cpu_blend import blend_step
 from render.rasterize.reference import rasterize_reference
 from render.rasterize.reference_blend import rasterize_blend_reference
@@ -170,3 +170,24 @@ def test_every_mode_is_offered_by_the_viewer_and_the_render_command():
             argv = ["model.ply", flag, mode, "--out", "o", "--path", "p.json"]
             args, _ = parser.parse_known_args(argv)
             assert mode in (getattr(args, "antialias", None), getattr(args, "aa", None))
+
+
+def test_the_display_frame_is_the_float_render_packed_for_gl():
+    """RenderOptions(bgra8=True) in blend mode: the viewer's frame is the float render's
+    colour rounded as viewer.frames.pack_bgra8 does, rows bottom first (the display
+    kernel blends exactly as the float one); not made when differentiating."""
+    from viewer.frames import pack_bgra8
+
+    for seed, bg, (w, h) in ((7, (0.3, 1.0, 0.0), (45, 37)), (3, (0.0, 0.0, 0.0), (32, 24))):
+        g, cam = random_scene(seed, n=80), camera(w, h)
+        opts = RenderOptions(antialias="blend", backend="cpu", background=bg, bgra8=True)
+        with torch.no_grad():
+            res = render(g, cam, opts)
+            rgb = render(g, cam, opts.replace(bgra8=False)).rgb.numpy()
+        assert res.rgb is None and res.alpha is None
+        want = np.empty((h, w, 4), np.uint8)
+        pack_bgra8(rgb.reshape(h, -1), 3, want.reshape(h, -1))
+        assert np.array_equal(res.bgra8_gl.numpy(), want)
+        assert len(np.unique(want[..., :3])) > 20  # a drawn image, not the background
+    params = {k: v.clone().requires_grad_(True) for k, v in g.tensors().items()}
+    assert render(Gaussians(**params), cam, opts).bgra8_gl is None
