@@ -47,17 +47,14 @@ class _State:
 
 
 def _bin(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
-         depths: Tensor, visible: np.ndarray, width: int, height: int, reuse: bool = False,
-         positions: bool = False):
+         depths: Tensor, visible: np.ndarray, width: int, height: int, reuse: bool = False):
     """Sort the visible Gaussians front to back and bin them into tiles (visible [N]
     bool). Returns (order [M] int64, rec [M, REC_COLS], box [M, 4], bins, tiles_x).
 
     The records are packed in index order (a pass in memory order), sorted by depth on
     the threads (cpu_sort) and moved into depth order: the same ranks as
     :func:`depth_order` gives. With `reuse`, rec and box are this thread's scratch
-    buffers (valid until its next frame), for a caller that keeps nothing. With
-    `positions`, the first value is instead perm [M] int32, rank r's place in the list of
-    visible Gaussians (order = flatnonzero(visible)[perm]; scratch too).
+    buffers (valid until its next frame), for a caller that keeps nothing.
     """
     vis = np.flatnonzero(visible)
     m = vis.shape[0]
@@ -83,8 +80,7 @@ def _bin(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
         box = np.empty((m, 4), np.int32)
     n_rows = sc.get("rows", m, (), np.int64)
     run_chunks(K.permute_rows, chunks, perm, rec_u, rec_u_i32, rec, box, n_rows)
-    # the display frame does not need the order
-    order = perm if positions else (None if reuse else vis[perm])
+    order = None if reuse else vis[perm]  # the display frame does not need it
     tiles_x = (width + K.TILE - 1) // K.TILE
     tiles_y = (height + K.TILE - 1) // K.TILE
     bins = K.bin_tiles(rec, box, n_rows, tiles_x, tiles_y, chunks, run_chunks)
