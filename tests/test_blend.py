@@ -12,7 +12,7 @@ import pytest
 import torch
 from test_rasterize import camera, random_scene
 
-from render import RenderOptions, render
+from render import Gaussians, RenderOptions, render
 from render.rasterize.cpu_blend import blend_step
 from render.rasterize.reference import rasterize_reference
 from render.rasterize.reference_blend import rasterize_blend_reference
@@ -170,3 +170,48 @@ def test_every_mode_is_offered_by_the_viewer_and_the_render_command():
             argv = ["model.ply", flag, mode, "--out", "o", "--path", "p.json"]
             args, _ = parser.parse_known_args(argv)
             assert mode in (getattr(args, "antialias", None), getattr(args, "aa", None))
+
+
+def test_the_display_frame_is_the_float_render_packed_for_gl():
+    """RenderOptions(bgra8=True) in blend mode: the viewer's frame is the float render's
+    colour rounded as viewer.frames.pack_bgra8 does, rows bottom first (the display
+    kernel blends exactly as the float one); not made when differentiating."""
+    from viewer.frames import pack_bgra8
+
+    for seed, bg, (w, h) in ((7, (0.3, 1.0, 0.0), (45, 37)), (3, (0.0, 0.0, 0.0), (32, 24))):
+        g, cam = random_scene(seed, n=80), camera(w, h)
+        opts = RenderOptions(antialias="blend", backend="cpu", background=bg, bgra8=True)
+        with torch.no_grad():
+            res = render(g, cam, opts)
+            rgb = render(g, cam, opts.replace(bgra8=False)).rgb.numpy()
+        assert res.rgb is None and res.alpha is None
+        want = np.empty((h, w, 4), np.uint8)
+        pack_bgra8(rgb.reshape(h, -1), 3, want.reshape(h, -1))
+        assert np.array_equal(res.bgra8_gl.numpy(), want)
+        assert len(np.unique(want[..., :3])) > 20  # a drawn image, not the background
+    params = {k: v.clone().requires_grad_(True) for k, v in g.tensors().items()}
+    assert render(Gaussians(**params), cam, opts).bgra8_gl is None
+
+
+@pytest.mark.parametrize("width", [160, 48])
+def test_the_binned_footprint_loses_no_visible_contribution(monkeypatch, width):
+    """cpu_blend.BIN_WINDOW (the footprint splats are binned with, tighter than any
+    window could reach in theory, for speed) against a binning four times wider, on the
+    real donut framed and zoomed out (sub-pixel splats): no pixel moves by 1/1000."""
+    from conftest import data_file
+
+    from render import Camera
+    from render.io import load_model
+    from render.rasterize import cpu_blend
+
+    g = load_model(data_file("donut_mipsplat_sh0.ply"), find_cameras=False).gaussians
+    centre = g.means.median(dim=0).values.double().numpy()
+    cam = Camera.look_at(centre + np.array([0.0, -0.25, 0.25]), centre, up=(0.0, 0.0, 1.0),
+                         fov_y_deg=50.0, width=width, height=width * 3 // 4)
+    opts = RenderOptions(antialias="blend", backend="cpu")
+    with torch.no_grad():
+        tight = render(g, cam, opts).rgb
+        monkeypatch.setattr(cpu_blend, "BIN_WINDOW", 4 * cpu_blend.BIN_WINDOW)
+        wide = render(g, cam, opts)
+    assert wide.alpha.mean() > 0.1  # the donut is in view
+    assert (tight - wide.rgb).abs().max() < 1e-3

@@ -125,9 +125,9 @@ def _render_projected(g: Gaussians, cam: Camera, options: RenderOptions, backend
         if backend == "cpu":
             from render.rasterize.cpu_blend import rasterize_blend_cpu
 
-            rgb, alpha, depth, stats = rasterize_blend_cpu(proj, cam.width, cam.height, bg,
-                                                           with_depth, options.blend_window,
-                                                           options.absgrad)
+            rgb, alpha, depth, stats = rasterize_blend_cpu(
+                proj, cam.width, cam.height, bg, with_depth, options.blend_window,
+                options.absgrad, options.bgra8 and options.output == "rgb")
         else:
             from render.rasterize.reference_blend import rasterize_blend_reference
 
