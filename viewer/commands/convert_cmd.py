@@ -21,6 +21,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from viewer.commands.outputs import OutputError, check_output_path
+from viewer.commands.progress import interrupted
+
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 BAR_FROM_BYTES = 16 << 20
@@ -47,6 +50,17 @@ def _size(path: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # every writer renames a complete temporary: nothing partial
+        return interrupted("convert")
+    except MemoryError:
+        print(f"mipview convert: out of memory converting {args.input}; nothing was written",
+              file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _run(args: argparse.Namespace) -> int:
     from render.io import GaussianFileError, format_for_path, load_model, save_model
 
     src, out = Path(args.input), Path(args.output)
@@ -60,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     if out.exists() and src.exists() and out.resolve() == src.resolve():
         print(f"mipview convert: {out} is the input itself", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:  # a missing or read-only folder is said before a big model is read
+        check_output_path(out, "OUT", (".ply", ".splat", ".spz", ".sog", ".json"))
+    except OutputError as exc:
+        print(f"mipview convert: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     bar = tqdm(total=2, unit="step", desc=f"convert {src.name}", file=sys.stderr,
                disable=args.quiet or _size(src) < BAR_FROM_BYTES, leave=False)
