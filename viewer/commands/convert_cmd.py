@@ -76,7 +76,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"mipview convert: {out} is the input itself", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:  # a missing or read-only folder is said before a big model is read
-        check_output_path(out, "OUT", (".ply", ".splat", ".spz", ".sog", ".json"))
+        check_output_path(out, "OUT", (".ply", ".splat", ".spz", ".sog", ".json"),
+                          make_parent=fmt == "sog")  # SOG's folder form: OUT/meta.json
     except OutputError as exc:
         print(f"mipview convert: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
