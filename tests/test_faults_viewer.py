@@ -56,7 +56,8 @@ def test_open_with_a_huge_training_camera_keeps_the_model_and_says_why(tmp_path)
 def _fake_app(shot: ScreenshotSettings):
     captured = []
     app = SimpleNamespace(
-        state=SimpleNamespace(shot=shot), _seq=0, worker=SimpleNamespace(capture=captured.append),
+        state=SimpleNamespace(shot=shot, render=SimpleNamespace(output="rgb")), _seq=0,
+        worker=SimpleNamespace(capture=captured.append),
         view_camera=lambda w=None, h=None: _cam(w or 32, h or 24),
         build_request=lambda cam, full, seq, view, tag: (cam, tag))
     return app, captured
@@ -77,6 +78,22 @@ def test_a_screenshot_too_large_is_refused_in_the_panel(size, monkeypatch):
     shot.width, shot.height = 640, 480  # the viewer goes on: a sane size is taken
     App.screenshot(app)
     assert len(captured) == 1 and shot.last_error == ""
+    assert not captured[0][1]["tiled"]
+
+
+def test_a_screenshot_beyond_a_whole_render_is_taken_in_tiles(monkeypatch):
+    """12000 x 8000 needs ~6 GB rendered whole, 0.6 GB in tiles: with 4 GiB free it is
+    queued as a tiled capture, not refused."""
+    from viewer.app import ViewerApp as App
+
+    monkeypatch.setattr(limits_mod, "available_memory", lambda: 4 * 2**30)
+    shot = ScreenshotSettings(folder="/nonexistent", window_size=False, width=12000,
+                              height=8000)
+    app, captured = _fake_app(shot)
+    App.screenshot(app)
+    assert shot.last_error == "" and len(captured) == 1
+    cam, tag = captured[0]
+    assert (cam.width, cam.height) == (12000, 8000) and tag["tiled"]
 
 
 # ---------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from viewer_support import make_app, settle, tiny_model, tiny_scene  # noqa: E402
 
 KEYS = ["W", "A", "S", "D", "Q", "E", "R", "F", "C", "X", "TAB", "PERIOD", "COMMA",
-        "1", "2", "3", "H", "F1", "ESCAPE", "LEFT_SHIFT", "LEFT_CONTROL", "F12"]
+        "1", "2", "3", "4", "H", "F1", "ESCAPE", "LEFT_SHIFT", "LEFT_CONTROL", "F12"]
 
 
 def soak(frames: int, seed: int, workdir: Path, size=(320, 240), plays: int = 1) -> dict:

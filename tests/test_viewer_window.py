@@ -296,6 +296,35 @@ def test_screenshot_equals_offscreen_render(app, mode):
     assert path.name.startswith("mipview_")
 
 
+@pytest.mark.parametrize("mode", ["split", "side_by_side"])
+def test_a_large_screenshot_is_rendered_in_tiles_and_equals_the_whole_render(
+        app, mode, monkeypatch):
+    """Past TILE_SIDE^2 pixels (2048^2; 64^2 here) a screenshot's panes are rendered in
+    tiles, composed in 8-bit: the same picture as the whole render's."""
+    from render.io import limits
+    from viewer import frames
+
+    monkeypatch.setattr(limits, "TILE_SIDE", 64)
+    tiled_frames = []
+    real = frames.render_panes_tiled
+    monkeypatch.setattr(frames, "render_panes_tiled",
+                        lambda req: tiled_frames.append(req) or real(req))
+    _two_colour_app(app)
+    app.state.compare.mode = mode
+    app.state.compare.divider = 0.37
+    settle(app)
+    app.captured.clear()
+    app.screenshot(width=200, height=130)
+    t_end = time.time() + 60
+    while not app.captured and time.time() < t_end:
+        app.step()
+    assert app.captured and len(tiled_frames) == 1 and not app.state.shot.last_error
+    _, img = app.captured[-1]
+    assert img.shape == (130, 200, 3)
+    expected = _offscreen(app, mode, 0.37, 200, 130)
+    assert np.abs(img.astype(int) - expected.astype(int)).max() <= 1
+
+
 def test_failed_load_shows_error_and_keeps_model(app, tmp_path):
     bad = tmp_path / "broken.ply"
     bad.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 3\nend_header\n1 2\n")

@@ -42,7 +42,7 @@ from render.rasterize import gsplat_backend  # noqa: E402
 from viewer import controls as C  # noqa: E402
 from viewer import panels  # noqa: E402
 from viewer.backend_start import start_backend  # noqa: E402
-from viewer.compare import Source, divider_px, pane_cameras  # noqa: E402
+from viewer.compare import Source, compose, divider_px, pane_cameras  # noqa: E402
 from viewer.display import (  # noqa: E402
     Presenter,
     SubBufferCopy,
@@ -666,13 +666,17 @@ class ViewerApp:
                    folder: str | None = None) -> None:
         """Queue a PNG of the scene as shown (split included), re-rendered at full
         resolution at the window's size or at width x height; written when it is done."""
+        from render.io.limits import needs_tiles
         from viewer.capture import screenshot_size_problem
 
         shot = self.state.shot
         if width is None and not shot.window_size:
             width, height = shot.width, shot.height
+        # A large colour still is rendered in tiles and composed in 8-bit on the CPU.
+        tiled = (width is not None and self.state.render.output == "rgb"
+                 and needs_tiles(int(width), int(height)))
         if width is not None:
-            problem = screenshot_size_problem(width, height)
+            problem = screenshot_size_problem(width, height, tiled=tiled)
             if problem:  # said in the panel; nothing is allocated, the viewer runs on
                 shot.last_error = problem
                 return
@@ -682,7 +686,8 @@ class ViewerApp:
             cam = self.view_camera(int(width), int(height))
         self._seq += 1
         req = self.build_request(cam, True, self._seq, cam,
-                                 {"kind": "screenshot", "folder": folder or shot.folder})
+                                 {"kind": "screenshot", "folder": folder or shot.folder,
+                                  "tiled": tiled})
         self.worker.capture(req)
         shot.last_error = ""
 
@@ -697,8 +702,14 @@ class ViewerApp:
                 continue
             cam = frame.request.view_camera
             try:
-                img = self.presenter.render_offscreen(frame.images, tag["mode"], tag["divider"],
-                                                      cam.width, cam.height)
+                if tag.get("tiled"):  # 8-bit panes, possibly beyond GL's texture size
+                    panes = frame.images
+                    img = compose(panes[0], panes[1] if len(panes) > 1 else None,
+                                  tag["mode"], tag["divider"])
+                else:
+                    img = self.presenter.render_offscreen(frame.images, tag["mode"],
+                                                          tag["divider"], cam.width,
+                                                          cam.height)
                 path = save_png(timestamped_path(tag["folder"]), img,
                                 self._metadata(frame))
             except Exception as exc:

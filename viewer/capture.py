@@ -121,11 +121,14 @@ def render_still(render_rgb: Callable[[object], object], camera,
     return out
 
 
-def screenshot_size_problem(width, height, available: int | None = None) -> str:
+def screenshot_size_problem(width, height, available: int | None = None,
+                            tiled: bool = False) -> str:
     """Why the viewer cannot take a screenshot of width x height pixels ("" when it can):
-    the viewer renders it whole (float buffers, then the GL composite of the split)."""
+    whole, it needs a render's float buffers and the GL composite; `tiled`, only the
+    8-bit images (viewer.frames.render_panes_tiled)."""
     try:
-        check_image_size("screenshot", "size", width, height, available=available)
+        check_image_size("screenshot", "size", width, height, tiled=tiled,
+                         available=available)
     except LimitError as e:
         return f"screenshot not taken: {e.field} {e.value}: {e.limit}"
     return ""

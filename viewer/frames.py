@@ -193,6 +193,29 @@ def render_panes(request: FrameRequest, keep_on_device: bool) -> Frame:
     return Frame(request, panes, (time.perf_counter() - t0) * 1e3, drawn, backend)
 
 
+def render_panes_tiled(request: FrameRequest) -> Frame:
+    """A large still's panes as 8-bit RGB [H, W, 3], each rendered in tiles (viewer.capture.
+    render_still): only the 8-bit images are held whole, never a full render's float
+    buffers. The colour output only (depth and alpha are normalised over the whole view)."""
+    from render.io import limits
+    from viewer.capture import render_still
+
+    t0 = time.perf_counter()
+    panes, backend = [], ""
+    for cam, src in zip(request.cameras, request.sources):
+        opts = replace(src.options(request.options), bgra8=False, output="rgb")
+
+        def one(c, g=src.gaussians, o=opts):
+            nonlocal backend
+            result = render(g, c, o)
+            backend = result.meta.get("backend", backend)
+            return result.rgb.detach().cpu().numpy()
+
+        panes.append(render_still(one, cam, tile=limits.TILE_SIDE))
+    return Frame(request, panes, (time.perf_counter() - t0) * 1e3,
+                 [0] * len(panes), backend)
+
+
 class RenderWorker:
     """One background thread that renders the newest requested view.
 
@@ -325,7 +348,8 @@ class RenderWorker:
     def _render(self, req: FrameRequest, keep: bool) -> Frame:
         try:
             with torch.no_grad():
-                frame = render_panes(req, keep)
+                frame = (render_panes_tiled(req) if req.tag.get("tiled")
+                         else render_panes(req, keep))
             if req.full_res and frame.backend:
                 self.full_ms[timing_key(frame.backend, req.proxy)] = frame.render_ms
             return frame
