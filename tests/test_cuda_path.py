@@ -332,7 +332,7 @@ def test_a_frame_out_of_gpu_memory_says_so_and_frees_the_cache(gpu, monkeypatch)
     monkeypatch.setattr(frames, "render_panes", oom)
     g, cam = scene(n=30)
     req = SimpleNamespace(cameras=(cam,), sources=(SimpleNamespace(gaussians=g),),
-                          full_res=True)
+                          full_res=True, tag={})
     worker = frames.RenderWorker.__new__(frames.RenderWorker)  # no thread: one frame
     frame = worker._render(req, keep=True)
     assert frame.panes == [] and "GPU ran out of memory" in frame.error
