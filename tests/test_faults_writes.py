@@ -350,3 +350,66 @@ def test_kill_9_mid_write_leaves_the_old_file(tmp_path):
         proc.wait()
         proc.stdout.close()
     assert target.read_bytes() == b"the old, complete file"
+
+
+# ---------------------------------------------------------------------------------------
+# convert: the output appears whole or not at all; an existing one is kept until then
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES])
+def test_convert_that_cannot_write_is_a_clear_error(model, tmp_path, capsys, monkeypatch,
+                                                    code):
+    import render.io.atomic as atomic
+
+    def refuse(*a, **k):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", refuse)
+    out = tmp_path / "scene.ply"
+    out.write_bytes(b"an older model")
+    assert main(["convert", str(model), str(out), "--force", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert os.strerror(code) in err and "scene.ply" in err and "Traceback" not in err
+    assert out.read_bytes() == b"an older model"
+    _no_leftovers(tmp_path)
+
+
+def test_disk_full_half_way_through_a_convert_keeps_the_old_file(model, tmp_path, capsys,
+                                                                monkeypatch):
+    import render.io.atomic as atomic
+
+    _enospc_on_call(monkeypatch, atomic.os, "fsync", 1)  # the bytes went out, the flush fails
+    out = tmp_path / "scene.splat"
+    out.write_bytes(b"an older model")
+    assert main(["convert", str(model), str(out), "--force", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert os.strerror(errno.ENOSPC) in err and "Traceback" not in err
+    assert out.read_bytes() == b"an older model"
+    _no_leftovers(tmp_path)
+
+
+def test_ctrl_c_in_convert_exits_130_and_keeps_the_old_file(model, tmp_path, capsys,
+                                                           monkeypatch):
+    import render.io.atomic as atomic
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic.os, "fsync", interrupted)  # Ctrl-C once the bytes are out
+    out = tmp_path / "scene.ply"
+    out.write_bytes(b"an older model")
+    assert main(["convert", str(model), str(out), "--force", "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
+    assert out.read_bytes() == b"an older model"
+    _no_leftovers(tmp_path)
+
+
+def test_convert_into_a_vanished_folder_makes_it_and_writes_the_whole_model(model, tmp_path,
+                                                                           capsys):
+    from render.io import load_model
+
+    out = tmp_path / "gone" / "scene.spz"  # the folder was removed before the write
+    assert main(["convert", str(model), str(out), "--quiet"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert len(load_model(out, find_cameras=False).gaussians) == 200
+    _no_leftovers(out.parent)

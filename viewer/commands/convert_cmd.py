@@ -47,6 +47,16 @@ def _size(path: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Convert; Ctrl-C exits 130 with OUT untouched (it is written under a temporary name)."""
+    from viewer.commands.progress import interrupted
+
+    try:
+        return _convert(args)
+    except KeyboardInterrupt:
+        return interrupted("convert")
+
+
+def _convert(args: argparse.Namespace) -> int:
     from render.io import GaussianFileError, format_for_path, load_model, save_model
 
     src, out = Path(args.input), Path(args.output)
