@@ -413,3 +413,28 @@ def test_convert_into_a_vanished_folder_makes_it_and_writes_the_whole_model(mode
     assert "Traceback" not in capsys.readouterr().err
     assert len(load_model(out, find_cameras=False).gaussians) == 200
     _no_leftovers(out.parent)
+
+
+@pytest.mark.parametrize("name", ["frames", "path.mp4"])
+def test_a_folder_that_vanishes_during_render_path_is_a_clear_error(model, tmp_path, capsys,
+                                                                     monkeypatch, name):
+    import shutil
+
+    import viewer.commands.render_cmd as rc
+
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    real, calls = rc._render_rgb, {"n": 0}
+
+    def vanish_after_the_first_frame(source, camera):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            shutil.rmtree(folder)  # another program removes the output folder mid-job
+        return real(source, camera)
+
+    monkeypatch.setattr(rc, "_render_rgb", vanish_after_the_first_frame)
+    out = folder / name
+    code = _render(model, out, "--path", _path_file(tmp_path))
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err and "shots" in err
+    assert not out.exists()  # nothing half-written (the folder is gone, not rebuilt half-full)
