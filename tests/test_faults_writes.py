@@ -438,3 +438,25 @@ def test_a_folder_that_vanishes_during_render_path_is_a_clear_error(model, tmp_p
     err = capsys.readouterr().err
     assert code != 0 and "Traceback" not in err and "shots" in err
     assert not out.exists()  # nothing half-written (the folder is gone, not rebuilt half-full)
+
+
+def test_a_folder_that_vanishes_during_render_cameras_is_a_clear_error(model, tmp_path, capsys,
+                                                                        monkeypatch):
+    import shutil
+
+    import viewer.commands.render_cmd as rc
+
+    out = tmp_path / "shots"
+    real, calls = rc._render_rgb, {"n": 0}
+
+    def vanish_after_the_first_image(source, camera):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            shutil.rmtree(out)  # another program removes the output folder mid-job
+        return real(source, camera)
+
+    monkeypatch.setattr(rc, "_render_rgb", vanish_after_the_first_image)
+    code = _render(model, out, "--cameras", _cameras_file(tmp_path))
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and "shots" in err
+    assert not out.exists() or _visible(out) == {}  # never a set of images missing the first
