@@ -350,3 +350,71 @@ def test_kill_9_mid_write_leaves_the_old_file(tmp_path):
         proc.wait()
         proc.stdout.close()
     assert target.read_bytes() == b"the old, complete file"
+
+
+# ---------------------------------------------------------------------------------------
+# convert (more in test_faults_convert.py): no temporary file can be made
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES])
+def test_convert_that_cannot_write_is_a_clear_error(model, tmp_path, capsys, monkeypatch,
+                                                    code):
+    import render.io.atomic as atomic
+
+    def refuse(*a, **k):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", refuse)
+    out = tmp_path / "scene.ply"
+    out.write_bytes(b"an older model")
+    assert main(["convert", str(model), str(out), "--force", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert os.strerror(code) in err and "scene.ply" in err and "Traceback" not in err
+    assert out.read_bytes() == b"an older model"
+    _no_leftovers(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["frames", "path.mp4"])
+def test_a_folder_that_vanishes_during_render_path_is_a_clear_error(model, tmp_path, capsys,
+                                                                     monkeypatch, name):
+    import shutil
+
+    import viewer.commands.render_cmd as rc
+
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    real, calls = rc._render_rgb, {"n": 0}
+
+    def vanish_after_the_first_frame(source, camera):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            shutil.rmtree(folder)  # another program removes the output folder mid-job
+        return real(source, camera)
+
+    monkeypatch.setattr(rc, "_render_rgb", vanish_after_the_first_frame)
+    out = folder / name
+    code = _render(model, out, "--path", _path_file(tmp_path))
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err and "shots" in err
+    assert not out.exists()  # nothing half-written (the folder is gone, not rebuilt half-full)
+
+
+def test_a_folder_that_vanishes_during_render_cameras_is_a_clear_error(model, tmp_path, capsys,
+                                                                        monkeypatch):
+    import shutil
+
+    import viewer.commands.render_cmd as rc
+
+    out = tmp_path / "shots"
+    real, calls = rc._render_rgb, {"n": 0}
+
+    def vanish_after_the_first_image(source, camera):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            shutil.rmtree(out)  # another program removes the output folder mid-job
+        return real(source, camera)
+
+    monkeypatch.setattr(rc, "_render_rgb", vanish_after_the_first_image)
+    code = _render(model, out, "--cameras", _cameras_file(tmp_path))
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and "shots" in err
+    assert not out.exists() or _visible(out) == {}  # never a set of images missing the first

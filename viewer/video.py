@@ -115,6 +115,11 @@ class FrameWriter:
         if self.is_video:
             self._write_video_frame(frame)
         else:
+            # save_png would create a missing folder: a staging folder removed mid-job (its
+            # parent deleted by another program) would come back without the earlier frames
+            if not self._tmp.is_dir():
+                raise VideoError(f"{self.out}: the folder {self.out.parent} was removed "
+                                 f"during the job, after {self.frames_written} frames")
             save_png(self._tmp / f"{self.frames_written:05d}.png", frame, self.metadata)
         self.frames_written += 1
 
