@@ -159,3 +159,28 @@ def test_display_frames_reusing_buffers_keep_each_result():
     assert torch.equal(again.bgra8_gl, kept[2])
     rgb8 = again.bgra8_gl.flip(0)[..., [2, 1, 0]].float()
     assert float((rgb8 - plain.rgb.clamp(0, 1) * 255).abs().max()) <= 1.0
+
+
+def test_kept_activations_follow_edits_of_the_model():
+    """Frames without a gradient reuse exp(log_scales) and sigmoid(opacity) across
+    frames: a model edited in place, or another model, projects exactly as the
+    differentiable path (which computes them afresh) does, never with stale values."""
+    g = random_scene(13, n=1500, sh_degree=1)
+    cam = Camera.look_at((0.0, 0.0, -3.0), (0.0, 0.0, 0.0), fov_y_deg=60.0, width=64,
+                         height=48)
+    opts = RenderOptions(backend="cpu")
+
+    def assert_same():
+        with torch.no_grad():
+            got = project_cpu(g, cam, opts)
+        want = _unculled_projection(g, cam, opts)
+        for name in ("radii", "conics", "opacities"):
+            assert torch.equal(getattr(got, name), getattr(want, name)), name
+
+    assert_same()
+    assert_same()  # the kept values
+    g.log_scales[:100] += 0.5  # in place: the same tensor, a new version
+    g.opacity_logits[100:200] -= 2.0
+    assert_same()
+    g = random_scene(14, n=1500, sh_degree=1)  # another model of the same size
+    assert_same()

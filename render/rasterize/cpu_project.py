@@ -15,6 +15,7 @@ pinhole Jacobian J at the mean clamped to 1.3x the field of view, the 2D covaria
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import torch
@@ -69,7 +70,8 @@ def _unit_quat(quats, n):
 
 @njit(**_JIT)
 def project_forward(means, quats, log_scales, opacity_logits, cam, eps, compensate, cull,
-                    means2d, conics, depths, opacities, radii, ticket, n_chunks):
+                    scales, sigmoids, means2d, conics, depths, opacities, radii, ticket,
+                    n_chunks):
     """means [N, 3], quats [N, 4], log_scales [N, 3], opacity_logits [N] (float32);
     cam [20] float64 = R (9, row-major), t (3), fx, fy, cx, cy, width, height, near, far
     -> means2d [N, 2], conics [N, 3], depths [N], opacities [N], radii [N, 2] int32.
@@ -77,7 +79,12 @@ def project_forward(means, quats, log_scales, opacity_logits, cam, eps, compensa
     With `cull` (frames without a gradient), a Gaussian outside the depth range gets its
     depth, radii 0 and zeros elsewhere, without the covariance: on a camera inside a
     scene most Gaussians are behind it, and nothing reads a culled one's other outputs.
+
+    scales [N, 3] float32 and sigmoids [N] float64, when not empty, are exp(log_scales)
+    and sigmoid(opacity_logits) as this kernel computes them (:func:`activations`, kept
+    across frames): their four libm calls were most of the pass.
     """
+    cached = scales.shape[0] > 0
     fx, fy, cx, cy = cam[12], cam[13], cam[14], cam[15]
     w, h, near, far = cam[16], cam[17], cam[18], cam[19]
     lim_xp, lim_xn, lim_yp, lim_yn = _fov_limits(cam)
@@ -99,9 +106,12 @@ def project_forward(means, quats, log_scales, opacity_logits, cam, eps, compensa
                 continue
             nw, nx, ny, nz, _ = _unit_quat(quats, n)
             q = _rotmat(nw, nx, ny, nz)
-            s0 = math.exp(log_scales[n, 0])
-            s1 = math.exp(log_scales[n, 1])
-            s2 = math.exp(log_scales[n, 2])
+            if cached:
+                s0, s1, s2 = scales[n, 0], scales[n, 1], scales[n, 2]
+            else:
+                s0 = math.exp(log_scales[n, 0])
+                s1 = math.exp(log_scales[n, 1])
+                s2 = math.exp(log_scales[n, 2])
             z = tz if abs(tz) >= 1e-8 else 1e-8
             iz = 1.0 / z
             jx = -fx * min(max(tx * iz, -lim_xn), lim_xp) * iz
@@ -133,7 +143,10 @@ def project_forward(means, quats, log_scales, opacity_logits, cam, eps, compensa
             conics[n, 1] = -b0 / det
             conics[n, 2] = a / det
             depths[n] = tz
-            op = 1.0 / (1.0 + math.exp(-np.float64(opacity_logits[n])))
+            if cached:
+                op = sigmoids[n]
+            else:
+                op = 1.0 / (1.0 + math.exp(-np.float64(opacity_logits[n])))
             if compensate:
                 op *= math.sqrt(max(det_orig / det, 0.0))
             opacities[n] = op
@@ -143,6 +156,21 @@ def project_forward(means, quats, log_scales, opacity_logits, cam, eps, compensa
                   and py + ry > 0 and py - ry < h)
             radii[n, 0] = np.int32(rx) if ok else 0
             radii[n, 1] = np.int32(ry) if ok else 0
+        chunk = next_chunk(ticket)
+
+
+@njit(**_JIT)
+def activations(log_scales, opacity_logits, scales, sigmoids, ticket, n_chunks):
+    """scales [N, 3] float32 = exp(log_scales [N, 3]), sigmoids [N] float64 =
+    sigmoid(opacity_logits [N]): exactly the values :func:`project_forward` computes."""
+    chunk = next_chunk(ticket)
+    while chunk < n_chunks:
+        n0, n1 = chunk_range(log_scales.shape[0], chunk, n_chunks)
+        for n in range(n0, n1):
+            scales[n, 0] = math.exp(log_scales[n, 0])
+            scales[n, 1] = math.exp(log_scales[n, 1])
+            scales[n, 2] = math.exp(log_scales[n, 2])
+            sigmoids[n] = 1.0 / (1.0 + math.exp(-np.float64(opacity_logits[n])))
         chunk = next_chunk(ticket)
 
 
@@ -382,8 +410,9 @@ class ProjectCPU(torch.autograd.Function):
         radii = np.empty((n, 2), np.int32)
         args = (*(numpy_f32(t) for t in (means, quats, log_scales, opacity_logits)), cam_arr,
                 float(eps), bool(compensate))
-        run_chunks(project_forward, chunk_count(GAUSSIAN_CHUNKS), *args, False, means2d,
-                   conics, depths, opacities, radii)
+        run_chunks(project_forward, chunk_count(GAUSSIAN_CHUNKS), *args, False,
+                   np.empty((0, 3), np.float32), np.empty(0, np.float64), means2d, conics,
+                   depths, opacities, radii)
         ctx.args = args
         radii_t = torch.from_numpy(radii)
         ctx.mark_non_differentiable(radii_t)
@@ -405,6 +434,44 @@ class ProjectCPU(torch.autograd.Function):
         return (*(torch.from_numpy(o) for o in outs), None, None, None)
 
 
+class _Activations:
+    """exp(log_scales) and sigmoid(opacity_logits) of the last model drawn without a
+    gradient (see :func:`activations`): a viewer draws the same model frame after frame,
+    and those four libm calls per Gaussian were ~40 % of the projection.
+
+    The entry holds the two tensors themselves, so their memory cannot go to another
+    tensor while it is kept, and their `_version` (which every in-place torch write bumps,
+    views included): a key of (data pointer, shape, strides, version) is then never stale.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._keep: tuple = ()
+        self._out: tuple = ()
+
+    @staticmethod
+    def _key_of(t: Tensor) -> tuple:
+        return (t.data_ptr(), tuple(t.shape), t.stride(), t.dtype, t._version)
+
+    def get(self, log_scales: Tensor, opacity_logits: Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(scales [N, 3] float32, sigmoids [N] float64) for these tensors."""
+        key = (self._key_of(log_scales), self._key_of(opacity_logits))
+        with self._lock:
+            if key != self._key:
+                n = log_scales.shape[0]
+                scales = np.empty((n, 3), np.float32)
+                sigmoids = np.empty(n, np.float64)
+                run_chunks(activations, chunk_count(GAUSSIAN_CHUNKS), numpy_f32(log_scales),
+                           numpy_f32(opacity_logits), scales, sigmoids)
+                self._key, self._keep, self._out = key, (log_scales, opacity_logits), (
+                    scales, sigmoids)
+            return self._out
+
+
+ACTIVATIONS = _Activations()
+
+
 def _project_frame(params, cam_arr, eps, compensate, reuse: bool):
     """The projection of a frame without a gradient (no autograd node), culling (see
     project_forward). With `reuse`, conics, depths and opacities are this thread's
@@ -420,9 +487,10 @@ def _project_frame(params, cam_arr, eps, compensate, reuse: bool):
     means2d = np.empty((n, 2), np.float32)
     radii = np.empty((n, 2), np.int32)
     conics, depths, opacities = buf("p_conics", (3,)), buf("p_depths", ()), buf("p_opac", ())
+    scales, sigmoids = ACTIVATIONS.get(params[2], params[3])
     run_chunks(project_forward, chunk_count(GAUSSIAN_CHUNKS), *(numpy_f32(t) for t in params),
-               cam_arr, float(eps), bool(compensate), True, means2d, conics, depths, opacities,
-               radii)
+               cam_arr, float(eps), bool(compensate), True, scales, sigmoids, means2d, conics,
+               depths, opacities, radii)
     return tuple(torch.from_numpy(a) for a in (means2d, conics, depths, opacities, radii))
 
 
