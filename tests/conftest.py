@@ -29,6 +29,25 @@ def _seed():
     torch.manual_seed(0)
 
 
+def random_set(n: int, seed: int = 0):
+    """n small Gaussians scattered around the origin (a cache's level, a model file)."""
+    from render.gaussians import Gaussians
+
+    g = torch.Generator().manual_seed(seed)
+    return Gaussians.from_colors(torch.randn(n, 3, generator=g), torch.rand(n, 3, generator=g),
+                                 torch.full((n, 3), 0.02), torch.full((n,), 0.7))
+
+
+@pytest.fixture
+def model_file(tmp_path) -> Path:
+    """A 50-Gaussian INRIA .ply, scene.ply in the test's folder."""
+    from render.io import save_ply
+
+    path = tmp_path / "scene.ply"
+    save_ply(random_set(50), path)
+    return path
+
+
 # The fault-injection suite (tests marked `fault`): each such test injects one fault a user's
 # machine produces (a full disk, a vanished folder, a corrupt cache, a hostile file, a crash
 # mid-write) and asserts that it was handled: a clear error or a rebuilt entry, nothing lost.

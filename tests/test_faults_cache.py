@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import random_set
 
 from adapt.cache import LevelCache
-from render.gaussians import Gaussians
 from render.io import save_ply
 
 pytestmark = pytest.mark.fault
@@ -24,21 +24,13 @@ pytestmark = pytest.mark.fault
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _set(n: int, seed: int = 0) -> Gaussians:
-    g = torch.Generator().manual_seed(seed)
-    return Gaussians.from_colors(torch.randn(n, 3, generator=g), torch.rand(n, 3, generator=g),
-                                 torch.full((n, 3), 0.02), torch.full((n,), 0.7))
-
-
 @pytest.fixture
-def model(tmp_path):
-    path = tmp_path / "scene.ply"
-    save_ply(_set(50), path)
-    return path
+def model(model_file):
+    return model_file
 
 
 def _open(model) -> LevelCache:
-    return LevelCache.for_model(_set(50), "s", model_path=model)
+    return LevelCache.for_model(random_set(50), "s", model_path=model)
 
 
 def _manifest(c: LevelCache) -> Path:
@@ -49,7 +41,7 @@ def _rebuilds(model, level: int = -1) -> None:
     """The level is absent, is rebuilt (put), and a fresh cache finds the new one."""
     c = _open(model)
     assert c.get(level) is None
-    new = _set(20, seed=9)
+    new = random_set(20, seed=9)
     c.put(level, new)
     got = _open(model).get(level)
     assert got is not None and torch.equal(got.means, new.means)
@@ -57,7 +49,7 @@ def _rebuilds(model, level: int = -1) -> None:
 
 def test_a_manifest_nested_deep_is_ignored_and_rebuilt(model, caplog):
     c = _open(model)
-    c.put(-1, _set(30))
+    c.put(-1, random_set(30))
     _manifest(c).write_text('{"levels": ' + "[" * 100_000 + "]" * 100_000 + "}")
     caplog.set_level(logging.WARNING, "mipview.adapt")
     assert _open(model).levels() == {}
@@ -67,7 +59,7 @@ def test_a_manifest_nested_deep_is_ignored_and_rebuilt(model, caplog):
 
 def test_malformed_entries_are_dropped_and_good_ones_kept(model, caplog):
     c = _open(model)
-    c.put(-1, _set(30))
+    c.put(-1, random_set(30))
     m = json.loads(_manifest(c).read_text())
     m["levels"]["abc"] = m["levels"]["-1"]
     m["levels"]["2"] = "not an entry"
@@ -82,7 +74,7 @@ def test_malformed_entries_are_dropped_and_good_ones_kept(model, caplog):
 
 def test_a_truncated_manifest_is_ignored_and_rebuilt(model, caplog):
     c = _open(model)
-    c.put(-1, _set(30))
+    c.put(-1, random_set(30))
     text = _manifest(c).read_bytes()
     _manifest(c).write_bytes(text[: len(text) // 2])
     caplog.set_level(logging.WARNING, "mipview.adapt")
@@ -92,23 +84,23 @@ def test_a_truncated_manifest_is_ignored_and_rebuilt(model, caplog):
 
 def test_a_manifest_of_another_model_never_gives_its_levels(model, tmp_path, caplog):
     c = _open(model)
-    c.put(-1, _set(30, seed=5))
+    c.put(-1, random_set(30, seed=5))
     other = tmp_path / "other.ply"
-    save_ply(_set(50, seed=1), other)
+    save_ply(random_set(50, seed=1), other)
     # the other model's cache folder gets this one's manifest and level file
-    theirs = LevelCache.for_model(_set(50, seed=1), "s", model_path=other)
+    theirs = LevelCache.for_model(random_set(50, seed=1), "s", model_path=other)
     theirs.directory.mkdir(exist_ok=True)
     for f in c.directory.iterdir():
         (theirs.directory / f.name).write_bytes(f.read_bytes())
     caplog.set_level(logging.WARNING, "mipview.adapt")
-    reopened = LevelCache.for_model(_set(50, seed=1), "s", model_path=other)
+    reopened = LevelCache.for_model(random_set(50, seed=1), "s", model_path=other)
     assert reopened.get(-1) is None and reopened.levels() == {}
     assert "another model" in caplog.text
 
 
 def test_a_manifest_pointing_at_a_missing_level_is_rebuilt(model, caplog):
     c = _open(model)
-    c.put(-1, _set(30))
+    c.put(-1, random_set(30))
     (c.directory / "level_-1.ply").unlink()
     caplog.set_level(logging.WARNING, "mipview.adapt")
     _rebuilds(model)
@@ -119,9 +111,9 @@ def test_two_caches_of_one_model_keep_each_others_levels(model):
     """Two viewers (or a viewer and `mipview adapt`) open on one model: each read the
     manifest before the other wrote; neither write may drop the other's level."""
     a, b = _open(model), _open(model)
-    a.put(-1, _set(30, seed=1))
-    b.put(1, _set(40, seed=2))
-    a.put(-2, _set(20, seed=3))
+    a.put(-1, random_set(30, seed=1))
+    b.put(1, random_set(40, seed=2))
+    a.put(-2, random_set(20, seed=3))
     fresh = _open(model)
     assert sorted(fresh.levels()) == [-2, -1, 1]
     b.delete(1)
@@ -132,6 +124,7 @@ _PUT = """
 import pathlib, sys, time, torch
 from adapt.cache import LevelCache
 from render.gaussians import Gaussians
+
 model, level = sys.argv[1], int(sys.argv[2])
 g = torch.Generator().manual_seed(0)
 base = Gaussians.from_colors(torch.randn(50, 3, generator=g), torch.rand(50, 3, generator=g),

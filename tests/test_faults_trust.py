@@ -13,6 +13,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import random_set
 
 from adapt.cache import LevelCache, file_sha256
 from render.gaussians import Gaussians
@@ -21,17 +22,9 @@ from render.io import save_ply
 pytestmark = pytest.mark.fault
 
 
-def _set(n: int, seed: int = 0) -> Gaussians:
-    g = torch.Generator().manual_seed(seed)
-    return Gaussians.from_colors(torch.randn(n, 3, generator=g), torch.rand(n, 3, generator=g),
-                                 torch.full((n, 3), 0.02), torch.full((n,), 0.7))
-
-
 @pytest.fixture
-def model(tmp_path):
-    path = tmp_path / "scene.ply"
-    save_ply(_set(50), path)
-    return path
+def model(model_file):
+    return model_file
 
 
 def _edit_manifest(cache: LevelCache, level: int, **fields) -> None:
@@ -46,15 +39,15 @@ def _edit_manifest(cache: LevelCache, level: int, **fields) -> None:
 @pytest.mark.parametrize("where", ["absolute", "parent"])
 def test_a_manifest_path_outside_the_cache_is_neither_loaded_nor_deleted(model, tmp_path,
                                                                          where):
-    c = LevelCache.for_model(_set(50), "s", model_path=model)
-    c.put(-1, _set(20))
+    c = LevelCache.for_model(random_set(50), "s", model_path=model)
+    c.put(-1, random_set(20))
     victim = tmp_path / "precious.ply"
-    save_ply(_set(33, seed=7), victim)
+    save_ply(random_set(33, seed=7), victim)
     before = victim.read_bytes()
     name = str(victim) if where == "absolute" else "../precious.ply"
     _edit_manifest(c, -1, file=name, sha256=file_sha256(victim))
 
-    again = LevelCache.for_model(_set(50), "s", model_path=model)
+    again = LevelCache.for_model(random_set(50), "s", model_path=model)
     assert again.get(-1) is None, "a file outside the cache folder was loaded as a level"
     assert -1 not in again.levels()
     again.delete(-1)
@@ -63,51 +56,51 @@ def test_a_manifest_path_outside_the_cache_is_neither_loaded_nor_deleted(model, 
 
 def test_a_level_of_another_model_with_its_checksum_edited_is_refused(tmp_path):
     a, b = tmp_path / "a.ply", tmp_path / "b.ply"
-    save_ply(_set(50, seed=1), a)
-    save_ply(_set(50, seed=2), b)
-    ca = LevelCache.for_model(_set(50, seed=1), "s", model_path=a)
-    cb = LevelCache.for_model(_set(50, seed=2), "s", model_path=b)
-    ca.put(-1, _set(20, seed=3))
-    cb.put(-1, _set(25, seed=4))
+    save_ply(random_set(50, seed=1), a)
+    save_ply(random_set(50, seed=2), b)
+    ca = LevelCache.for_model(random_set(50, seed=1), "s", model_path=a)
+    cb = LevelCache.for_model(random_set(50, seed=2), "s", model_path=b)
+    ca.put(-1, random_set(20, seed=3))
+    cb.put(-1, random_set(25, seed=4))
     # B's level dropped into A's cache, the manifest's checksum edited to match it.
     shutil.copyfile(cb.directory / "level_-1.ply", ca.directory / "level_-1.ply")
     _edit_manifest(ca, -1, sha256=file_sha256(ca.directory / "level_-1.ply"), gaussians=25)
-    assert LevelCache.for_model(_set(50, seed=1), "s", model_path=a).get(-1) is None
+    assert LevelCache.for_model(random_set(50, seed=1), "s", model_path=a).get(-1) is None
 
 
 def test_a_valid_json_but_malformed_manifest_is_rebuilt(model, caplog):
-    c = LevelCache.for_model(_set(50), "s", model_path=model)
-    c.put(-1, _set(20))
+    c = LevelCache.for_model(random_set(50), "s", model_path=model)
+    c.put(-1, random_set(20))
     good = json.loads((c.directory / "manifest.json").read_text())["levels"]["-1"]
     (c.directory / "manifest.json").write_text(json.dumps({
         "version": 1, "model_hash": c.model_hash,
         "levels": {"x": {}, "-2": 5, "2": {"file": 3}, "-1": good, "3": None}}))
-    again = LevelCache.for_model(_set(50), "s", model_path=model)
+    again = LevelCache.for_model(random_set(50), "s", model_path=model)
     assert list(again.levels()) == [-1]  # the good entry survives, the rest is dropped
-    again.put(2, _set(8))
-    third = LevelCache.for_model(_set(50), "s", model_path=model)
+    again.put(2, random_set(8))
+    third = LevelCache.for_model(random_set(50), "s", model_path=model)
     assert sorted(third.levels()) == [-1, 2]
     assert "ignored" in caplog.text
 
 
 def test_two_viewers_on_one_model_keep_each_others_levels(model):
-    one = LevelCache.for_model(_set(50), "s", model_path=model)
-    two = LevelCache.for_model(_set(50), "s", model_path=model)  # both read an empty cache
-    one.put(-1, _set(20))
-    two.put(-2, _set(15))
-    one.put(1, _set(30))
-    later = LevelCache.for_model(_set(50), "s", model_path=model)
+    one = LevelCache.for_model(random_set(50), "s", model_path=model)
+    two = LevelCache.for_model(random_set(50), "s", model_path=model)  # both read an empty cache
+    one.put(-1, random_set(20))
+    two.put(-2, random_set(15))
+    one.put(1, random_set(30))
+    later = LevelCache.for_model(random_set(50), "s", model_path=model)
     assert sorted(later.levels()) == [-2, -1, 1]
     two.delete(-1)
-    assert sorted(LevelCache.for_model(_set(50), "s", model_path=model).levels()) == [-2, 1]
+    assert sorted(LevelCache.for_model(random_set(50), "s", model_path=model).levels()) == [-2, 1]
 
 
 def test_opening_a_model_creates_no_cache_folder(model):
-    c = LevelCache.for_model(_set(50), "s", model_path=model)
+    c = LevelCache.for_model(random_set(50), "s", model_path=model)
     assert c.get(-1) is None and c.levels() == {}
     c.delete(-1)
     assert not model.with_name("scene.ply.mipview").exists()
-    c.put(-1, _set(20))
+    c.put(-1, random_set(20))
     assert (model.with_name("scene.ply.mipview") / "level_-1.ply").is_file()
 
 
@@ -153,7 +146,7 @@ def test_adapt_never_writes_a_nan_model(tmp_path, monkeypatch, capsys):
     from viewer.commands import adapt_cmd
 
     def nan_level(base, *_a, **_k):
-        g = _set(40)
+        g = random_set(40)
         g = Gaussians(**{k: torch.full_like(v, float("nan")) for k, v in g.tensors().items()})
         return SimpleNamespace(gaussians=g, iterations=1, n_views=1, held_out=[],
                                upsampler="bicubic")
@@ -184,7 +177,7 @@ def test_train_never_writes_a_nan_model(tmp_path, monkeypatch):
     from viewer.commands import train_cmd
 
     def nan_train(*_a, **_k):
-        g = _set(40)
+        g = random_set(40)
         g.means[3] = float("inf")
         return g, None
 
@@ -217,7 +210,7 @@ def test_snapshot_checks_its_output_before_opening_the_window(model, monkeypatch
 # -- the loader: absurd values are cleaned or refused ------------------------------------------
 
 def _with_rows(path, n_bad: int, field: str, value: float, n: int = 100):
-    g = _set(n, seed=5)
+    g = random_set(n, seed=5)
     t = getattr(g, field)
     t[:n_bad] = value
     save_ply(g, path)
@@ -247,7 +240,7 @@ def test_a_little_endian_body_labelled_big_endian_is_refused(tmp_path):
     from render.io import GaussianFileError, load_model
 
     path = tmp_path / "m.ply"
-    save_ply(_set(500, seed=3), path)
+    save_ply(random_set(500, seed=3), path)
     data = path.read_bytes()
     path.write_bytes(data.replace(b"binary_little_endian", b"binary_big_endian", 1))
     with pytest.raises(GaussianFileError, match="endianness"):
@@ -311,7 +304,7 @@ def test_a_missing_extra_is_named_in_one_line(tmp_path, monkeypatch, capsys, arg
 # -- the up axis of a model without cameras ----------------------------------------------------
 
 def _slab(flat_axis: int, n: int = 3000) -> Gaussians:
-    g = _set(n, seed=9)
+    g = random_set(n, seed=9)
     g.means[:, flat_axis] *= 0.1  # a table top / a donut lying flat
     return g
 
@@ -339,7 +332,7 @@ def test_a_round_model_keeps_the_default_up(tmp_path):
     from viewer.models import file_model
 
     path = tmp_path / "ball.ply"
-    save_ply(_set(3000, seed=4), path)
+    save_ply(random_set(3000, seed=4), path)
     assert file_model(path).up_guess is None
 
 
@@ -363,7 +356,7 @@ def test_compare_before_any_level_shows_a_against_the_other_antialias_mode(mode,
     from viewer.adaptation import AdaptController
     from viewer.compare import Comparison, Source, other_antialias
 
-    g = _set(30)
+    g = random_set(30)
     ctrl = AdaptController(device="cpu")
     ctrl._gaussians = g
     cmp = Comparison(mode=mode)
@@ -401,7 +394,7 @@ def test_file_open_of_a_bad_model_keeps_the_current_one(tmp_path, monkeypatch):
     monkeypatch.setenv("MIPVIEW_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     swapped = tmp_path / "swapped.ply"
-    save_ply(_set(500, seed=3), swapped)
+    save_ply(random_set(500, seed=3), swapped)
     swapped.write_bytes(swapped.read_bytes().replace(b"binary_little_endian",
                                                      b"binary_big_endian", 1))
     far = _with_rows(tmp_path / "far.ply", 7, "means", 1e27)
@@ -435,8 +428,8 @@ def test_file_open_of_a_bad_model_keeps_the_current_one(tmp_path, monkeypatch):
 
 
 def test_a_diverged_level_is_never_cached(model):
-    c = LevelCache.for_model(_set(50), "s", model_path=model)
-    bad = _set(20)
+    c = LevelCache.for_model(random_set(50), "s", model_path=model)
+    bad = random_set(20)
     bad.log_scales[4] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         c.put(-1, bad)
