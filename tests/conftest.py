@@ -56,8 +56,8 @@ _faults: dict[str, int] = {"injected": 0, "handled": 0, "lost": 0}
 
 
 def pytest_runtest_logreport(report):
-    if report.when != "call" or "fault" not in report.keywords:
-        return
+    if report.when != "call" or "fault" not in report.keywords or report.skipped:
+        return  # a skipped case injected nothing
     _faults["injected"] += 1
     if report.passed:
         _faults["handled"] += 1
