@@ -65,6 +65,18 @@ def bake_mip_filter(g: Gaussians, views: list[Camera], mip_eps2d: float = 0.1,
     return out
 
 
+def bake_level(level_set: Gaussians, base_cameras: list[Camera], level: int,
+               options: RenderOptions) -> Gaussians:
+    """A zoom-out level baked as seen from the base cameras at the level's scale (2^level),
+    with the dilations of `options` (mip_eps2d, eps2d)."""
+    from adapt.views import rescaled_exact
+
+    if not base_cameras:
+        raise ValueError("the model's base cameras are not known yet")
+    views = [rescaled_exact(c, 2.0**level) for c in base_cameras]
+    return bake_mip_filter(level_set, views, options.mip_eps2d, options.eps2d)
+
+
 def _det2d(g: Gaussians, cam: Camera, eps: float) -> tuple[Tensor, Tensor]:
     """(det of each splat's 2D covariance + eps I in px^4 [N], in view [N] bool)."""
     with torch.no_grad():

@@ -38,13 +38,13 @@ def main() -> None:
     p.add_argument("--base-size", type=int, default=512)
     args = p.parse_args()
 
-    from adapt.bake import bake_mip_filter
+    from adapt.bake import bake_level
     from adapt.finetune import FinetuneConfig
     from adapt.metrics import psnr
     from adapt.pseudo_gt import pick_crops, reference, render_tiled
     from adapt.scale import level_label, parse_level, virtual_base_cameras
     from adapt.upsample import BicubicUpsampler
-    from adapt.views import ViewSettings, needs_crops, rescaled_exact
+    from adapt.views import ViewSettings, needs_crops
     from adapt.worker import AdaptSettings, adapt_level
     from render.io import load_model, model_for_antialias, save_model
 
@@ -70,9 +70,8 @@ def main() -> None:
         drawn = {f"level_{ext}_defaults": (m.gaussians, options.replace(antialias=m.antialias))
                  for ext, m in files.items()}
         drawn["level_ply_classic"] = (files["ply"].gaussians, options)
-        views = [rescaled_exact(c, 2.0**level) for c in cams]
-        baked = bake_mip_filter(res.gaussians, views, options.mip_eps2d, options.eps2d)
-        drawn["level_baked_classic"] = (baked, options)
+        drawn["level_baked_classic"] = (bake_level(res.gaussians, cams, level, options),
+                                        options)
         drawn["vanilla"] = (base, options)
         drawn["base_mip"] = (base, options.replace(antialias="mip"))
         scores: dict[str, list[float]] = {k: [] for k in drawn}

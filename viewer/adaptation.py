@@ -451,18 +451,6 @@ class AdaptController:
         tag = level_label(level).replace("/", "-")
         return str(folder / f"{stem}_level_{tag}.ply")
 
-    def _baked(self, g: Gaussians, level: int) -> Gaussians:
-        """A zoom-out level with its mip filter baked in, as seen from the base cameras at
-        the level's scale."""
-        from adapt.bake import bake_mip_filter
-        from adapt.views import rescaled_exact
-
-        if not self._base_cameras:
-            raise ValueError("the model's base cameras are not known yet")
-        options = self.options.settings().finetune.base_options()
-        views = [rescaled_exact(c, 2.0**level) for c in self._base_cameras]
-        return bake_mip_filter(g, views, options.mip_eps2d, options.eps2d)
-
     def export(self, level: int, path: str | Path) -> threading.Thread | None:
         """Write a cached level at `path` in the format its name asks for (.ply,
         .compressed.ply, .splat, .spz, .sog), tagged with the antialias mode it was
@@ -488,7 +476,11 @@ class AdaptController:
                 tag = model_for_antialias(b_overrides(level).get("antialias", "classic"))
                 out = g
                 if bake and tag == "antialiased":
-                    out, tag = self._baked(g, level), "default"
+                    from adapt.bake import bake_level
+
+                    out = bake_level(g, self._base_cameras, level,
+                                     self.options.settings().finetune.base_options())
+                    tag = "default"
                 save_model(out, path, model=tag, fmt=fmt)
                 self.message = f"exported level {level_label(level)} to {path}"
             except Exception as exc:

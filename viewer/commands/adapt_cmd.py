@@ -28,6 +28,7 @@ import math
 import sys
 import time
 
+from adapt.bake import bake_level
 from adapt.finetune import FinetuneConfig
 from adapt.optimize import Cancelled
 from adapt.pseudo_gt import measure_level
@@ -115,18 +116,6 @@ def load_scene(model: str, cameras: str | None,
     if len(g) == 0:
         raise UsageError(f"{model}: the model holds no Gaussians")
     return g, cams, name, source
-
-
-def baked_level(level_set: Gaussians, base_cameras: list[Camera], level: int,
-                settings: AdaptSettings) -> Gaussians:
-    """A zoom-out level with its mip filter baked in, as seen from the base cameras at the
-    level's scale (adapt.bake)."""
-    from adapt.bake import bake_mip_filter
-    from adapt.views import rescaled_exact
-
-    options = settings.finetune.base_options()
-    views = [rescaled_exact(c, 2.0**level) for c in base_cameras]
-    return bake_mip_filter(level_set, views, options.mip_eps2d, options.eps2d)
 
 
 class PhaseProgress:
@@ -224,7 +213,8 @@ def _run(args: argparse.Namespace) -> int:
     tag = model_for_antialias(settings.finetune.antialias_for(level))
     written, others = result.gaussians, {}
     if args.bake_filter and tag == "antialiased":
-        written, tag = baked_level(result.gaussians, cams, level, settings), "default"
+        written = bake_level(result.gaussians, cams, level, settings.finetune.base_options())
+        tag = "default"
         others["adapted_baked_classic"] = (written, settings.finetune.base_options())
     elif args.bake_filter:
         print("mipview adapt: --bake-filter: this level is drawn classic already; written "
