@@ -373,24 +373,29 @@ def test_convert_that_cannot_write_is_a_clear_error(model, tmp_path, capsys, mon
     _no_leftovers(tmp_path)
 
 
-@pytest.mark.parametrize("name", ["frames", "path.mp4"])
-def test_a_folder_that_vanishes_during_render_path_is_a_clear_error(model, tmp_path, capsys,
-                                                                     monkeypatch, name):
+def _vanish_after_the_first_image(monkeypatch, folder: Path) -> None:
+    """Another program removes `folder` while `mipview render` draws its second image."""
     import shutil
 
     import viewer.commands.render_cmd as rc
 
-    folder = tmp_path / "shots"
-    folder.mkdir()
     real, calls = rc._render_rgb, {"n": 0}
 
-    def vanish_after_the_first_frame(source, camera):
+    def vanish(source, camera):
         calls["n"] += 1
         if calls["n"] == 2:
-            shutil.rmtree(folder)  # another program removes the output folder mid-job
+            shutil.rmtree(folder)
         return real(source, camera)
 
-    monkeypatch.setattr(rc, "_render_rgb", vanish_after_the_first_frame)
+    monkeypatch.setattr(rc, "_render_rgb", vanish)
+
+
+@pytest.mark.parametrize("name", ["frames", "path.mp4"])
+def test_a_folder_that_vanishes_during_render_path_is_a_clear_error(model, tmp_path, capsys,
+                                                                     monkeypatch, name):
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    _vanish_after_the_first_image(monkeypatch, folder)
     out = folder / name
     code = _render(model, out, "--path", _path_file(tmp_path))
     err = capsys.readouterr().err
@@ -400,20 +405,8 @@ def test_a_folder_that_vanishes_during_render_path_is_a_clear_error(model, tmp_p
 
 def test_a_folder_that_vanishes_during_render_cameras_is_a_clear_error(model, tmp_path, capsys,
                                                                         monkeypatch):
-    import shutil
-
-    import viewer.commands.render_cmd as rc
-
     out = tmp_path / "shots"
-    real, calls = rc._render_rgb, {"n": 0}
-
-    def vanish_after_the_first_image(source, camera):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            shutil.rmtree(out)  # another program removes the output folder mid-job
-        return real(source, camera)
-
-    monkeypatch.setattr(rc, "_render_rgb", vanish_after_the_first_image)
+    _vanish_after_the_first_image(monkeypatch, out)
     code = _render(model, out, "--cameras", _cameras_file(tmp_path))
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err and "shots" in err
