@@ -17,14 +17,17 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from render.camera import Camera
 from render.io.atomic import atomic_write_bytes
 from render.io.errors import GaussianFileError
 from render.io.files import read_file_bytes
 from render.io.limits import LimitError, check_image_size, parse_json_bounded
+
+if TYPE_CHECKING:
+    from render.camera import Camera
 
 CAMERAS_JSON = "cameras.json"
 _REQUIRED = ("id", "img_name", "width", "height", "position", "rotation", "fx", "fy")
@@ -59,7 +62,36 @@ def find_cameras_json(model_path: str | Path) -> Path | None:
 
 def load_inria_cameras(path: str | Path) -> list[CameraRecord]:
     """Read a cameras.json into cameras (see the module docstring for the layout)."""
-    path = Path(path)
+    return [_record(e) for e in _read_entries(Path(path))]
+
+
+def count_inria_cameras(path: str | Path) -> int:
+    """The number of cameras in a cameras.json, checked as `load_inria_cameras` checks
+    them (same errors) but without building `Camera`s, which needs torch."""
+    return len(_read_entries(Path(path)))
+
+
+@dataclass
+class _Entry:
+    """One checked camera entry: what a `CameraRecord` is built from."""
+
+    id: int
+    name: str
+    c2w: np.ndarray  # [4, 4] float64, camera-to-world, OpenCV axes
+    fx: float
+    fy: float
+    width: int
+    height: int
+    cx: float | None
+    cy: float | None
+
+
+def _read_entries(path: Path) -> list[_Entry]:
+    """The checked entries of a cameras.json.
+
+    Raises:
+        GaussianFileError: naming the file and the first problem found.
+    """
     data = read_file_bytes(path, what="camera file")
     try:
         # bounded depth and size; NaN/Infinity pass here and are named by the field checks
@@ -79,14 +111,21 @@ def load_inria_cameras(path: str | Path) -> list[CameraRecord]:
             path, f"a cameras.json holds a list of cameras, this holds a {_kind(entries)}")
     if not entries:
         raise GaussianFileError(path, "the camera list is empty")
-    return [_record(path, i, e) for i, e in enumerate(entries)]
+    return [_entry(path, i, e) for i, e in enumerate(entries)]
 
 
 def _kind(v) -> str:
     return {dict: "JSON object", list: "list", str: "string"}.get(type(v), type(v).__name__)
 
 
-def _record(path: Path, i: int, entry) -> CameraRecord:
+def _record(e: _Entry) -> CameraRecord:
+    from render.camera import Camera
+
+    camera = Camera.from_c2w(e.c2w, e.fx, e.fy, e.width, e.height, cx=e.cx, cy=e.cy)
+    return CameraRecord(e.id, e.name, camera)
+
+
+def _entry(path: Path, i: int, entry) -> _Entry:
     where = f"camera entry {i}"
     if not isinstance(entry, dict):
         raise GaussianFileError(path, f"{where} is a {_kind(entry)}, not a JSON object")
@@ -121,8 +160,7 @@ def _record(path: Path, i: int, entry) -> CameraRecord:
     c2w = np.eye(4)
     c2w[:3, :3] = rotation
     c2w[:3, 3] = position
-    camera = Camera.from_c2w(c2w, fx, fy, width, height, cx=cx, cy=cy)
-    return CameraRecord(cam_id, str(name), camera)
+    return _Entry(cam_id, str(name), c2w, fx, fy, width, height, cx, cy)
 
 
 def _number(path: Path, where: str, key: str, v) -> float:

@@ -28,15 +28,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from render.gaussians import SH_C0, Gaussians
 from render.io.atomic import atomic_write_bytes
 from render.io.errors import GaussianFileError
 from render.io.gaussian_arrays import GaussianArrays, gaussians_to_numpy
 from render.io.ply_format import PlyHeader, ply_bytes
 from render.io.splat_model import ply_comments_for
+
+if TYPE_CHECKING:
+    from render.gaussians import Gaussians
 
 CHUNK_SIZE = 256
 CHUNK_BOUNDS = ("min_x", "min_y", "min_z", "max_x", "max_y", "max_z",
@@ -113,6 +116,8 @@ def decode_compressed(path: Path, header: PlyHeader,
     sh_rest = None
     if "sh" in elements:
         k, sh_rest = _decode_sh(path, header, elements["sh"], n)
+    from render.gaussians import SH_C0  # here: is_compressed_layout serves info without torch
+
     sh = np.empty((n, k, 3), dtype=np.float32)
     sh[:, 0, :] = (color - 0.5) / SH_C0
     if sh_rest is not None:
@@ -261,6 +266,8 @@ def encode_compressed(gaussians: Gaussians, sort: bool = True, model: str = "def
     With `sort` the Gaussians are stored in Morton order (smaller chunks, less error);
     without it they keep their order, so the file's i-th Gaussian is the set's i-th.
     """
+    from render.gaussians import SH_C0
+
     a = gaussians_to_numpy(gaussians)
     n = len(a)
     if n == 0:

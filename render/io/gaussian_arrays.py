@@ -5,18 +5,25 @@ what all formats share: refuse an empty set, drop rows holding NaN or Inf or val
 model holds (centres beyond 1e7 units, log-scales whose exponential overflows what the
 renderers square; counted), refuse a file where most rows are such (a body of the other
 endianness, say), and make the quaternions unit length.
+
+torch is imported where a `Gaussians` is built or read, not here: the bounds and
+`GaussianArrays` serve `mipview info`'s header scan, which runs without torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from render.gaussians import Gaussians
 from render.io.errors import GaussianFileError
+
+if TYPE_CHECKING:
+    import torch
+
+    from render.gaussians import Gaussians
 
 # A quaternion whose norm is within this of 1 is kept bit for bit, so that a file written
 # from unit quaternions reads back exactly; float32 normalisation leaves |q| - 1 < 1e-6.
@@ -79,6 +86,8 @@ def to_gaussians(path: Path, arrays: GaussianArrays) -> CleanResult:
     Raises:
         GaussianFileError: no Gaussians, none valid, or mostly absurd values.
     """
+    from render.gaussians import Gaussians
+
     n = len(arrays)
     if n == 0:
         raise GaussianFileError(path, "the file holds zero Gaussians")
@@ -142,6 +151,8 @@ def _unit_quats(q: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
+    import torch
+
     a = np.ascontiguousarray(a, dtype=np.float32)
     if not a.flags.writeable:  # a view into the file's bytes: torch wants its own memory
         a = a.copy()
@@ -150,6 +161,8 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
 
 def gaussians_to_numpy(g: Gaussians) -> GaussianArrays:
     """The parameters of a set as float32 numpy arrays (detached, on the CPU)."""
+    import torch
+
     def arr(t: torch.Tensor) -> np.ndarray:
         return np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
 

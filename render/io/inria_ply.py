@@ -20,16 +20,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from render.gaussians import Gaussians
 from render.io.atomic import atomic_write_bytes
 from render.io.errors import GaussianFileError
 from render.io.gaussian_arrays import GaussianArrays, gaussians_to_numpy
 from render.io.limits import available_memory
 from render.io.ply_format import PlyHeader, ply_bytes
 from render.io.splat_model import ply_comments_for
+
+if TYPE_CHECKING:
+    from render.gaussians import Gaussians
 
 REQUIRED = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
             "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3")

@@ -21,6 +21,7 @@ from pathlib import Path
 from render.gaussians import Gaussians
 from render.io.cameras_json import CameraRecord, find_cameras_json, load_inria_cameras
 from render.io.compressed_ply import compressed_elements, decode_compressed, is_compressed_layout
+from render.io.describe import camera_warning, load_warnings, summary_dict
 from render.io.errors import GaussianFileError
 from render.io.files import map_file_bytes
 from render.io.gaussian_arrays import GaussianArrays, to_gaussians
@@ -71,50 +72,11 @@ class LoadedModel:
     def summary(self) -> dict:
         """A JSON-ready description (what `mipview info` prints)."""
         g = self.gaussians
-        return summary_dict(self.path, self.format, g.means, g.sh_degree, self.cameras,
+        means = g.means.detach().to("cpu").float().numpy()
+        n_cameras = None if self.cameras is None else len(self.cameras)
+        return summary_dict(self.path, self.format, means, g.sh_degree, n_cameras,
                             self.cameras_path, self.n_dropped, self.n_zero_quats,
                             self.warnings, self.splat_model)
-
-
-def summary_dict(path: Path, fmt: str, means, sh_degree: int, cameras, cameras_path,
-                 n_dropped: int, n_zero_quats: int, warnings: list[str],
-                 splat_model: str = "default") -> dict:
-    """The fields of `LoadedModel.summary` from what they are computed from
-    (`means`: the kept Gaussians' centres, a [N, 3] float32 tensor)."""
-    from render.gaussians import Gaussians  # bounds and extent, as the set computes them
-
-    n = means.shape[0]
-    g = Gaussians(means, means.new_empty((n, 4)), means.new_empty((n, 3)),
-                  means.new_empty(n), means.new_empty((n, 1, 3)))
-    lo, hi = g.bounds()
-    return {
-        "path": str(path),
-        "format": fmt,
-        "gaussians": n,
-        "sh_degree": sh_degree,
-        "model": splat_model,
-        "antialias": antialias_for(splat_model),
-        "bounds": {"min": [float(v) for v in lo], "max": [float(v) for v in hi]},
-        "extent": g.extent(),
-        "training_cameras": None if cameras is None else {
-            "count": len(cameras), "path": str(cameras_path)},
-        "n_dropped": n_dropped,
-        "n_zero_quats": n_zero_quats,
-        "warnings": list(warnings),
-    }
-
-
-def load_warnings(n_dropped: int, n_zero_quats: int, splat_model: str = "default"
-                  ) -> list[str]:
-    """What loading changed, or how the model will be drawn, that the user should know."""
-    out = []
-    if n_dropped:
-        out.append(f"{n_dropped} Gaussians with NaN, infinite or absurd values were dropped")
-    if n_zero_quats:
-        out.append(f"{n_zero_quats} Gaussians had an all-zero rotation; read as the identity")
-    if splat_model == "2dgs":
-        out.append("the file is tagged 2dgs (surfels); drawn as flat 3D Gaussians")
-    return out
 
 
 def detect_format(path: Path, data: bytes) -> str:
@@ -251,4 +213,4 @@ def model_cameras(path: Path) -> tuple[list[CameraRecord] | None, Path | None, l
     try:
         return load_inria_cameras(cam_path), cam_path, []
     except GaussianFileError as e:
-        return None, None, [f"training cameras not loaded: {e}"]
+        return None, None, [camera_warning(e)]

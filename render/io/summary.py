@@ -4,7 +4,11 @@ For a binary INRIA .ply (the big files: 3 M Gaussians at SH degree 3 are ~700 MB
 file is scanned in row blocks straight from its memory map: the counts of rows dropped
 (NaN/Inf or values beyond to_gaussians' bounds) and of zero rotations, and the kept
 centres for the bounds. The SH coefficients, which are most of the file, are only
-checked, never copied. Every other file goes through `load_model`. Both give the same JSON.
+checked, never copied. Every other file goes through `load_model`. Both give the same JSON
+(built by :mod:`render.io.describe`).
+
+The scan imports neither torch nor the readers that need it: importing torch alone takes
+longer than scanning a 700 MB file. Only the `load_model` fallback imports them.
 """
 
 from __future__ import annotations
@@ -12,14 +16,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from render.io.compressed_ply import is_compressed_layout
+from render.io.describe import camera_count, load_warnings, summary_dict
 from render.io.errors import GaussianFileError
 from render.io.files import map_file_bytes
 from render.io.gaussian_arrays import LOG_SCALE_RANGE, MAX_ABS_CENTRE, MAX_ABS_COEFF
 from render.io.inria_ply import inria_sh_coeffs
-from render.io.model import load_model, load_warnings, model_cameras, summary_dict
 from render.io.ply_format import is_ply, parse_header, read_elements
 from render.io.splat_model import model_from_ply_comments
 
@@ -37,13 +40,15 @@ def model_summary(path: str | Path, find_cameras: bool = True) -> dict:
     scan = _scan_inria(path, data) if is_ply(data) else None
     if scan is None:  # another format, or a file load_model must explain
         del data
+        from render.io.model import load_model  # imports torch
+
         return load_model(path, find_cameras=find_cameras).summary()
     means, sh_degree, n_dropped, n_zero, tag = scan
-    cameras, cameras_path, cam_warnings = model_cameras(path) if find_cameras else (None,
-                                                                                     None, [])
+    n_cameras, cameras_path, cam_warnings = camera_count(path) if find_cameras else (
+        None, None, [])
     warnings = load_warnings(n_dropped, n_zero, tag) + cam_warnings
-    return summary_dict(path, "inria_ply", torch.from_numpy(means), sh_degree, cameras,
-                        cameras_path, n_dropped, n_zero, warnings, tag)
+    return summary_dict(path, "inria_ply", means, sh_degree, n_cameras, cameras_path,
+                        n_dropped, n_zero, warnings, tag)
 
 
 def _scan_inria(path: Path, data) -> tuple[np.ndarray, int, int, int, str] | None:
