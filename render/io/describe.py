@@ -4,17 +4,12 @@
 JSON here, so the two give the same object. Nothing here imports torch: `mipview info`
 on a large file would otherwise spend most of its time importing it.
 
-The bounds and extent are those of `Gaussians.bounds()` / `Gaussians.extent()`, computed
-the way torch computes them on the CPU, so the figures `info` prints did not change when
-it stopped using torch: the robust box is the linear-interpolation 1 % / 99 % quantile
-of a strided sample of at most ~1 M centres (ranks and weights in float32, interpolated
-with a fused multiply-add), and the norm of its diagonal sums the squares with fused
-multiply-adds in float32.
+The bounds and extent are those of `Gaussians.bounds()` / `Gaussians.extent()`, in
+numpy (equal to torch's up to float32 rounding).
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +26,8 @@ def centre_bounds(means: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """(min [3], max [3], extent) of centres `means` [N, 3] float32, world units.
 
     The extent is the scene radius as 3DGS defines it: half the diagonal of the box
-    spanning the 1 %..99 % quantiles per axis, at least 1e-6 (see the module docstring).
-    An empty set has the zero box.
+    spanning the 1 %..99 % quantiles per axis (of a strided sample of about 1 M centres),
+    at least 1e-6. An empty set has the zero box.
     """
     means = np.asarray(means, dtype=np.float32)
     if len(means) == 0:
@@ -40,31 +35,8 @@ def centre_bounds(means: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         return zero, zero.copy(), 1e-6
     lo, hi = means.min(axis=0), means.max(axis=0)
     sample = means[:: max(1, len(means) // _QUANTILE_SAMPLE)]
-    q_lo = _quantile(sample, EXTENT_QUANTILE)
-    q_hi = _quantile(sample, 1.0 - EXTENT_QUANTILE)
-    return lo, hi, max(_norm32(q_hi - q_lo) * 0.5, 1e-6)
-
-
-def _quantile(x: np.ndarray, q: float) -> np.ndarray:
-    """[3] float32: per column of `x` [M, 3], the linear-interpolation quantile `q`."""
-    rank = np.float32(q) * np.float32(len(x) - 1)
-    below, above = int(rank), int(math.ceil(rank))
-    part = np.partition(x, sorted({below, above}), axis=0)  # exact order statistics
-    v0, v1 = part[below], part[above]
-    w = np.float32(rank - np.float32(below))
-    # torch's lerp: v0 + w (v1 - v0) below w = 0.5, v1 + (w - 1)(v1 - v0) above, fused
-    # (the float64 product of two float32 values is exact; the sum is rounded to float32)
-    base, coeff = (v0, w) if w < 0.5 else (v1, w - np.float32(1.0))
-    diff = (v1 - v0).astype(np.float64)
-    return (np.float64(coeff) * diff + base).astype(np.float32)
-
-
-def _norm32(v: np.ndarray) -> float:
-    """|v| of a float32 vector: squares summed in order with fused multiply-adds."""
-    acc = np.float32(0.0)
-    for x in v.astype(np.float64):
-        acc = np.float32(x * x + np.float64(acc))
-    return float(np.float32(math.sqrt(acc)))
+    q = np.quantile(sample, [EXTENT_QUANTILE, 1.0 - EXTENT_QUANTILE], axis=0)
+    return lo, hi, max(float(np.linalg.norm(q[1] - q[0])) * 0.5, 1e-6)
 
 
 def summary_dict(path: Path, fmt: str, means: np.ndarray, sh_degree: int,
