@@ -207,9 +207,9 @@ def derive_zoom_in(parent: Gaussians, parent_rate: Tensor, steps: int,
     parent's scale as the parent looked at its own.
 
     Why not a finetune per level: a level's finetune only gains where its pseudo-GT is
-    better than its start. From x2 on, the SR of the x2 level's render is not (lego,
-    README "Zoom-in levels"), while what the x2 finetune learnt from all views carries
-    over to the finer grids.
+    better than its start. From x2 on, the SR of the x2 level's render is not, while
+    what the x2 finetune learnt from all views carries over to the finer grids (lego:
+    docs/stmt_table.md, row "every level finetuned").
     parent_rate: pixels per world unit of each parent Gaussian at the parent's scale. [N]
     """
     if steps < 1:
