@@ -195,6 +195,28 @@ def warm_start(base: Gaussians, base_rate: Tensor, level: int, eps2d: float = 0.
     return g
 
 
+CHAIN_FROM_LEVEL = 1
+"""Zoom-in levels finer than this one are derived from it (see :func:`derive_zoom_in`)."""
+
+
+def derive_zoom_in(parent: Gaussians, parent_rate: Tensor, steps: int,
+                   eps2d: float = 0.3) -> Gaussians:
+    """A zoom-in level `steps` levels finer than an adapted `parent` level, with no
+    finetune of its own: the parent with the extra dilation of the finer grid baked into
+    its scales (:func:`warm_start`), so the vanilla rasterizer draws it at 2^steps x the
+    parent's scale as the parent looked at its own.
+
+    Why not a finetune per level: a level's finetune only gains where its pseudo-GT is
+    better than its start. From x2 on, the SR of the x2 level's render is not, while
+    what the x2 finetune learnt from all views carries over to the finer grids (lego:
+    docs/stmt_table.md, row "every level finetuned").
+    parent_rate: pixels per world unit of each parent Gaussian at the parent's scale. [N]
+    """
+    if steps < 1:
+        raise ValueError(f"derive_zoom_in: steps must be >= 1, got {steps}")
+    return warm_start(parent, parent_rate, steps, eps2d)
+
+
 def finetune(
     base: Gaussians, level: int, views: list[Camera], pseudo_gt: list[Tensor],
     config: FinetuneConfig | None = None, progress: Progress | None = None,

@@ -74,6 +74,8 @@ class Method:
             adapted copies are fitted to.
         zoom_in_only: measured at zoom-in scales only (a zoom-in pseudo-GT candidate;
             its zoom-out cells would repeat another row's).
+        chain: zoom-in levels finer than x2 are derived from the x2 level (when the
+            protocol's LevelSettings.chain_zoom_in is on); False finetunes every level.
     """
 
     key: str
@@ -83,6 +85,7 @@ class Method:
     upsampler: str = "bicubic"
     pseudo_gt: bool = False
     zoom_in_only: bool = False
+    chain: bool = True
 
 
 _PSEUDO_GT_LABELS = {"bicubic": "bicubic", "adaptive": "adaptive render",
@@ -110,6 +113,9 @@ def default_methods(sr_model: str | None = None) -> list[Method]:
         Method("mipmap_blend_train",
                f"Mipmap-GS under blend (train views; {_PSEUDO_GT_LABELS[best]})",
                "blend", "train", best),
+        Method("mipmap_perlevel_train",
+               f"Mipmap-GS, every level finetuned (train views; {_PSEUDO_GT_LABELS[best]})",
+               "classic", "train", best, zoom_in_only=True, chain=False),
     ]
     methods += [Method(f"mipmap_{c}_train", f"Mipmap-GS (train views; {_PSEUDO_GT_LABELS[c]})",
                        "classic", "train", c, zoom_in_only=True) for c in cands if c != best]
@@ -370,10 +376,13 @@ class LevelSettings:
         iters: finetune steps (paper: 1,000).
         views: adaptation views and crops (adapt.views.ViewSettings); `n_views` of the
             given views are chosen evenly, its seed also seeds the finetune.
+        chain_zoom_in: zoom-in levels finer than x2 are derived from the x2 level
+            (adapt.worker.AdaptSettings.chain_zoom_in), as the viewer builds them.
     """
 
     iters: int = 1000
     views: ViewSettings = field(default_factory=_protocol_views)
+    chain_zoom_in: bool = True
 
 
 def evenly(items: list, n: int) -> list:
@@ -392,19 +401,29 @@ def mipmap_adapter(settings: LevelSettings, base_cameras: CamerasFn | None = Non
     mode adapt.finetune picks for the level (info["antialias"]: the adapted set must be
     shown in it). base_cameras(split, scale) gives the train cameras at the base scale,
     for the per-Gaussian base sampling rate of the finetune's warm start.
+
+    With settings.chain_zoom_in, zoom-in levels finer than x2 are derived from the
+    method's x2 level (adapt.finetune.derive_zoom_in), built on the same views at x2 the
+    first time it is needed; their seconds are the derivation's, info["parent_seconds"]
+    the x2 level's.
     """
-    from adapt.finetune import FinetuneConfig, finetune
+    from adapt.finetune import CHAIN_FROM_LEVEL, FinetuneConfig, derive_zoom_in, finetune
     from adapt.pseudo_gt import build_views
-    from adapt.scale import level_for_scale
+    from adapt.scale import BaseSampling, level_for_scale
     from adapt.upsample import make_upsampler
+    from adapt.views import rescaled_exact
 
     upsamplers: dict[str, object] = {}
+    parents: dict[tuple, tuple[Gaussians, float]] = {}
 
-    def adapt_level(base: Gaussians, setting: Setting, zoom: float, method: Method,
-                    views: list[Camera]) -> tuple[Gaussians, float, dict]:
+    def base_rate(g: Gaussians, scale: float):
+        if base_cameras is None:
+            return None
+        return BaseSampling.from_cameras(g, base_cameras("train", scale)).rate
+
+    def finetuned(base: Gaussians, setting: Setting, zoom: float, method: Method,
+                  views: list[Camera]) -> tuple[Gaussians, float, dict]:
         level = level_for_scale(zoom)
-        if not math.isclose(2.0**level, zoom, rel_tol=1e-6):
-            raise ValueError(f"Mipmap-GS levels are powers of two; zoom {zoom} is not")
         key = method.upsampler
         if key not in upsamplers:
             upsamplers[key] = make_upsampler(key, device=base.device)
@@ -414,16 +433,14 @@ def mipmap_adapter(settings: LevelSettings, base_cameras: CamerasFn | None = Non
         t0 = time.perf_counter()
         pairs = build_views(base, cams, level, upsamplers[key], vs, options)
         t1 = time.perf_counter()
-        # a method drawn with Gaussian Blending is also finetuned under it; others in the
-        # mode adapt.finetune picks for the level
-        mode = {"antialias": "blend"} if method.antialias == "blend" else {}
+        # A method drawn with Gaussian Blending is also finetuned under it, unmerged: the
+        # zoom-out merge is there for frame time, and cost this row 0.4 dB at x1/2 and
+        # 0.4 dB at x1/4 on lego. Others in the mode adapt.finetune picks for the level.
+        mode = ({"antialias": "blend", "zoom_out_merge_px": 0.0}
+                if method.antialias == "blend" else {})
         cfg = FinetuneConfig(iters=settings.iters, background=WHITE, seed=vs.seed, **mode)
-        rate = None
-        if base_cameras is not None:
-            from adapt.scale import BaseSampling
+        rate = base_rate(base, setting.base_scale)
 
-            rate = BaseSampling.from_cameras(base, base_cameras("train",
-                                                                setting.base_scale)).rate
         def progress(it: int, loss: float, n: int) -> None:
             if it % 100 == 0 or it == settings.iters:
                 log(f"[{setting.name}] {method.key} x{format_scale(zoom)}: step {it}/"
@@ -437,6 +454,34 @@ def mipmap_adapter(settings: LevelSettings, base_cameras: CamerasFn | None = Non
                             "finetune_seconds": t2 - t1, "upsampler": key,
                             "antialias": cfg.render_options(level).antialias,
                             "zoom_out_supersample": vs.zoom_out_supersample}
+
+    def adapt_level(base: Gaussians, setting: Setting, zoom: float, method: Method,
+                    views: list[Camera]) -> tuple[Gaussians, float, dict]:
+        level = level_for_scale(zoom)
+        if not math.isclose(2.0**level, zoom, rel_tol=1e-6):
+            raise ValueError(f"Mipmap-GS levels are powers of two; zoom {zoom} is not")
+        chained = settings.chain_zoom_in and method.chain and method.antialias == "classic"
+        pkey = (setting.name, method.key, id(base))
+        if not chained or level <= CHAIN_FROM_LEVEL:
+            g, secs, info = finetuned(base, setting, zoom, method, views)
+            if chained and level == CHAIN_FROM_LEVEL:
+                parents[pkey] = (g, secs)
+            return g, secs, info
+        step = 2.0**CHAIN_FROM_LEVEL
+        if pkey not in parents:
+            coarse = [rescaled_exact(c, step / zoom) for c in views]
+            parent, secs, _ = finetuned(base, setting, step, method, coarse)
+            parents[pkey] = (parent, secs)
+        parent, parent_secs = parents[pkey]
+        t0 = time.perf_counter()
+        rate = base_rate(parent, setting.base_scale * step)
+        if rate is None:
+            raise ValueError("a derived zoom-in level needs the base cameras")
+        g = derive_zoom_in(parent, rate, level - CHAIN_FROM_LEVEL)
+        return g, time.perf_counter() - t0, {
+            "level": level, "views": 0, "targets": 0, "iters": 0, "upsampler": method.upsampler,
+            "antialias": "classic", "from_level": CHAIN_FROM_LEVEL,
+            "parent_seconds": parent_secs}
 
     return adapt_level
 
@@ -489,9 +534,13 @@ def table_markdown(res: StmtResults) -> str:
                 "| zoom-in pseudo-GT |",
                 "|---|---|---|---|---|---|---|---|---|"]
         for a in res.adaptation:
+            iters = a.get("iters", "?")
+            if "from_level" in a:  # derived: no finetune of its own
+                iters = f"0 (×{format_scale(2.0 ** a['from_level'])} level, " \
+                        f"{a['parent_seconds']:.1f} s)"
             out.append(f"| {a['setting']} | {a['method']} | ×{format_scale(a['zoom'])} | "
                        f"{a['seconds']:.1f} | {a['ratio_to_base']:.3f} | {a['n_gaussians']} | "
-                       f"{a.get('iters', '?')} | {a.get('antialias', 'classic')} | "
+                       f"{iters} | {a.get('antialias', 'classic')} | "
                        f"{a.get('upsampler', 'bicubic') if a['zoom'] > 1 else '–'} |")
     return "\n".join(out) + "\n"
 

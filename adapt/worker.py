@@ -50,7 +50,7 @@ from pathlib import Path
 import torch
 
 from adapt.cache import LevelCache, file_sha256
-from adapt.finetune import FinetuneConfig, finetune
+from adapt.finetune import CHAIN_FROM_LEVEL, FinetuneConfig, derive_zoom_in, finetune
 from adapt.optimize import Cancelled
 from adapt.pseudo_gt import build_views
 from adapt.scale import BaseSampling, level_label
@@ -60,7 +60,7 @@ from adapt.upsample import (
     default_zoom_in_pseudo_gt,
     make_upsampler,
 )
-from adapt.views import ViewSettings, select_views
+from adapt.views import ViewSettings, at_level, select_views
 from render.camera import Camera
 from render.gaussians import Gaussians
 from render.options import RenderOptions
@@ -90,18 +90,22 @@ class AdaptSettings:
             default_zoom_in_pseudo_gt: waifu2x where installed, else the adaptive
             render), `bicubic`, `adaptive`, `waifu2x`, or a spandrel checkpoint's path.
         use_current_view: add jittered copies of the user's view to the adaptation views.
+        chain_zoom_in: zoom-in levels finer than x2 are derived from the x2 level
+            (adapt.finetune.derive_zoom_in) instead of finetuned on their own.
     """
 
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     views: ViewSettings = field(default_factory=ViewSettings)
     sr_model: str | None = None
     use_current_view: bool = True
+    chain_zoom_in: bool = True
 
     def key(self) -> str:
         """A short stable hash of the settings (and of the SR checkpoint's content: new
         weights under the same name make new levels)."""
         d = {"finetune": asdict(self.finetune), "views": asdict(self.views),
              "use_current_view": self.use_current_view, "sr_model": None,
+             "chain_zoom_in": self.chain_zoom_in,
              "zoom_in_pseudo_gt": (default_zoom_in_pseudo_gt() if self.sr_model is None
                                    else None)}
         if self.sr_model is not None and self.sr_model not in PSEUDO_GT_NAMES:
@@ -110,6 +114,10 @@ class AdaptSettings:
             d["sr_model"] = self.sr_model
         text = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def derives(self, level: int) -> bool:
+        """Whether `level` is derived from level CHAIN_FROM_LEVEL, not finetuned."""
+        return self.chain_zoom_in and level > CHAIN_FROM_LEVEL
 
     def zoom_in_pseudo_gt(self) -> str:
         """The zoom-in pseudo-GT these settings use: a name or a checkpoint's path."""
@@ -161,13 +169,20 @@ def adapt_level(
     on_phase: Callable[[str, int, int], None] | None = None,
     progress: Callable[[int, float, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    parent: Gaussians | None = None,
 ) -> LevelResult:
     """Build one level: choose views, make the pseudo-GT, finetune. Raises Cancelled.
 
-    on_phase(phase, step, total) reports pseudo-GT progress; progress(it, loss, n)
-    reports the finetune."""
+    A level that settings.derives() comes from level CHAIN_FROM_LEVEL: `parent` when
+    given (a cached one), else that level is built first. on_phase(phase, step, total)
+    reports pseudo-GT progress; progress(it, loss, n) reports the finetune."""
     t0 = time.perf_counter()
     upsampler = upsampler or make_upsampler(settings.sr_model, device=base.device)
+    if settings.derives(level):
+        if parent is None:
+            parent = adapt_level(base, base_cameras, CHAIN_FROM_LEVEL, settings, upsampler,
+                                 view, on_phase, progress, should_stop).gaussians
+        return derive_level(parent, base, base_cameras, level, settings, view, t0)
     split = select_views(base_cameras, level, settings.views,
                          view if settings.use_current_view else None, base)
     options = settings.finetune.base_options()
@@ -185,6 +200,23 @@ def adapt_level(
                        split.held_out, upsampler.describe(2 ** abs(level)) if level > 0
                        else "base rendered at {0}x the target resolution, area /{0}".format(
                            max(2 ** -level, settings.views.zoom_out_supersample)))
+
+
+def derive_level(parent: Gaussians, base: Gaussians, base_cameras: list[Camera], level: int,
+                 settings: AdaptSettings, view: Camera | None = None,
+                 t0: float | None = None) -> LevelResult:
+    """A zoom-in level derived from the adapted level CHAIN_FROM_LEVEL (`parent`) by
+    adapt.finetune.derive_zoom_in: no pseudo-GT, no finetune."""
+    t0 = time.perf_counter() if t0 is None else t0
+    split = select_views(base_cameras, level, settings.views,
+                         view if settings.use_current_view else None, base)
+    parent_cams = [at_level(c, CHAIN_FROM_LEVEL) for c in base_cameras]
+    rate = BaseSampling.from_cameras(parent, parent_cams).rate
+    eps2d = settings.finetune.render_options(level).eps2d
+    g = derive_zoom_in(parent, rate, level - CHAIN_FROM_LEVEL, eps2d)
+    return LevelResult(g, time.perf_counter() - t0, 0, 0, split.held_out,
+                       f"level {level_label(CHAIN_FROM_LEVEL)} with the x{2 ** (level - 1)} "
+                       "dilation baked in")
 
 
 def warm_up_imports() -> None:
@@ -344,6 +376,14 @@ class AdaptWorker:
             return self._cancel_job or self._shutdown
 
     def _job(self, level: int, view: Camera | None) -> None:
+        parent = None
+        if self.settings.derives(level):
+            parent = self.cache.get(CHAIN_FROM_LEVEL)
+            if parent is None:  # built (and cached) first, as a job of its own
+                self._job(CHAIN_FROM_LEVEL, view)
+                parent = self.cache.get(CHAIN_FROM_LEVEL)
+                if parent is None or self._should_stop():
+                    return  # it failed or was cancelled: the status says so
         t0 = time.perf_counter()
         iters = self.settings.finetune.iters
         self._set(level=level, phase="pseudo-gt", step=0, total=0, loss=math.nan,
@@ -372,7 +412,7 @@ class AdaptWorker:
             with self._job_stream():
                 result = adapt_level(self.base, self.base_cameras, level, self.settings,
                                      self._upsampler, view, on_phase, on_step,
-                                     self._should_stop)
+                                     self._should_stop, parent)
                 if self._stream is not None:  # the level is whole before others read it
                     self._stream.synchronize()
             self._set(phase="saving", eta_s=0.0)

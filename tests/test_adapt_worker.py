@@ -140,3 +140,24 @@ def test_zoom_in_pseudo_gt_choice_keys_the_cache():
     keys = {AdaptSettings(sr_model=n).key() for n in (None, "bicubic", "adaptive", "waifu2x")}
     assert len(keys) == 4  # levels built on one pseudo-GT are never served for another
     assert AdaptSettings(sr_model="adaptive").zoom_in_pseudo_gt() == "adaptive"
+
+
+def test_a_deep_zoom_in_level_is_derived_from_the_cached_x2_level(worker):
+    """Asking for x4 first builds (and caches) x2, then x4 is x2 with the finer grid's
+    extra dilation in its scales: same centres, colours and opacities, wider splats,
+    no finetune of its own."""
+    worker.request(2, view=_cams()[2])
+    _wait_for(lambda: worker.get(2) is not None)
+    assert worker.wait_idle(60)
+    x2, x4 = worker.get(1), worker.get(2)
+    assert x2 is not None, "the x2 level it derives from is cached too"
+    assert sorted(worker.cache.levels()) == [1, 2]
+    assert worker.cache.levels()[2].info["iterations"] == 0
+    assert torch.equal(x4.means, x2.means) and torch.equal(x4.sh, x2.sh)
+    assert torch.equal(x4.opacity_logits, x2.opacity_logits)
+    assert bool((x4.log_scales > x2.log_scales).all())
+    # with the chain off, x4 is finetuned on its own and x2 is never built
+    settings = _settings()
+    assert settings.derives(2) and not settings.derives(1) and not settings.derives(-2)
+    off = AdaptSettings(finetune=settings.finetune, views=settings.views, chain_zoom_in=False)
+    assert not off.derives(2) and off.key() != settings.key()

@@ -272,3 +272,41 @@ def test_neighbour_scale_without_scipy_matches(monkeypatch):
     grid = np.stack(np.meshgrid(*[np.arange(5) * 0.1] * 3), -1).reshape(-1, 3)
     assert nearest_neighbour_scale(grid.astype(np.float32), chunk=50)[62] == \
         pytest.approx(0.1, rel=1e-4)
+
+
+def test_deep_zoom_in_levels_come_from_one_x2_level_per_method(monkeypatch):
+    """x4 and x8 are the method's x2 level (finetuned once, on the same views at x2) with
+    the finer grids' dilation baked in; a method with chain=False finetunes each level."""
+    import adapt.finetune as ft
+
+    gen = torch.Generator().manual_seed(3)
+    n = 120
+    means = torch.cat([torch.rand(n, 2, generator=gen) - 0.5, torch.zeros(n, 1)], 1)
+    base = Gaussians.from_colors(means, torch.rand(n, 3, generator=gen),
+                                 torch.full((n, 3), 0.02), torch.full((n,), 0.8))
+
+    def cameras(split: str, scale: float) -> list[Camera]:
+        side = round(64 * scale)
+        return [Camera.look_at((x, 0.0, -2.5), (0, 0, 0), width=side, height=side,
+                               fov_y_deg=40) for x in (-0.4, 0.0, 0.4)]
+
+    levels = []
+    real = ft.finetune
+    monkeypatch.setattr(ft, "finetune", lambda b, level, *a, **k: levels.append(level)
+                        or real(b, level, *a, **k))
+    settings = stmt.LevelSettings(iters=4, views=stmt.ViewSettings(n_views=3))
+    adapt = stmt.mipmap_adapter(settings, cameras, log=lambda s: None)
+    setting = stmt.Setting("zoom-in", 1 / 8, (1 / 4, 1 / 2, 1.0))
+    chained = stmt.Method("m", "m", "classic", "train", "bicubic")
+    x2, _, info2 = adapt(base, setting, 2.0, chained, cameras("train", 1 / 4))
+    x4, secs4, info4 = adapt(base, setting, 4.0, chained, cameras("train", 1 / 2))
+    x8, _, info8 = adapt(base, setting, 8.0, chained, cameras("train", 1.0))
+    assert levels == [1], "one finetune: the x2 level"
+    assert info2["iters"] == 4 and info4["iters"] == info8["iters"] == 0
+    assert info4["from_level"] == info8["from_level"] == 1 and info4["parent_seconds"] > 0
+    for g in (x4, x8):
+        assert torch.equal(g.means, x2.means) and torch.equal(g.sh, x2.sh)
+    assert bool((x8.log_scales > x4.log_scales).all() and (x4.log_scales > x2.log_scales).all())
+    per_level = stmt.Method("p", "p", "classic", "train", "bicubic", chain=False)
+    adapt(base, setting, 4.0, per_level, cameras("train", 1 / 2))
+    assert levels == [1, 2]

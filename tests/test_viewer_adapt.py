@@ -260,8 +260,8 @@ def test_panel_names_the_zoom_in_pseudo_gt():
     from adapt.upsample import default_zoom_in_pseudo_gt
     from viewer.adaptation import AdaptOptions, zoom_in_pseudo_gt_text
 
-    text = zoom_in_pseudo_gt_text(AdaptOptions())
-    assert text.endswith("(default)")
+    text, chain = zoom_in_pseudo_gt_text(AdaptOptions()).split("\n")
+    assert text.endswith("(default)") and chain.startswith("x4 and finer: the x2 level")
     assert ("waifu2x" in text) == (default_zoom_in_pseudo_gt() == "waifu2x")
     assert "bicubic upsampling" in zoom_in_pseudo_gt_text(AdaptOptions(sr_model="bicubic"))
     assert "adaptive dilation" in zoom_in_pseudo_gt_text(AdaptOptions(sr_model="adaptive"))

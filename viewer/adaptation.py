@@ -595,11 +595,13 @@ _PSEUDO_GT_TEXT = {
 
 def zoom_in_pseudo_gt_text(options: AdaptOptions) -> str:
     """What zoom-in levels are finetuned on, for the panel: the default (the winner of
-    the protocol, docs/stmt_table.md) or the user's choice."""
+    the protocol, docs/stmt_table.md) or the user's choice. The x2 level is finetuned on
+    it; finer levels are derived from the x2 level (adapt.finetune.derive_zoom_in)."""
     sr = options.sr_model.strip()
     name = sr or default_zoom_in_pseudo_gt()
     text = _PSEUDO_GT_TEXT.get(name, f"super-resolution by {Path(name).name} (spandrel)")
-    return f"zoom-in pseudo-GT: {text}" + ("" if sr else " (default)")
+    return (f"zoom-in pseudo-GT (x2 level): {text}" + ("" if sr else " (default)")
+            + "\nx4 and finer: the x2 level with their dilation baked in")
 
 
 def error_text(ctrl: AdaptController) -> str:
