@@ -161,6 +161,7 @@ class LevelResult:
     n_views: int
     held_out: list[Camera]
     upsampler: str
+    from_level: int | None = None  # a derived level: the level it comes from
 
 
 def adapt_level(
@@ -215,8 +216,8 @@ def derive_level(parent: Gaussians, base: Gaussians, base_cameras: list[Camera],
     eps2d = settings.finetune.render_options(level).eps2d
     g = derive_zoom_in(parent, rate, level - CHAIN_FROM_LEVEL, eps2d)
     return LevelResult(g, time.perf_counter() - t0, 0, 0, split.held_out,
-                       f"level {level_label(CHAIN_FROM_LEVEL)} with the x{2 ** (level - 1)} "
-                       "dilation baked in")
+                       f"none: level {level_label(CHAIN_FROM_LEVEL)} with level "
+                       f"{level_label(level)}'s dilation baked in", CHAIN_FROM_LEVEL)
 
 
 def warm_up_imports() -> None:

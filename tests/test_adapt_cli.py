@@ -59,3 +59,19 @@ def test_small_run_writes_the_model_and_prints_a_json_summary(tmp_path, capsys):
     assert summary["held_out_views"] > 0
     assert set(summary["psnr"]) == {"vanilla", "mip", "adaptive", "blend", "adapted"}
     assert "finetune" in captured.err  # the progress bar
+
+
+def test_an_x4_level_is_derived_from_the_x2_level_it_builds_first(tmp_path, capsys):
+    model = _model(tmp_path / "m.ply")
+    out = tmp_path / "x4.ply"
+    rc = main(["adapt", str(model), "--level", "4", "--iters", "10", "--views", "3",
+               "--base-size", "64x64", "--sr-model", "bicubic", "--out", str(out), "--quiet"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    summary = json.loads(captured.out)
+    assert summary["level"] == "x4" and summary["derived_from"] == "x2"
+    assert summary["iterations"] == 0 and "none: level x2" in summary["pseudo_gt"]
+    assert "bicubic" in summary["reference"]
+    g = load_model(out).gaussians
+    assert len(g) == summary["gaussians_after"] and bool(torch.isfinite(g.log_scales).all())
+    assert load_model(out).splat_model == "default"  # zoom-in levels are drawn classic

@@ -232,6 +232,8 @@ def _run(args: argparse.Namespace) -> int:
         "gaussians_after": len(result.gaussians), "pseudo_gt": result.upsampler,
         "out": str(out), "tag": tag, "filter_baked": bool(others),
     }
+    if result.from_level is not None:
+        summary["derived_from"] = level_label(result.from_level)
     if not args.no_eval and result.held_out:
         t1 = time.perf_counter()
         scores = measure_level(base, result.gaussians, result.held_out, level, upsampler,
@@ -241,7 +243,7 @@ def _run(args: argparse.Namespace) -> int:
         summary["psnr"] = {k: (round(v, 3) if math.isfinite(v) else None)
                            for k, v in scores.items()}
         summary["reference"] = ("base 8x supersampled, area-downsampled" if level < 0
-                                else f"upsampled base render ({result.upsampler})")
+                                else f"upsampled base render ({upsampler.describe(2**level)})")
         summary["eval_seconds"] = round(time.perf_counter() - t1, 2)
     print(json.dumps(summary, indent=1))
     return 0
