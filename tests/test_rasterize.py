@@ -132,6 +132,22 @@ def test_gradients_match_reference(aa, degree, output):
     assert float(got["opacity_logits"][hidden].abs().max()) == 0.0
 
 
+def test_a_crop_that_culls_most_gaussians_keeps_the_gradients():
+    """Only the drawn Gaussians get their SH colour in the graph (cpu_project.drawn_colors):
+    on a crop the gradients still match the reference, the culled get exactly zero."""
+    g, cam = random_scene(23, n=120, sh_degree=3), camera(48, 36, 0.1).crop(4, 3, 14, 11)
+    opts = RenderOptions(background=(0.3, 0.6, 0.1))
+    got, res = _grads("cpu", g, cam, opts)
+    want, _ = _grads("reference", g, cam, opts)
+    hidden = ~res.visible
+    assert int(hidden.sum()) > len(g) // 2  # most culled, some drawn
+    for name in ("means", "sh", "opacity_logits"):
+        a, b = got[name], want[name]
+        assert float(b.norm()) > 0 and float((a - b).norm() / b.norm()) < 1e-3, name
+    assert float(got["sh"][hidden].abs().max()) == 0.0
+    assert float(got["means"][hidden].abs().max()) == 0.0
+
+
 def test_absgrad_is_sum_of_per_pixel_magnitudes():
     """means2d.absgrad (AbsGS) = sum over pixels of |dL_pixel / d means2d|."""
     g = Gaussians.from_colors(

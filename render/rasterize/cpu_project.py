@@ -494,6 +494,21 @@ def _project_frame(params, cam_arr, eps, compensate, reuse: bool):
     return tuple(torch.from_numpy(a) for a in (means2d, conics, depths, opacities, radii))
 
 
+def drawn_colors(g: Gaussians, cam: Camera, options: RenderOptions, radii: Tensor) -> Tensor:
+    """colors_from_sh (in the autograd graph) for the Gaussians drawn (radii > 0), 0 for
+    the culled, whose colour the rasterizer never reads: a finetune's crop culls most
+    of a large set, and the SH forward and backward were a third of its step.
+    radii [N, 2] -> [N, 3]"""
+    from render.rasterize.project import colors_from_sh
+
+    drawn = torch.nonzero((radii > 0).all(dim=-1)).squeeze(1)
+    if len(drawn) == len(radii):
+        return colors_from_sh(g, cam, options)
+    sub = g.subset(drawn)
+    rgb = colors_from_sh(sub, cam, options)
+    return rgb.new_zeros((len(radii), 3)).index_copy(0, drawn, rgb)
+
+
 def project_cpu(g: Gaussians, cam: Camera, options: RenderOptions, reuse: bool = False):
     """Projection with the numba kernels; returns the same :class:`Projection` as
     :func:`render.rasterize.project.project`. Colours from SH come from torch when they
@@ -504,7 +519,7 @@ def project_cpu(g: Gaussians, cam: Camera, options: RenderOptions, reuse: bool =
     display frame, consumed before the thread's next one) the per-Gaussian arrays other
     than means2d and radii live in per-thread buffers reused across frames.
     """
-    from render.rasterize.project import colors_from_sh, sh_degree_used
+    from render.rasterize.project import sh_degree_used
     from render.rasterize.types import Projection
 
     eps, compensate = options.dilation()
@@ -516,7 +531,7 @@ def project_cpu(g: Gaussians, cam: Camera, options: RenderOptions, reuse: bool =
         means2d, conics, depths, opacities, radii = _project_frame(
             params, camera_array(cam), eps, compensate, reuse)
     if torch.is_grad_enabled() and (g.sh.requires_grad or g.means.requires_grad):
-        colors = colors_from_sh(g, cam, options)
+        colors = drawn_colors(g, cam, options, radii)
     else:
         n, degree = g.means.shape[0], sh_degree_used(g, options)
         out = (SCRATCH.get("p_colors", n, (3,), np.float32) if reuse
