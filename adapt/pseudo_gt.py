@@ -182,3 +182,21 @@ def measure_level(
             for k, (g, o) in others.items():
                 scores[k].append(psnr(render_tiled(g, c, o), ref))
     return {k: float(sum(v) / len(v)) if v else float("nan") for k, v in scores.items()}
+
+
+def held_out_psnr(candidates: dict[str, tuple[Gaussians, RenderOptions]], cameras: list[Camera],
+                  base: Gaussians, level: int, upsampler: Upsampler, options: RenderOptions,
+                  settings: ViewSettings) -> dict[str, float]:
+    """Mean PSNR (dB) of each candidate set (drawn with its options) against the level's
+    reference (:func:`reference`, from `base` drawn with `options`) over held-out cameras
+    at the target scale; large views on their busiest crops, as measure_level does."""
+    rng = random.Random(settings.seed + 1)
+    scores: dict[str, list[float]] = {k: [] for k in candidates}
+    for cam in cameras:
+        parts = (pick_crops(base, cam, level, settings, options, rng)
+                 if needs_crops(cam, settings) else [cam])
+        for c in parts:
+            ref = reference(base, c, level, upsampler, options)
+            for k, (g, o) in candidates.items():
+                scores[k].append(psnr(render_tiled(g, c, o), ref))
+    return {k: float(sum(v) / len(v)) if v else float("nan") for k, v in scores.items()}

@@ -161,3 +161,26 @@ def test_a_deep_zoom_in_level_is_derived_from_the_cached_x2_level(worker):
     assert settings.derives(2) and not settings.derives(1) and not settings.derives(-2)
     off = AdaptSettings(finetune=settings.finetune, views=settings.views, chain_zoom_in=False)
     assert not off.derives(2) and off.key() != settings.key()
+
+
+def test_a_zoom_in_finetune_that_does_worse_than_its_start_is_not_kept():
+    """A finetune that wrecks the level (absurd learning rates) scores under its warm start
+    on the held-out views, so the level is the warm start (no iterations kept)."""
+    from adapt.finetune import warm_start
+    from adapt.params import LearningRates
+    from adapt.scale import BaseSampling
+    from adapt.upsample import BicubicUpsampler
+    from adapt.worker import adapt_level
+
+    wild = LearningRates(means_init=0.5, means_final=0.5, opacity=5.0, scales=2.0, sh_dc=1.0)
+    settings = AdaptSettings(finetune=FinetuneConfig(iters=20, lrs=wild),
+                             views=ViewSettings(n_views=3, n_user=1, holdout_every=2))
+    base, cams = _scene(), _cams()
+    res = adapt_level(base, cams, 1, settings, BicubicUpsampler())
+    assert res.held_out and res.iterations == 0
+    start = warm_start(base, BaseSampling.from_cameras(base, cams).rate, 1)
+    assert torch.equal(res.gaussians.log_scales, start.log_scales)
+    assert torch.equal(res.gaussians.means, start.means)
+    # the same with sane rates: the finetune helps and is kept
+    sane = AdaptSettings(finetune=FinetuneConfig(iters=20), views=settings.views)
+    assert adapt_level(base, cams, 1, sane, BicubicUpsampler()).iterations == 20

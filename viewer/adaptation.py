@@ -571,6 +571,8 @@ def progress_text(st: AdaptStatus) -> tuple[float, str]:
         eta = f", ETA {st.eta_s:.0f} s" if math.isfinite(st.eta_s) else ""
         loss = f", loss {st.loss:.2e}" if math.isfinite(st.loss) else ""
         return 0.1 + 0.9 * frac, f"{lab}: finetune {st.step}/{st.total}{loss}{eta}"
+    if st.phase == "checking":
+        return 1.0, f"{lab}: checking it against its start on held-out views"
     if st.phase == "saving":
         return 1.0, f"{lab}: saving"
     if st.phase == "done":
