@@ -1076,8 +1076,10 @@ class ViewerApp:
         st.backend_reason = self.backend_reason
 
     def read_window(self) -> np.ndarray:
-        """The pixels of the last drawn frame, UI included (front buffer after a swap is
-        not readable portably, so this re-draws the frame into the back buffer first)."""
+        """The back buffer's pixels, UI included: the last drawn frame where it is put on
+        screen by a copy (Mesa's X11 GL); after a swap it may hold an older frame, so a
+        caller that needs the frame itself reads it in the draw hook (run_snapshot).
+        [H, W, 3] uint8"""
         fw, fh = self.framebuffer_size
         return read_screen(self.ctx, fw, fh)
 
