@@ -7,8 +7,9 @@ that import alone takes 1-2 s, most of `mipview info` on a large file.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from render.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from render.camera import Camera
@@ -28,14 +29,4 @@ _EXPORTS = {
 __all__ = ["Camera", "Gaussians", "RenderOptions", "RenderResult", "render"]
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

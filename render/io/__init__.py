@@ -8,8 +8,9 @@ and rows with numpy alone and must not pay for importing torch (see render/__ini
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from render.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from render.io.cameras_json import (
@@ -74,14 +75,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
