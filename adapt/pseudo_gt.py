@@ -156,32 +156,16 @@ def measure_level(
     `adapted_options` (default: the vanilla rasterizer) as `adapted`, when given, and each
     of `others` (name: set and how it is drawn). The pseudo-GT and references use `options`
     (classic). Large views are measured on their busiest crops, as they are adapted."""
-    settings = settings or ViewSettings()
-    rng = random.Random(settings.seed + 1)
-    scores: dict[str, list[float]] = {"vanilla": [], "mip": [], "adaptive": [], "blend": []}
-    if adapted is not None:
-        scores["adapted"] = []
-    others = others or {}
-    scores.update({k: [] for k in others})
     classic = options.replace(antialias="classic")
-    for cam in cameras:
-        parts = (pick_crops(base, cam, level, settings, options, rng)
-                 if needs_crops(cam, settings) else [cam])
-        for c in parts:
-            ref = reference(base, c, level, upsampler, options)
-            scores["vanilla"].append(psnr(render_tiled(base, c, classic), ref))
-            scores["mip"].append(psnr(render_tiled(base, c, options.replace(antialias="mip")),
-                                      ref))
-            adaptive = options.replace(antialias="adaptive", zoom=2.0**level)
-            scores["adaptive"].append(psnr(render_tiled(base, c, adaptive), ref))
-            blend = adaptive.replace(antialias="blend")
-            scores["blend"].append(psnr(render_tiled(base, c, blend), ref))
-            if adapted is not None:
-                scores["adapted"].append(psnr(render_tiled(adapted, c, adapted_options or classic),
-                                              ref))
-            for k, (g, o) in others.items():
-                scores[k].append(psnr(render_tiled(g, c, o), ref))
-    return {k: float(sum(v) / len(v)) if v else float("nan") for k, v in scores.items()}
+    adaptive = options.replace(antialias="adaptive", zoom=2.0**level)
+    candidates = {"vanilla": (base, classic), "mip": (base, options.replace(antialias="mip")),
+                  "adaptive": (base, adaptive),
+                  "blend": (base, adaptive.replace(antialias="blend"))}
+    if adapted is not None:
+        candidates["adapted"] = (adapted, adapted_options or classic)
+    candidates.update(others or {})
+    return held_out_psnr(candidates, cameras, base, level, upsampler, options,
+                         settings or ViewSettings())
 
 
 def held_out_psnr(candidates: dict[str, tuple[Gaussians, RenderOptions]], cameras: list[Camera],
