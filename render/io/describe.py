@@ -10,13 +10,17 @@ numpy (equal to torch's up to float32 rounding).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from render.io.cameras_json import count_inria_cameras, find_cameras_json
 from render.io.errors import GaussianFileError
 from render.io.splat_model import antialias_for
+
+T = TypeVar("T")
 
 EXTENT_QUANTILE = 0.01  # Gaussians.extent's robust box: ignores the far floaters
 _QUANTILE_SAMPLE = 1_000_000  # as Gaussians.bounds: a strided sample of about this many
@@ -77,16 +81,24 @@ def load_warnings(n_dropped: int, n_zero_quats: int, splat_model: str = "default
     return out
 
 
-def camera_count(path: Path) -> tuple[int | None, Path | None, list[str]]:
-    """(number of cameras, cameras.json path, warnings) for a model file, as
-    `model_cameras` finds and checks them, without building the cameras."""
+def cameras_beside(path: Path, read: Callable[[Path], T]
+                   ) -> tuple[T | None, Path | None, list[str]]:
+    """(read(cameras.json), its path, warnings) for a model file: the training cameras
+    found beside it or in the INRIA output folder above it; one that cannot be read is a
+    warning, not an error."""
     cam_path = find_cameras_json(path)
     if cam_path is None:
         return None, None, []
     try:
-        return count_inria_cameras(cam_path), cam_path, []
+        return read(cam_path), cam_path, []
     except GaussianFileError as e:
         return None, None, [camera_warning(e)]
+
+
+def camera_count(path: Path) -> tuple[int | None, Path | None, list[str]]:
+    """(number of cameras, cameras.json path, warnings) for a model file, as
+    `model_cameras` finds and checks them, without building the cameras."""
+    return cameras_beside(path, count_inria_cameras)
 
 
 def camera_warning(error: GaussianFileError) -> str:

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from render.gaussians import Gaussians
-from render.io.cameras_json import CameraRecord, find_cameras_json, load_inria_cameras
+from render.io.cameras_json import CameraRecord, load_inria_cameras
 from render.io.compressed_ply import compressed_elements, decode_compressed, is_compressed_layout
-from render.io.describe import camera_warning, load_warnings, summary_dict
+from render.io.describe import cameras_beside, load_warnings, summary_dict
 from render.io.errors import GaussianFileError
 from render.io.files import map_file_bytes
 from render.io.gaussian_arrays import GaussianArrays, to_gaussians
@@ -207,10 +207,4 @@ def model_cameras(path: Path) -> tuple[list[CameraRecord] | None, Path | None, l
     """(cameras, cameras.json path, warnings) for a model file: the training cameras
     found beside it or in the INRIA output folder above it; one that cannot be read is a
     warning, not an error."""
-    cam_path = find_cameras_json(path)
-    if cam_path is None:
-        return None, None, []
-    try:
-        return load_inria_cameras(cam_path), cam_path, []
-    except GaussianFileError as e:
-        return None, None, [camera_warning(e)]
+    return cameras_beside(path, load_inria_cameras)
