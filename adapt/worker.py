@@ -123,8 +123,11 @@ class AdaptSettings:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def derives(self, level: int) -> bool:
-        """Whether `level` is derived from level CHAIN_FROM_LEVEL, not finetuned."""
-        return self.chain_zoom_in and level > CHAIN_FROM_LEVEL
+        """Whether `level` is derived from level CHAIN_FROM_LEVEL, not finetuned: zoom-in
+        levels drawn classic (the derivation bakes the classic dilation), as the
+        protocol's chained methods."""
+        return (self.chain_zoom_in and level > CHAIN_FROM_LEVEL
+                and self.finetune.antialias_for(level) == "classic")
 
     def zoom_in_pseudo_gt(self) -> str:
         """The zoom-in pseudo-GT these settings use: a name or a checkpoint's path."""

@@ -161,6 +161,9 @@ def test_a_deep_zoom_in_level_is_derived_from_the_cached_x2_level(worker):
     assert settings.derives(2) and not settings.derives(1) and not settings.derives(-2)
     off = AdaptSettings(finetune=settings.finetune, views=settings.views, chain_zoom_in=False)
     assert not off.derives(2) and off.key() != settings.key()
+    # a level finetuned and drawn under blend is never a classic bake of x2
+    blend = AdaptSettings(finetune=FinetuneConfig(antialias="blend"))
+    assert not blend.derives(2)
 
 
 def test_a_zoom_in_finetune_that_does_worse_than_its_start_is_not_kept():
