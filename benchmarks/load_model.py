@@ -68,6 +68,7 @@ def write_big_ply(path: Path, n: int, seed: int = 0) -> Path:
 
 _LOAD = """
 import json, resource, sys, time
+import render.gaussians  # torch: render.io imports it lazily, not part of the load
 from render.io import load_model
 rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 before = rss()
