@@ -39,7 +39,7 @@ class FinetuneConfig:
     """Settings of one level's finetune.
 
     Attributes:
-        iters: optimisation steps (paper: 1,000).
+        iters: optimisation steps (paper: 1,000); see zoom_out_budget.
         views: how many adaptation views the caller should build (see adapt.views).
         seed: seeds view order and splits.
         densify_interval: densify and prune every this many iterations (paper code: 100).
@@ -85,6 +85,13 @@ class FinetuneConfig:
         zoom_out_prune_at: when to prune, as fractions of `iters` (early enough that at
             least half of the run is left to recover).
         zoom_out_prune_max: at most this fraction of the Gaussians goes at one prune.
+        zoom_out_budget: how many Gaussian-steps (base Gaussians x steps) a zoom-out
+            level may take: a level of a base larger than zoom_out_budget / iters takes
+            fewer steps than `iters`, never fewer than zoom_out_min_iters (0 = off). Each
+            zoom-out step draws the whole merged set, so a level's time grows with the
+            base; its quality gains little past a few hundred steps on large sets (README,
+            "Large models").
+        zoom_out_min_iters: the fewest steps zoom_out_budget leaves a level.
         warm_start: (classic only) before the finetune, move each Gaussian to where the vanilla
             rasterizer at the target scale draws it with the footprint the base render
             had (see :func:`warm_start`); needs the base sampling rates. Not in the
@@ -111,6 +118,8 @@ class FinetuneConfig:
     zoom_out_prune_weight: float = 0.0
     zoom_out_prune_at: tuple[float, ...] = (0.2, 0.4)
     zoom_out_prune_max: float = 0.5
+    zoom_out_budget: float = 6e8
+    zoom_out_min_iters: int = 300
     warm_start: bool = True
     lrs: LearningRates = field(default_factory=LearningRates)
 
@@ -130,28 +139,41 @@ class FinetuneConfig:
         return RenderOptions(background=self.background, antialias=self.antialias_for(level),
                              backend=self.backend, absgrad=self.absgrad, zoom=2.0**level)
 
-    def optimize_config(self, n_base: int, level: int = 1) -> OptimizeConfig:
+    def iters_for(self, level: int, n_base: int) -> int:
+        """The steps of a level's finetune from a base of n_base Gaussians: `iters`, at
+        zoom-out cut to the zoom_out_budget."""
+        if level >= 0 or self.zoom_out_budget <= 0 or n_base <= 0:
+            return self.iters
+        fit = int(self.zoom_out_budget // n_base)
+        return min(self.iters, max(fit, self.zoom_out_min_iters))
+
+    def optimize_config(self, n_base: int, level: int = 1,
+                        iters: int | None = None) -> OptimizeConfig:
+        """n_base: the count densification may grow from; iters: the steps (`iters`)."""
+        iters = self.iters if iters is None else iters
         growth = self.zoom_out_max_growth if level < 0 else self.max_growth
         lrs = LearningRates(
             means_init=self.lrs.means_init,
             means_final=self.lrs.means_init * self.position_lr_final_ratio,
-            means_decay_iters=self.iters, sh_dc=self.lrs.sh_dc, sh_rest=self.lrs.sh_rest,
+            means_decay_iters=iters, sh_dc=self.lrs.sh_dc, sh_rest=self.lrs.sh_rest,
             opacity=self.lrs.opacity, scales=self.lrs.scales, rotations=self.lrs.rotations)
         densify = DensifyConfig(
             densify=True, interval=self.densify_interval, start_iter=self.densify_interval,
-            stop_iter=int(self.iters * self.densify_until) + 1,
+            stop_iter=int(iters * self.densify_until) + 1,
             grad_threshold=self.grad_threshold, absgrad=self.absgrad,
             abs_grad_threshold=self.abs_grad_threshold, prune_opacity=self.prune_opacity,
             max_gaussians=int(n_base * growth))
-        return OptimizeConfig(iters=self.iters, seed=self.seed, lrs=lrs, densify=densify,
+        return OptimizeConfig(iters=iters, seed=self.seed, lrs=lrs, densify=densify,
                               loss=l2_loss, batch=1, options=self.render_options(level),
-                              importance=self.importance_prune(level))
+                              importance=self.importance_prune(level, iters))
 
-    def importance_prune(self, level: int) -> ImportancePrune | None:
-        """The blend-weight prune schedule of a level (zoom-out only), or None."""
+    def importance_prune(self, level: int, iters: int | None = None) -> ImportancePrune | None:
+        """The blend-weight prune schedule of a level (zoom-out only) of `iters` steps
+        (default `iters`), or None."""
+        iters = self.iters if iters is None else iters
         if level >= 0 or self.zoom_out_prune_weight <= 0 or not self.zoom_out_prune_at:
             return None
-        at = tuple(sorted({min(self.iters, max(1, round(f * self.iters)))
+        at = tuple(sorted({min(iters, max(1, round(f * iters)))
                            for f in self.zoom_out_prune_at}))
         return ImportancePrune(at=at, weight_fraction=self.zoom_out_prune_weight,
                                max_fraction=self.zoom_out_prune_max)
@@ -252,5 +274,6 @@ def finetune(
     # past the merged set (zoom_out_max_growth x its size).
     n_cap = len(start) if level < 0 else len(base)
     return optimize(start, list(zip(views, pseudo_gt)),
-                    config.optimize_config(n_cap, level), progress=progress,
+                    config.optimize_config(n_cap, level, config.iters_for(level, len(base))),
+                    progress=progress,
                     should_stop=should_stop, prune_views=whole_views)

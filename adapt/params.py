@@ -48,6 +48,29 @@ def exp_decay(step: int, lr_init: float, lr_final: float, max_steps: int) -> flo
     return math.exp(math.log(lr_init) * (1.0 - t) + math.log(lr_final) * t)
 
 
+class _JoinSH(torch.autograd.Function):
+    """torch.cat([sh_dc, sh_rest], dim=1) ([N, 1, 3], [N, K-1, 3] -> [N, K, 3]), whose
+    backward hands each part a contiguous gradient. torch.cat along that axis and
+    AccumulateGrad's copies of the strided slices its backward gives cost 30-45 ms a
+    step at 272k Gaussians of SH degree 3 on 2 cores; slice writes and copy_ into fresh
+    tensors ~13 ms."""
+
+    @staticmethod
+    def forward(ctx, dc: Tensor, rest: Tensor) -> Tensor:
+        k = dc.shape[1]
+        out = dc.new_empty((dc.shape[0], k + rest.shape[1], 3))
+        out[:, :k] = dc
+        out[:, k:] = rest
+        ctx.k = k
+        return out
+
+    @staticmethod
+    def backward(ctx, v: Tensor) -> tuple[Tensor, Tensor]:
+        k = ctx.k
+        return (v.new_empty((v.shape[0], k, 3)).copy_(v[:, :k]),
+                v.new_empty((v.shape[0], v.shape[1] - k, 3)).copy_(v[:, k:]))
+
+
 class Trainable:
     """A Gaussian set under optimisation.
 
@@ -95,7 +118,7 @@ class Trainable:
         p = self.params
         return Gaussians(means=p["means"], quats=p["quats"], log_scales=p["log_scales"],
                          opacity_logits=p["opacity_logits"],
-                         sh=torch.cat([p["sh_dc"], p["sh_rest"]], dim=1))
+                         sh=_JoinSH.apply(p["sh_dc"], p["sh_rest"]))
 
     def snapshot(self) -> Gaussians:
         """A detached copy with normalised quaternions, for saving or showing."""

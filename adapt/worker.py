@@ -207,7 +207,7 @@ def adapt_level(
     g = finetune(base, level, [c for c, _ in pairs], [img for _, img in pairs],
                  settings.finetune, progress=progress, should_stop=should_stop,
                  base_rate=rate, whole_views=split.adapt)
-    iters = settings.finetune.iters
+    iters = settings.finetune.iters_for(level, len(base))
     if level > 0 and split.held_out and settings.finetune.antialias_for(level) == "classic":
         start = warm_start(base, rate, level, settings.finetune.render_options(level).eps2d)
         if on_phase is not None:
@@ -420,7 +420,7 @@ class AdaptWorker:
                 if parent is None or self._should_stop():
                     return  # it failed or was cancelled: the status says so
         t0 = time.perf_counter()
-        iters = self.settings.finetune.iters
+        iters = self.settings.finetune.iters_for(level, len(self.base))
         self._set(level=level, phase="pseudo-gt", step=0, total=0, loss=math.nan,
                   eta_s=math.nan, error="", gaussians=len(self.base), seconds=0.0)
         timing = {"ft_start": None}

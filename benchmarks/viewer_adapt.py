@@ -14,6 +14,7 @@ ratios adapting / idle; the worker's iterations per second. Target (issue #4): U
 FPS and render rate >= half of idle while a level adapts on the CPU.
 
     python benchmarks/viewer_adapt.py [--size 960x600] [--seconds 8] [--level 1/4]
+    python benchmarks/viewer_adapt.py --model big.ply --iters 1000   # a large scene
 
 Only the swap (about 20 s): the view held still at the level's scale, a --swap-iters
 level built with 2 views, UI frame times before (by worker phase), at and after the
@@ -47,6 +48,8 @@ sys.path.insert(0, str(REPO))
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", help="a model file instead of the demo chart (its proxy, "
+                   "if it gets one, draws while the view turns)")
     p.add_argument("--size", default="960x600", help="window size WxH")
     p.add_argument("--seconds", type=float, default=8.0, help="length of each window")
     p.add_argument("--level", default="1/4", help="the level adapted during the test")
@@ -313,13 +316,14 @@ def main() -> int:
     from adapt.scale import level_label, parse_level
     from viewer.adaptation import AdaptOptions
     from viewer.app import ViewerApp
-    from viewer.models import demo_model
+    from viewer.models import demo_model, file_model
 
     w, h = (int(v) for v in args.size.lower().split("x"))
     level = parse_level(args.level)
     tmp = Path(tempfile.mkdtemp(prefix="mipview_bench_"))
     os.environ["MIPVIEW_CONFIG_DIR"] = str(tmp / "config")
-    app = ViewerApp(demo_model(), size=(w, h), backend=args.backend, vsync=False)
+    model = file_model(args.model) if args.model else demo_model()
+    app = ViewerApp(model, size=(w, h), backend=args.backend, vsync=False)
     try:
         ctrl = app.adaptation
         ctrl.cache_root = tmp / "levels"
@@ -368,8 +372,9 @@ def main() -> int:
         idle_render = (idle1["render_fps"] + idle2["render_fps"]) / 2
         out = {
             "benchmark": "viewer_adapt",
-            "scene": "demo chart", "window": f"{w}x{h}", "compare": "split",
-            "backend": app.state.stats.backend, "cpu_count": os.cpu_count(),
+            "scene": args.model or "demo chart", "gaussians": len(model.gaussians),
+            "window": f"{w}x{h}", "compare": "split", "backend": app.state.stats.backend,
+            "cpu_count": os.cpu_count(),
             "load_avg_1min": round(os.getloadavg()[0], 2),
             "worker_threads": ctrl.worker.render_threads if ctrl.worker else None,
             "view_scale": round(scale, 3),

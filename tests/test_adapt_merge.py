@@ -157,3 +157,23 @@ def test_zoom_out_finetune_merges_and_zoom_in_does_not():
     out = finetune(g, -2, [view], [render(g, view, CPU).rgb.detach()], off, base_rate=rate)
     assert len(out) == len(g)
     assert math.isfinite(float(out.means.sum()))
+
+
+def test_a_zoom_out_level_of_a_large_base_takes_the_steps_its_budget_allows():
+    """zoom_out_budget caps the Gaussian-steps of a zoom-out finetune (base size x steps),
+    down to zoom_out_min_iters; zoom-in levels and small bases take `iters`."""
+    g = _grid(16, 0.02)
+    cam = _cam(96)
+    rate = torch.full((len(g),), cam.fx / 3.0)
+    n = len(g)
+    cfg = FinetuneConfig(iters=12, backend="cpu", zoom_out_budget=5 * n, zoom_out_min_iters=3)
+    assert cfg.iters_for(-2, n) == 5 and cfg.iters_for(1, n) == 12
+    assert cfg.iters_for(-2, n // 10) == 12  # a small base: its full count
+    assert cfg.iters_for(-2, 100 * n) == 3  # never under the floor
+    assert FinetuneConfig(iters=12, zoom_out_budget=0).iters_for(-2, 100 * n) == 12
+    for level, want in ((-2, 5), (1, 12)):
+        view = at_level(cam, level)
+        steps = []
+        finetune(g, level, [view], [render(g, view, CPU).rgb.detach()], cfg,
+                 progress=lambda it, loss, k: steps.append(it), base_rate=rate)
+        assert steps == list(range(1, want + 1)), level

@@ -40,6 +40,22 @@ def test_learning_rates_follow_3dgs():
     assert exp_decay(15_000, 1e-4, 1e-6, 30_000) == pytest.approx(1e-5)
 
 
+def test_the_sh_of_a_trainable_set_joins_its_two_bands_with_their_gradients():
+    """Trainable.gaussians() joins sh_dc and sh_rest (one learning rate each) into sh
+    [N, K, 3]: the values and gradients of torch.cat, each part's gradient contiguous."""
+    gen = torch.Generator().manual_seed(3)
+    g = _scene(12)
+    g.sh = torch.randn(12, 16, 3, generator=gen)
+    t = Trainable(g)
+    sh = t.gaussians().sh
+    assert torch.equal(sh, g.sh)
+    weights = torch.randn(12, 16, 3, generator=gen)
+    (sh * weights).sum().backward()
+    assert torch.equal(t.params["sh_dc"].grad, weights[:, :1])
+    assert torch.equal(t.params["sh_rest"].grad, weights[:, 1:])
+    assert t.params["sh_rest"].grad.is_contiguous()
+
+
 def test_prune_and_append_keep_adam_state_in_step():
     g = _scene(10)
     t = Trainable(g)

@@ -12,7 +12,8 @@ from render import Camera, Gaussians, RenderOptions, render
 from render.jit import njit
 from render.rasterize import cpu, cpu_kernels
 from render.rasterize.cpu import rasterize_cpu
-from render.rasterize.cpu_project import ProjectCPU, camera_array, numpy_f32, project_cpu, sh_colors
+from render.rasterize.cpu_project import ProjectCPU, camera_array, numpy_f32, project_cpu
+from render.rasterize.cpu_sh import sh_colors
 from render.rasterize.cpu_sort import radix_sort_pairs
 from render.rasterize.cpu_threads import run_chunks
 from render.rasterize.types import Projection

@@ -13,7 +13,8 @@ import torch
 from conftest import data_file
 
 from render import Camera, Gaussians, RenderOptions
-from render.rasterize.cpu_project import project_cpu, sh_colors
+from render.rasterize.cpu_project import project_cpu
+from render.rasterize.cpu_sh import sh_colors
 from render.rasterize.cpu_threads import run_chunks
 from render.rasterize.project import covariances3d, project
 
@@ -160,6 +161,40 @@ def test_numba_sh_colours_of_a_real_degree_3_model():
         assert int(vis.sum()) > 100
         torch.testing.assert_close(proj.colors[vis], colors_from_sh(g, cam, opts)[vis],
                                    rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("degree,cap", [(0, None), (1, None), (2, None), (3, None), (3, 2)])
+def test_numba_sh_colour_gradients_match_autograd(degree, cap):
+    """A finetune's SH colours come from cpu_sh's kernels: the gradients of the SH and of
+    the means (through the view direction) are torch's autograd of render.sh, at every
+    degree and cap, with some channels clamped at 0; culled Gaussians get exactly 0."""
+    from render.rasterize.cpu_sh import drawn_colors
+    from render.rasterize.project import colors_from_sh
+
+    g0, cam = small_scene(4, 400), small_camera()
+    gen = torch.Generator().manual_seed(8)
+    sh = torch.randn(len(g0), (degree + 1) ** 2, 3, generator=gen)
+    radii = torch.randint(0, 3, (len(g0), 2), generator=gen, dtype=torch.int32)
+    drawn = (radii > 0).all(-1)
+    opts = RenderOptions(sh_degree=cap)
+    weights = torch.randn(len(g0), 3, generator=gen)
+    grads = []
+    for colours in (lambda g: colors_from_sh(g, cam, opts) * drawn[:, None].float(),
+                    lambda g: drawn_colors(g, cam, opts, radii)):
+        means, s = g0.means.clone().requires_grad_(True), sh.clone().requires_grad_(True)
+        rgb = colours(Gaussians(means, g0.quats, g0.log_scales, g0.opacity_logits, s))
+        (rgb * weights).sum().backward()
+        grads.append((rgb.detach(), means.grad, s.grad))
+    (want_rgb, want_m, want_sh), (rgb, got_m, got_sh) = grads
+    if want_m is None:  # degree 0: torch's colours never read the means
+        want_m = torch.zeros_like(got_m)
+    assert bool((want_rgb[drawn] == 0).any()) and bool((want_rgb[drawn] > 0).any())
+    torch.testing.assert_close(rgb, want_rgb, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got_sh, want_sh, rtol=1e-5, atol=1e-6)
+    if degree > 0 and cap != 0:
+        assert float(want_m.norm()) > 0
+    torch.testing.assert_close(got_m, want_m, rtol=1e-4, atol=1e-5)
+    assert float(got_sh[~drawn].abs().max()) == 0 and float(got_m[~drawn].abs().max()) == 0
 
 
 @pytest.mark.parametrize("aa", ["classic", "mip"])

@@ -3,8 +3,7 @@
 The same mathematics as :func:`render.rasterize.project.project` (the torch version,
 which the tests hold against gsplat's own), fused into one pass per Gaussian: torch spends
 ~100 separate elementwise ops on it, each a pass over memory (and, under load, a thread
-barrier), which cost more than the whole rasterization. Colours from SH stay in torch
-where they need a gradient; frames without one take :func:`sh_colors`.
+barrier), which cost more than the whole rasterization. Colours from SH: cpu_sh.
 
 Per Gaussian, with q = quat / |quat|, R_q its rotation, s = exp(log_scales), (R, t) the
 view: m_c = R m + t, M = R R_q diag(s) (so the camera covariance is M M^T), and with the
@@ -26,9 +25,9 @@ from render.gaussians import Gaussians
 from render.jit import njit
 from render.options import RenderOptions
 from render.rasterize.cpu_kernels import chunk_range
+from render.rasterize.cpu_sh import drawn_colors, sh_colors
 from render.rasterize.cpu_sort import SCRATCH
 from render.rasterize.cpu_threads import GAUSSIAN_CHUNKS, chunk_count, next_chunk, run_chunks
-from render.sh import SH_C0, SH_C1, SH_C2, SH_C3
 
 _JIT = {"nogil": True, "cache": True, "fastmath": {"nsz", "arcp", "contract", "reassoc"},
         "error_model": "numpy"}
@@ -324,55 +323,6 @@ def project_backward(means, quats, log_scales, opacity_logits, cam, eps, compens
         chunk = next_chunk(ticket)
 
 
-@njit(**_JIT)
-def sh_colors(means, sh, campos, degree, radii, colors, ticket, n_chunks):
-    """View-dependent colour, as :func:`render.sh.sh_to_rgb` (no gradient): means [N, 3],
-    sh [N, K, 3] (the first (degree + 1)^2 used), campos [3] float64 -> colors [N, 3],
-    sum_k basis_k(unit(mean - campos)) sh_k + 0.5, clamped at 0. Gaussians that the
-    projection culled (radii [N, 2] int32 zero) get 0 without reading their SH (at
-    degree 3 that is 192 bytes each: the pass is bound by memory).
-
-    torch spends ~40 elementwise ops on it at degree 3, each a pass over memory and a
-    wake-up of its thread pool: several ms a frame on a few cores, where this is one pass.
-    The basis stays in scalars (registers), not a scratch array.
-    """
-    chunk = next_chunk(ticket)
-    while chunk < n_chunks:
-        n0, n1 = chunk_range(means.shape[0], chunk, n_chunks)
-        for n in range(n0, n1):
-            if radii[n, 0] == 0 or radii[n, 1] == 0:
-                colors[n, 0] = 0.0
-                colors[n, 1] = 0.0
-                colors[n, 2] = 0.0
-                continue
-            x = y = z = 0.0
-            if degree > 0:
-                x = means[n, 0] - campos[0]
-                y = means[n, 1] - campos[1]
-                z = means[n, 2] - campos[2]
-                inv = 1.0 / max(math.sqrt(x * x + y * y + z * z), 1e-12)
-                x, y, z = x * inv, y * inv, z * inv
-            xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
-            for ch in range(3):
-                v = 0.5 + SH_C0 * sh[n, 0, ch]
-                if degree > 0:
-                    v += SH_C1 * (z * sh[n, 2, ch] - y * sh[n, 1, ch] - x * sh[n, 3, ch])
-                if degree > 1:
-                    v += (SH_C2[0] * xy * sh[n, 4, ch] + SH_C2[1] * yz * sh[n, 5, ch]
-                          + SH_C2[2] * (2.0 * zz - xx - yy) * sh[n, 6, ch]
-                          + SH_C2[3] * xz * sh[n, 7, ch] + SH_C2[4] * (xx - yy) * sh[n, 8, ch])
-                if degree > 2:
-                    v += (SH_C3[0] * y * (3.0 * xx - yy) * sh[n, 9, ch]
-                          + SH_C3[1] * xy * z * sh[n, 10, ch]
-                          + SH_C3[2] * y * (4.0 * zz - xx - yy) * sh[n, 11, ch]
-                          + SH_C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy) * sh[n, 12, ch]
-                          + SH_C3[4] * x * (4.0 * zz - xx - yy) * sh[n, 13, ch]
-                          + SH_C3[5] * z * (xx - yy) * sh[n, 14, ch]
-                          + SH_C3[6] * x * (xx - 3.0 * yy) * sh[n, 15, ch])
-                colors[n, ch] = max(v, 0.0)
-        chunk = next_chunk(ticket)
-
-
 def camera_array(cam: Camera) -> np.ndarray:
     """The camera as the flat float64 array the kernels read. [20]"""
     vm = cam.viewmat.numpy().astype(np.float64)
@@ -494,28 +444,13 @@ def _project_frame(params, cam_arr, eps, compensate, reuse: bool):
     return tuple(torch.from_numpy(a) for a in (means2d, conics, depths, opacities, radii))
 
 
-def drawn_colors(g: Gaussians, cam: Camera, options: RenderOptions, radii: Tensor) -> Tensor:
-    """colors_from_sh (in the autograd graph) for the Gaussians drawn (radii > 0), 0 for
-    the culled, whose colour the rasterizer never reads: a finetune's crop culls most
-    of a large set, and the SH forward and backward were a third of its step.
-    radii [N, 2] -> [N, 3]"""
-    from render.rasterize.project import colors_from_sh
-
-    drawn = torch.nonzero((radii > 0).all(dim=-1)).squeeze(1)
-    if len(drawn) == len(radii):
-        return colors_from_sh(g, cam, options)
-    sub = g.subset(drawn)
-    rgb = colors_from_sh(sub, cam, options)
-    return rgb.new_zeros((len(radii), 3)).index_copy(0, drawn, rgb)
-
-
 def project_cpu(g: Gaussians, cam: Camera, options: RenderOptions, reuse: bool = False):
     """Projection with the numba kernels; returns the same :class:`Projection` as
-    :func:`render.rasterize.project.project`. Colours from SH come from torch when they
-    need a gradient (autograd), else from :func:`sh_colors`.
+    :func:`render.rasterize.project.project`. Colours from SH: cpu_sh's kernels, in the
+    autograd graph when they need a gradient.
 
-    Without a gradient, Gaussians culled by depth skip their covariance and all culled
-    ones their SH colour (their conics, opacities and colours are 0). With `reuse` (a
+    Culled Gaussians skip their SH colour; without a gradient, those culled by depth
+    also skip their covariance (their conics, opacities and colours are 0). With `reuse` (a
     display frame, consumed before the thread's next one) the per-Gaussian arrays other
     than means2d and radii live in per-thread buffers reused across frames.
     """

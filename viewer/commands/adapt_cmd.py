@@ -59,7 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sr-model", help="zoom-in pseudo-GT: waifu2x (the default where "
                    "installed), adaptive, bicubic, or a super-resolution checkpoint (spandrel: "
                    "SwinIR, Real-ESRGAN, HAT, ...; .safetensors or .pth)")
-    p.add_argument("--iters", type=int, default=1000, help="finetune iterations (1000)")
+    p.add_argument("--iters", type=int, default=None,
+                   help="finetune iterations (default 1000; a zoom-out level of a base over "
+                        "600k Gaussians takes fewer, see README)")
     p.add_argument("--views", type=int, default=24, help="adaptation views (24)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--base-size", default="800x800",
@@ -166,7 +168,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if level == 0:
         raise UsageError("level 1 is the base model itself; nothing to adapt")
-    if args.iters < 1 or args.views < 1:
+    if (args.iters is not None and args.iters < 1) or args.views < 1:
         raise UsageError("--iters and --views must be at least 1")
     from render.io import format_for_path
 
@@ -186,13 +188,16 @@ def _run(args: argparse.Namespace) -> int:
     base, cams, name, source = load_scene(args.model, args.cameras, _parse_size(args.base_size))
     base = base.to(device)  # once: every render of the level would copy a host-side base
     settings = AdaptSettings(
-        finetune=FinetuneConfig(iters=args.iters, views=args.views, seed=args.seed),
+        finetune=FinetuneConfig(views=args.views, seed=args.seed) if args.iters is None
+        else FinetuneConfig(iters=args.iters, views=args.views, seed=args.seed, zoom_out_budget=0),
         views=ViewSettings(n_views=args.views, seed=args.seed), sr_model=args.sr_model,
         use_current_view=False)
     bar = PhaseProgress(not args.quiet)
 
+    iters = settings.finetune.iters_for(level, len(base))
+
     def on_step(it: int, loss: float, n: int) -> None:
-        bar.show("finetune", it, args.iters, loss=f"{loss:.2e}", N=n)
+        bar.show("finetune", it, iters, loss=f"{loss:.2e}", N=n)
 
     t0 = time.perf_counter()
     try:
