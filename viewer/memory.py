@@ -19,7 +19,7 @@ heap, up to 256 MiB of free heap stays mapped, and two arenas serve all threads.
 Larger buffers come from the heap too where they can (no mmap() for them, which glibc
 allows only past 32 MiB): a finetune step of a large set allocates several N x 48
 floats (its SH and their gradients, 52 MB each at 276k Gaussians), and fresh mmaps made
-that step 124 ms instead of 115 (benchmarks/adapt_step.py, 2 cores). Threads
+that step 1-7 % slower (benchmarks/adapt_step.py, 2 cores: 115 against 110 ms). Threads
 other than the main one still get an mmap past their arena's 64 MiB heaps.
 """
 

@@ -29,40 +29,6 @@ _JIT = {"nogil": True, "cache": True, "fastmath": {"nsz", "arcp", "contract", "r
         "error_model": "numpy"}
 
 
-@njit(inline="always", **_JIT)
-def _unit_dir(means, n, campos, degree):
-    """unit(mean_n - campos) and 1 / |mean_n - campos| (zeros at degree 0, unused)."""
-    if degree == 0:
-        return 0.0, 0.0, 0.0, 0.0
-    x = means[n, 0] - campos[0]
-    y = means[n, 1] - campos[1]
-    z = means[n, 2] - campos[2]
-    inv = 1.0 / max(math.sqrt(x * x + y * y + z * z), 1e-12)
-    return x * inv, y * inv, z * inv, inv
-
-
-@njit(inline="always", **_JIT)
-def _colour(sh, n, ch, degree, x, y, z):
-    """sum_k basis_k(x, y, z) sh[n, k, ch] + 0.5, before the clamp."""
-    xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
-    v = 0.5 + SH_C0 * sh[n, 0, ch]
-    if degree > 0:
-        v += SH_C1 * (z * sh[n, 2, ch] - y * sh[n, 1, ch] - x * sh[n, 3, ch])
-    if degree > 1:
-        v += (SH_C2[0] * xy * sh[n, 4, ch] + SH_C2[1] * yz * sh[n, 5, ch]
-              + SH_C2[2] * (2.0 * zz - xx - yy) * sh[n, 6, ch]
-              + SH_C2[3] * xz * sh[n, 7, ch] + SH_C2[4] * (xx - yy) * sh[n, 8, ch])
-    if degree > 2:
-        v += (SH_C3[0] * y * (3.0 * xx - yy) * sh[n, 9, ch]
-              + SH_C3[1] * xy * z * sh[n, 10, ch]
-              + SH_C3[2] * y * (4.0 * zz - xx - yy) * sh[n, 11, ch]
-              + SH_C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy) * sh[n, 12, ch]
-              + SH_C3[4] * x * (4.0 * zz - xx - yy) * sh[n, 13, ch]
-              + SH_C3[5] * z * (xx - yy) * sh[n, 14, ch]
-              + SH_C3[6] * x * (xx - 3.0 * yy) * sh[n, 15, ch])
-    return v
-
-
 @njit(**_JIT)
 def sh_colors(means, sh, campos, degree, radii, colors, ticket, n_chunks):
     """means [N, 3], sh [N, K, 3] (the first (degree + 1)^2 used), campos [3] float64,
@@ -76,9 +42,31 @@ def sh_colors(means, sh, campos, degree, radii, colors, ticket, n_chunks):
                 colors[n, 1] = 0.0
                 colors[n, 2] = 0.0
                 continue
-            x, y, z, _ = _unit_dir(means, n, campos, degree)
+            x = y = z = 0.0
+            if degree > 0:
+                x = means[n, 0] - campos[0]
+                y = means[n, 1] - campos[1]
+                z = means[n, 2] - campos[2]
+                inv = 1.0 / max(math.sqrt(x * x + y * y + z * z), 1e-12)
+                x, y, z = x * inv, y * inv, z * inv
+            xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
             for ch in range(3):
-                colors[n, ch] = max(_colour(sh, n, ch, degree, x, y, z), 0.0)
+                v = 0.5 + SH_C0 * sh[n, 0, ch]
+                if degree > 0:
+                    v += SH_C1 * (z * sh[n, 2, ch] - y * sh[n, 1, ch] - x * sh[n, 3, ch])
+                if degree > 1:
+                    v += (SH_C2[0] * xy * sh[n, 4, ch] + SH_C2[1] * yz * sh[n, 5, ch]
+                          + SH_C2[2] * (2.0 * zz - xx - yy) * sh[n, 6, ch]
+                          + SH_C2[3] * xz * sh[n, 7, ch] + SH_C2[4] * (xx - yy) * sh[n, 8, ch])
+                if degree > 2:
+                    v += (SH_C3[0] * y * (3.0 * xx - yy) * sh[n, 9, ch]
+                          + SH_C3[1] * xy * z * sh[n, 10, ch]
+                          + SH_C3[2] * y * (4.0 * zz - xx - yy) * sh[n, 11, ch]
+                          + SH_C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy) * sh[n, 12, ch]
+                          + SH_C3[4] * x * (4.0 * zz - xx - yy) * sh[n, 13, ch]
+                          + SH_C3[5] * z * (xx - yy) * sh[n, 14, ch]
+                          + SH_C3[6] * x * (xx - 3.0 * yy) * sh[n, 15, ch])
+                colors[n, ch] = max(v, 0.0)
         chunk = next_chunk(ticket)
 
 
@@ -96,36 +84,60 @@ def sh_colors_backward(means, sh, campos, degree, radii, v_colors, v_means, v_sh
             v_means[n, 1] = 0.0
             v_means[n, 2] = 0.0
             culled = radii[n, 0] == 0 or radii[n, 1] == 0
-            for k in range(0 if culled else (degree + 1) ** 2, v_sh.shape[1]):
+            k_used = (degree + 1) ** 2
+            for k in range(0 if culled else k_used, v_sh.shape[1]):
                 for ch in range(3):
                     v_sh[n, k, ch] = 0.0
             if culled:
                 continue
-            x, y, z, inv = _unit_dir(means, n, campos, degree)
+            x = y = z = inv = 0.0
+            if degree > 0:
+                x = means[n, 0] - campos[0]
+                y = means[n, 1] - campos[1]
+                z = means[n, 2] - campos[2]
+                inv = 1.0 / max(math.sqrt(x * x + y * y + z * z), 1e-12)
+                x, y, z = x * inv, y * inv, z * inv
             xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
+            # the basis, as render.sh.sh_basis
+            b1, b2, b3 = -c1 * y, c1 * z, -c1 * x
+            b4, b5, b6 = c2[0] * xy, c2[1] * yz, c2[2] * (2.0 * zz - xx - yy)
+            b7, b8 = c2[3] * xz, c2[4] * (xx - yy)
+            b9, b10 = c3[0] * y * (3.0 * xx - yy), c3[1] * xy * z
+            b11 = c3[2] * y * (4.0 * zz - xx - yy)
+            b12 = c3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy)
+            b13 = c3[4] * x * (4.0 * zz - xx - yy)
+            b14, b15 = c3[5] * z * (xx - yy), c3[6] * x * (xx - 3.0 * yy)
             gx = gy = gz = 0.0  # dL / d unit direction
             for ch in range(3):
-                g = np.float64(v_colors[n, ch])
-                if _colour(sh, n, ch, degree, x, y, z) < 0.0:  # clamped: no gradient
-                    g = 0.0
+                v = 0.5 + SH_C0 * sh[n, 0, ch]
+                if degree > 0:
+                    v += b1 * sh[n, 1, ch] + b2 * sh[n, 2, ch] + b3 * sh[n, 3, ch]
+                if degree > 1:
+                    v += (b4 * sh[n, 4, ch] + b5 * sh[n, 5, ch] + b6 * sh[n, 6, ch]
+                          + b7 * sh[n, 7, ch] + b8 * sh[n, 8, ch])
+                if degree > 2:
+                    v += (b9 * sh[n, 9, ch] + b10 * sh[n, 10, ch] + b11 * sh[n, 11, ch]
+                          + b12 * sh[n, 12, ch] + b13 * sh[n, 13, ch] + b14 * sh[n, 14, ch]
+                          + b15 * sh[n, 15, ch])
+                g = np.float64(v_colors[n, ch]) if v >= 0.0 else 0.0  # clamped: none
                 v_sh[n, 0, ch] = SH_C0 * g
-                if degree < 1:
+                if degree > 0:
+                    v_sh[n, 1, ch], v_sh[n, 2, ch], v_sh[n, 3, ch] = b1 * g, b2 * g, b3 * g
+                if degree > 1:
+                    v_sh[n, 4, ch], v_sh[n, 5, ch], v_sh[n, 6, ch] = b4 * g, b5 * g, b6 * g
+                    v_sh[n, 7, ch], v_sh[n, 8, ch] = b7 * g, b8 * g
+                if degree > 2:
+                    v_sh[n, 9, ch], v_sh[n, 10, ch], v_sh[n, 11, ch] = b9 * g, b10 * g, b11 * g
+                    v_sh[n, 12, ch], v_sh[n, 13, ch] = b12 * g, b13 * g
+                    v_sh[n, 14, ch], v_sh[n, 15, ch] = b14 * g, b15 * g
+                if degree < 1 or g == 0.0:
                     continue
-                s1, s2, s3 = sh[n, 1, ch], sh[n, 2, ch], sh[n, 3, ch]
-                v_sh[n, 1, ch] = -c1 * y * g
-                v_sh[n, 2, ch] = c1 * z * g
-                v_sh[n, 3, ch] = -c1 * x * g
-                dx = -c1 * s3
-                dy = -c1 * s1
-                dz = c1 * s2
+                dx = -c1 * sh[n, 3, ch]
+                dy = -c1 * sh[n, 1, ch]
+                dz = c1 * sh[n, 2, ch]
                 if degree > 1:
                     s4, s5, s6, s7, s8 = (sh[n, 4, ch], sh[n, 5, ch], sh[n, 6, ch],
                                           sh[n, 7, ch], sh[n, 8, ch])
-                    v_sh[n, 4, ch] = c2[0] * xy * g
-                    v_sh[n, 5, ch] = c2[1] * yz * g
-                    v_sh[n, 6, ch] = c2[2] * (2.0 * zz - xx - yy) * g
-                    v_sh[n, 7, ch] = c2[3] * xz * g
-                    v_sh[n, 8, ch] = c2[4] * (xx - yy) * g
                     dx += (c2[0] * y * s4 - 2.0 * c2[2] * x * s6 + c2[3] * z * s7
                            + 2.0 * c2[4] * x * s8)
                     dy += (c2[0] * x * s4 + c2[1] * z * s5 - 2.0 * c2[2] * y * s6
@@ -135,13 +147,6 @@ def sh_colors_backward(means, sh, campos, degree, radii, v_colors, v_means, v_sh
                     s9, s10, s11, s12, s13, s14, s15 = (
                         sh[n, 9, ch], sh[n, 10, ch], sh[n, 11, ch], sh[n, 12, ch],
                         sh[n, 13, ch], sh[n, 14, ch], sh[n, 15, ch])
-                    v_sh[n, 9, ch] = c3[0] * y * (3.0 * xx - yy) * g
-                    v_sh[n, 10, ch] = c3[1] * xy * z * g
-                    v_sh[n, 11, ch] = c3[2] * y * (4.0 * zz - xx - yy) * g
-                    v_sh[n, 12, ch] = c3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy) * g
-                    v_sh[n, 13, ch] = c3[4] * x * (4.0 * zz - xx - yy) * g
-                    v_sh[n, 14, ch] = c3[5] * z * (xx - yy) * g
-                    v_sh[n, 15, ch] = c3[6] * x * (xx - 3.0 * yy) * g
                     dx += (6.0 * c3[0] * xy * s9 + c3[1] * yz * s10 - 2.0 * c3[2] * xy * s11
                            - 6.0 * c3[3] * xz * s12 + c3[4] * (4.0 * zz - 3.0 * xx - yy) * s13
                            + 2.0 * c3[5] * xz * s14 + 3.0 * c3[6] * (xx - yy) * s15)
