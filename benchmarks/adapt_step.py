@@ -7,10 +7,10 @@ Gaussians). Each step renders one of the 24 virtual base views at 1/4 (200 x 200
 under the mip filter, takes the L2 loss against a fixed target, runs the backward pass
 and one Adam step, as adapt.optimize does (no densification).
 
-Runs alternate between glibc malloc as `mipview` sets it (viewer.memory.tame_malloc:
-buffers come from the heap, never a fresh mmap) and glibc's default mmap of buffers past
-its adaptive threshold, `--rounds` of each. Prints ONE JSON object: median ms per step
-for each, and the split of the last tamed round by profiler op (ms per step).
+With malloc as `mipview` sets it (viewer.memory.tame_malloc) and torch's buffers on
+huge pages (viewer/cli.py). Prints ONE JSON object: the median ms per step of each of
+`--rounds` runs (a fresh Trainable each), and the split of the last by profiler op (ms
+per step).
 
     python benchmarks/adapt_step.py [--size 1.2M] [--steps 20] [--rounds 3]
 """
@@ -18,7 +18,6 @@ for each, and the split of the last tamed round by profiler op (ms per step).
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import statistics
@@ -90,11 +89,6 @@ def time_steps(start, cams, steps: int, profile: bool = False) -> tuple[float, d
     return statistics.median(times), split
 
 
-def set_mmap(allowed: bool) -> None:
-    """glibc's M_MMAP_MAX: its default (65536) or 0, as tame_malloc sets it."""
-    ctypes.CDLL("libc.so.6").mallopt(-4, 65536 if allowed else 0)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", default="1.2M", choices=sorted(SIZES))
@@ -109,21 +103,15 @@ def main() -> int:
     start, cams = level_start(base)
     merge_s = time.perf_counter() - t0
     del base
-    runs: dict[str, list[float]] = {"tamed": [], "mmap": []}
+    runs: list[float] = []
     split: dict = {}
     for r in range(args.rounds):
-        for mode in ("mmap", "tamed"):
-            set_mmap(mode == "mmap")
-            ms, s = time_steps(start, cams, args.steps, profile=mode == "tamed"
-                               and r == args.rounds - 1)
-            runs[mode].append(round(ms, 1))
-            split = s or split
-    set_mmap(False)
+        ms, split = time_steps(start, cams, args.steps, profile=r == args.rounds - 1)
+        runs.append(round(ms, 1))
     print(json.dumps({
         "scene": args.size, "gaussians": len(start), "merge_s": round(merge_s, 1),
         "view": [cams[0].width // 4, cams[0].height // 4], "threads": torch.get_num_threads(),
-        "step_ms": {k: statistics.median(v) for k, v in runs.items()},
-        "step_ms_runs": runs, "tamed_split_ms": split,
+        "step_ms": statistics.median(runs), "step_ms_runs": runs, "split_ms": split,
         "load_average_1min": round(os.getloadavg()[0], 2),
     }))
     return 0

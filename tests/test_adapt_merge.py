@@ -173,7 +173,7 @@ def test_a_zoom_out_level_of_a_large_base_takes_the_steps_its_budget_allows():
     assert FinetuneConfig(iters=12, zoom_out_budget=0).iters_for(-2, 100 * n) == 12
     for level, want in ((-2, 5), (1, 12)):
         view = at_level(cam, level)
-        steps = []
+        steps: list[int] = []
         finetune(g, level, [view], [render(g, view, CPU).rgb.detach()], cfg,
-                 progress=lambda it, loss, k: steps.append(it), base_rate=rate)
+                 progress=lambda it, loss, k, steps=steps: steps.append(it), base_rate=rate)
         assert steps == list(range(1, want + 1)), level

@@ -15,12 +15,6 @@ screenshots) fragment the heaps and the resident set creeps up. So the viewer fi
 them: buffers up to 32 MiB (the ceiling of glibc's own adaptive threshold) come from the
 heap, up to 256 MiB of free heap stays mapped, and two arenas serve all threads.
 :func:`release_free` hands the free memory back when the viewer goes idle.
-
-Larger buffers come from the heap too where they can (no mmap() for them, which glibc
-allows only past 32 MiB): a finetune step of a large set allocates several N x 48
-floats (its SH and their gradients, 52 MB each at 276k Gaussians), and fresh mmaps made
-that step 1-7 % slower (benchmarks/adapt_step.py, 2 cores: 115 against 110 ms). Threads
-other than the main one still get an mmap past their arena's 64 MiB heaps.
 """
 
 from __future__ import annotations
@@ -34,7 +28,7 @@ MMAP_THRESHOLD = 32 * 2**20  # bytes; larger buffers are mmapped, as glibc does 
 TRIM_THRESHOLD = 256 * 2**20  # bytes of free heap kept mapped while frames stream
 ARENA_MAX = 2
 # mallopt parameters, from glibc's malloc.h.
-_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -4, -3, -8
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 
 
 @functools.cache
@@ -51,13 +45,12 @@ def _libc():
 
 def tame_malloc() -> bool:
     """Set glibc's malloc up for a frame loop (see the module docstring); call it before
-    the render threads start. Returns whether all four settings were applied."""
+    the render threads start. Returns whether all three settings were applied."""
     libc = _libc()
     if libc is None:
         return False
     return all([bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)),
                 bool(libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)),
-                bool(libc.mallopt(_M_MMAP_MAX, 0)),
                 bool(libc.mallopt(_M_ARENA_MAX, ARENA_MAX))])
 
 
