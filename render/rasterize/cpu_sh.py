@@ -29,6 +29,16 @@ _JIT = {"nogil": True, "cache": True, "fastmath": {"nsz", "arcp", "contract", "r
         "error_model": "numpy"}
 
 
+@njit(inline="always", **_JIT)
+def _view_dir(means, n, campos):
+    """unit(mean_n - campos) and 1 / |mean_n - campos|: (x, y, z, inv)."""
+    x = means[n, 0] - campos[0]
+    y = means[n, 1] - campos[1]
+    z = means[n, 2] - campos[2]
+    inv = 1.0 / max(math.sqrt(x * x + y * y + z * z), 1e-12)
+    return x * inv, y * inv, z * inv, inv
+
+
 @njit(**_JIT)
 def sh_colors(means, sh, campos, degree, radii, colors, ticket, n_chunks):
     """means [N, 3], sh [N, K, 3] (the first (degree + 1)^2 used), campos [3] float64,
@@ -44,11 +54,7 @@ def sh_colors(means, sh, campos, degree, radii, colors, ticket, n_chunks):
                 continue
             x = y = z = 0.0
             if degree > 0:
-                x = means[n, 0] - campos[0]
-                y = means[n, 1] - campos[1]
-                z = means[n, 2] - campos[2]
-                inv = 1.0 / max(math.sqrt(x * x + y * y + z * z), 1e-12)
-                x, y, z = x * inv, y * inv, z * inv
+                x, y, z, _ = _view_dir(means, n, campos)
             xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
             for ch in range(3):
                 v = 0.5 + SH_C0 * sh[n, 0, ch]
@@ -92,11 +98,7 @@ def sh_colors_backward(means, sh, campos, degree, radii, v_colors, v_means, v_sh
                 continue
             x = y = z = inv = 0.0
             if degree > 0:
-                x = means[n, 0] - campos[0]
-                y = means[n, 1] - campos[1]
-                z = means[n, 2] - campos[2]
-                inv = 1.0 / max(math.sqrt(x * x + y * y + z * z), 1e-12)
-                x, y, z = x * inv, y * inv, z * inv
+                x, y, z, inv = _view_dir(means, n, campos)
             xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
             # the basis, as render.sh.sh_basis
             b1, b2, b3 = -c1 * y, c1 * z, -c1 * x
