@@ -307,6 +307,11 @@ class LevelCache:
             return False
         return level_tag(self.model_hash, level, self.settings_key) in comments
 
+    def info(self, level: int) -> dict:
+        """The info dict a ready level was stored with ({} for none)."""
+        entry = self._info.get(level)
+        return dict(entry.info) if entry is not None else {}
+
     def levels(self) -> dict[int, LevelInfo]:
         """Ready levels (in memory or valid on disk) and what is known of them."""
         with self._lock:

@@ -96,11 +96,15 @@ def main() -> None:
             t0 = time.perf_counter()
             res = adapt_level(g, cams, level, settings, BicubicUpsampler())
             secs = time.perf_counter() - t0
+            drawn = settings.finetune.render_options(level)
+            if res.antialias is not None:  # kept as the base in its rival mode
+                drawn = drawn.replace(antialias=res.antialias)
             scores = measure_level(g, res.gaussians, res.held_out, level, BicubicUpsampler(),
                                    settings.finetune.base_options(), settings.views,
-                                   adapted_options=settings.finetune.render_options(level))
+                                   adapted_options=drawn)
             out["levels"][scene][level_label(level)] = {
-                "seconds": round(secs, 1), "gaussians_before": len(g),
+                "seconds": round(secs, 1), "kept": res.antialias or "finetuned",
+                "gaussians_before": len(g),
                 "gaussians_after": len(res.gaussians), "views": res.n_views,
                 "held_out": len(res.held_out),
                 "psnr": {k: round(v, 2) for k, v in scores.items()}}

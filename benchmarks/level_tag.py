@@ -52,7 +52,8 @@ def main() -> None:
     cams = virtual_base_cameras(base, args.base_size, args.base_size)
     level = parse_level(args.level)
     settings = AdaptSettings(finetune=FinetuneConfig(iters=args.iters),
-                             views=ViewSettings(n_views=args.views), use_current_view=False)
+                             views=ViewSettings(n_views=args.views), use_current_view=False,
+                             rival_check=False)  # the level is saved as files
     t0 = time.perf_counter()
     def on_step(it: int, loss: float, n: int) -> None:
         if it % 50 == 0:

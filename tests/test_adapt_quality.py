@@ -45,7 +45,7 @@ def _adapt(scene: str, level: int) -> tuple[dict[str, float], int, int]:
     settings = AdaptSettings(finetune=FinetuneConfig(iters=ITERS[level]),
                              views=ViewSettings(n_views=16, holdout_every=4, crop=128,
                                                 max_crop_pixels=128 * 128, crops_per_view=2),
-                             use_current_view=False)
+                             use_current_view=False, rival_check=False)  # the method's own level
     up = BicubicUpsampler()
     res = adapt_level(base, cams, level, settings, up)
     held = res.held_out[:2]

@@ -29,9 +29,10 @@ def _cams() -> list[Camera]:
             for x in (-0.6, -0.3, 0.0, 0.3, 0.6)]
 
 
-def _settings(iters: int = 30) -> AdaptSettings:
+def _settings(iters: int = 30, rival_check: bool = False) -> AdaptSettings:
     return AdaptSettings(finetune=FinetuneConfig(iters=iters),
-                         views=ViewSettings(n_views=3, n_user=1, holdout_every=5))
+                         views=ViewSettings(n_views=3, n_user=1, holdout_every=5),
+                         rival_check=rival_check)
 
 
 def _wait_for(pred, timeout: float = 120.0) -> None:
@@ -177,7 +178,8 @@ def test_a_zoom_in_finetune_that_does_worse_than_its_start_is_not_kept():
 
     wild = LearningRates(means_init=0.5, means_final=0.5, opacity=5.0, scales=2.0, sh_dc=1.0)
     settings = AdaptSettings(finetune=FinetuneConfig(iters=20, lrs=wild),
-                             views=ViewSettings(n_views=3, n_user=1, holdout_every=2))
+                             views=ViewSettings(n_views=3, n_user=1, holdout_every=2),
+                             rival_check=False)
     base, cams = _scene(), _cams()
     res = adapt_level(base, cams, 1, settings, BicubicUpsampler())
     assert res.held_out and res.iterations == 0
@@ -185,5 +187,69 @@ def test_a_zoom_in_finetune_that_does_worse_than_its_start_is_not_kept():
     assert torch.equal(res.gaussians.log_scales, start.log_scales)
     assert torch.equal(res.gaussians.means, start.means)
     # the same with sane rates: the finetune helps and is kept
-    sane = AdaptSettings(finetune=FinetuneConfig(iters=20), views=settings.views)
+    sane = AdaptSettings(finetune=FinetuneConfig(iters=20), views=settings.views,
+                         rival_check=False)
     assert adapt_level(base, cams, 1, sane, BicubicUpsampler()).iterations == 20
+
+
+def _stub_scores(monkeypatch, scores: dict[str, float], seen: list | None = None) -> None:
+    """adapt.worker's held-out PSNR replaced by fixed scores per candidate name."""
+    import adapt.worker as W
+
+    def held_out_psnr(candidates, *args, **kw):
+        if seen is not None:
+            seen.append({k: o.antialias for k, (_, o) in candidates.items()})
+        return {k: scores[k] for k in candidates}
+
+    monkeypatch.setattr(W, "held_out_psnr", held_out_psnr)
+
+
+def test_a_level_under_its_training_free_rival_is_the_base_drawn_in_that_mode(monkeypatch):
+    """check_level weighs the finetuned level against the base drawn in its rival mode
+    (blend at zoom-out, adaptive at zoom-in, with the warm start too): the best on the
+    held-out views is kept, ties to the finetune; rival_check=False leaves the rival out."""
+    from adapt.upsample import BicubicUpsampler
+    from adapt.worker import adapt_level
+
+    settings = AdaptSettings(finetune=FinetuneConfig(iters=5),
+                             views=ViewSettings(n_views=3, n_user=1, holdout_every=2))
+    base, cams = _scene(), _cams()
+    seen: list = []
+    _stub_scores(monkeypatch, {"adapted": 30.0, "start": 31.0, "rival": 32.0}, seen)
+    res = adapt_level(base, cams, -1, settings, BicubicUpsampler())
+    assert seen[-1] == {"adapted": "mip", "rival": "blend"}
+    assert res.antialias == "blend" and res.gaussians is base and res.iterations == 0
+    res = adapt_level(base, cams, 1, settings, BicubicUpsampler())
+    assert seen[-1] == {"adapted": "classic", "start": "classic", "rival": "adaptive"}
+    assert res.antialias == "adaptive" and res.gaussians is base
+    _stub_scores(monkeypatch, {"adapted": 32.0, "start": 31.0, "rival": 32.0}, seen)
+    res = adapt_level(base, cams, -1, settings, BicubicUpsampler())
+    assert res.antialias is None and res.iterations == 5 and len(res.gaussians) < len(base)
+    off = AdaptSettings(finetune=settings.finetune, views=settings.views, rival_check=False)
+    assert off.key() != settings.key()
+    adapt_level(base, cams, 1, off, BicubicUpsampler())
+    assert seen[-1] == {"adapted": "classic", "start": "classic"}
+
+
+def test_the_worker_draws_and_derives_a_rival_level_in_its_mode(tmp_path, monkeypatch):
+    """The x2 level kept as the base under the adaptive filter (held-out scores stubbed so):
+    the cache keeps that mode, the worker draws the level with it, and x4 derived from it
+    is the base in the same mode."""
+    from render.options import RenderOptions
+
+    _stub_scores(monkeypatch, {"adapted": 20.0, "start": 25.0, "rival": 30.0})
+    base = _scene()
+    w = AdaptWorker(base, _cams(), LevelCache("h", "s", tmp_path / "cache"),
+                    _settings(rival_check=True), render_threads=1)
+    try:
+        w.request(2, view=_cams()[2])
+        _wait_for(lambda: w.get(2) is not None)
+        assert w.wait_idle(60)
+        for level in (1, 2):
+            assert w.cache.info(level)["antialias"] == "adaptive"
+            assert torch.equal(w.get(level).means, base.means)
+            assert torch.equal(w.get(level).log_scales, base.log_scales)
+            assert w.options_for(level, RenderOptions()).antialias == "adaptive"
+        assert w.options_for(-1, RenderOptions()).antialias == "mip"  # a level's own mode
+    finally:
+        w.shutdown()

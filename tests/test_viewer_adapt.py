@@ -45,7 +45,8 @@ def app(tmp_path, monkeypatch):
     a = make_app(demo_model(), size=(400, 300))
     ctrl = a.adaptation
     ctrl.cache_root = tmp_path / "levels"
-    ctrl.options = AdaptOptions(iters=3, views=2)
+    # 3 steps: the level the finetune makes, not the base in its rival mode
+    ctrl.options = AdaptOptions(iters=3, views=2, rival_check=False)
     ctrl.clock = FakeClock()
     a.state.compare.mode = "split"
     assert ctrl.wait_ready(a), ctrl.error
@@ -266,3 +267,15 @@ def test_panel_names_the_zoom_in_pseudo_gt():
     assert "bicubic upsampling" in zoom_in_pseudo_gt_text(AdaptOptions(sr_model="bicubic"))
     assert "adaptive dilation" in zoom_in_pseudo_gt_text(AdaptOptions(sr_model="adaptive"))
     assert "x4.pth" in zoom_in_pseudo_gt_text(AdaptOptions(sr_model="/m/x4.pth"))
+
+
+def test_a_level_kept_as_the_base_in_its_rival_mode_is_drawn_and_named_so():
+    """A level whose cache info names a rival mode (adapt.worker.check_level) is drawn in
+    that mode as B and says so; other levels keep their own mode."""
+    from viewer.adaptation import b_label, b_overrides
+
+    assert b_overrides(2, {"antialias": "adaptive"}) == {"antialias": "adaptive"}
+    assert b_overrides(2, {"iterations": 0}) == {"antialias": "classic"}
+    assert b_overrides(-2) == {"antialias": "mip"} and b_overrides(0) == {}
+    assert b_label(2, {"antialias": "adaptive"}) == "Mipmap-GS (level x4: the base, adaptive)"
+    assert b_label(-3) == "Mipmap-GS (level 1/8)"

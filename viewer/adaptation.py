@@ -60,19 +60,25 @@ LEVELS: tuple[int, ...] = tuple(lv for lv in range(MIN_LEVEL, MAX_LEVEL + 1) if 
 A_LABEL = "vanilla"
 
 
-def b_overrides(level: int) -> dict:
+def b_overrides(level: int, info: dict | None = None) -> dict:
     """Render options of source B: each level is drawn with the rasterizer mode it was
-    finetuned in (`mip` for zoom-out levels by default, vanilla 3DGS for zoom-in); the
-    base set (level 0) as the user set it, like source A (the single view shows B)."""
+    finetuned in (`mip` for zoom-out levels by default, vanilla 3DGS for zoom-in), or, a
+    level kept as the base in its training-free rival mode (adapt.worker.check_level;
+    its cache info says so), in that mode; the base set (level 0) as the user set it,
+    like source A (the single view shows B)."""
     if level == 0:
         return {}
-    return {"antialias": AdaptSettings().finetune.antialias_for(level)}
+    rival = (info or {}).get("antialias")
+    return {"antialias": rival or AdaptSettings().finetune.antialias_for(level)}
 
 
-def b_label(level: int) -> str:
+def b_label(level: int, info: dict | None = None) -> str:
     """The label of source B for the level in use."""
     if level == 0:
         return "Mipmap-GS (level 1 = base)"
+    rival = (info or {}).get("antialias")
+    if rival:
+        return f"Mipmap-GS (level {level_label(level)}: the base, {rival})"
     return f"Mipmap-GS (level {level_label(level)})"
 
 
@@ -108,6 +114,8 @@ class AdaptOptions:
         export_path: where "Export .ply" writes ("" = next to the model / in the cwd).
         export_baked: export zoom-out levels with the mip filter baked in, untagged, for
             viewers that know no anti-aliasing tag (adapt.bake).
+        rival_check: a level that scores under the base drawn in its training-free rival
+            mode on held-out views is that instead (AdaptSettings.rival_check).
     """
 
     iters: int = 1000
@@ -116,12 +124,14 @@ class AdaptOptions:
     build_level: int = -2
     export_path: str = ""
     export_baked: bool = False
+    rival_check: bool = True
 
     def settings(self, base: AdaptSettings | None = None) -> AdaptSettings:
         base = base or AdaptSettings()
         ft = replace(base.finetune, iters=max(1, int(self.iters)), views=max(1, int(self.views)))
         vs = replace(base.views, n_views=max(1, int(self.views)))
-        return replace(base, finetune=ft, views=vs, sr_model=self.sr_model.strip() or None)
+        return replace(base, finetune=ft, views=vs, sr_model=self.sr_model.strip() or None,
+                       rival_check=self.rival_check)
 
 
 @dataclass
@@ -354,7 +364,8 @@ class AdaptController:
             in_use = self.level_in_use if self._source is not None else 0
             g = self._source.gaussians if self._source is not None else self._gaussians
         cmp = app.state.compare
-        label, overrides = b_label(in_use), b_overrides(in_use)
+        info = self.levels[in_use].info if in_use in self.levels else None
+        label, overrides = b_label(in_use, info), b_overrides(in_use, info)
         if in_use == 0 and cmp.mode != "single":
             # No level yet: two panes of the same base with the same options would be
             # identical; B shows the other antialias mode until a level exists (--help).
@@ -459,6 +470,12 @@ class AdaptController:
         large set takes a second); the outcome goes to message / error."""
         if self.cache is None or level not in self.levels:
             self.error = f"level {level_label(level)} is not built"
+            return None
+        info = self.levels[level].info
+        if info.get("antialias"):
+            self.error = (f"level {level_label(level)} is the base drawn {info['antialias']}"
+                          " (it beat the finetune on held-out views), a view-dependent "
+                          "filter no file carries: export the base instead")
             return None
         g = self.cache.get(level)
         path = Path(path).expanduser()
@@ -572,7 +589,7 @@ def progress_text(st: AdaptStatus) -> tuple[float, str]:
         loss = f", loss {st.loss:.2e}" if math.isfinite(st.loss) else ""
         return 0.1 + 0.9 * frac, f"{lab}: finetune {st.step}/{st.total}{loss}{eta}"
     if st.phase == "checking":
-        return 1.0, f"{lab}: checking it against its start on held-out views"
+        return 1.0, f"{lab}: checking it on held-out views"
     if st.phase == "saving":
         return 1.0, f"{lab}: saving"
     if st.phase == "done":

@@ -191,7 +191,7 @@ def _run(args: argparse.Namespace) -> int:
         finetune=FinetuneConfig(views=args.views, seed=args.seed) if args.iters is None
         else FinetuneConfig(iters=args.iters, views=args.views, seed=args.seed, zoom_out_budget=0),
         views=ViewSettings(n_views=args.views, seed=args.seed), sr_model=args.sr_model,
-        use_current_view=False)
+        use_current_view=False, rival_check=False)  # the level is a file: no 2D filter
     bar = PhaseProgress(not args.quiet)
 
     iters = settings.finetune.iters_for(level, len(base))
