@@ -100,8 +100,8 @@ class AdaptSettings:
         use_current_view: add jittered copies of the user's view to the adaptation views.
         chain_zoom_in: zoom-in levels finer than x2 are derived from the x2 level
             (adapt.finetune.derive_zoom_in) instead of finetuned on their own.
-        rival_check: a level that scores under the base drawn with its training-free
-            rival (RIVAL_MODE) on held-out views is that instead (see check_level). Off
+        rival_check: a level that scores under the base drawn in a training-free mode
+            (RIVAL_MODES) on held-out views is that instead (see check_level). Off
             where a level must be a file of its own (`mipview adapt`): no file format
             carries a view-dependent filter.
     """
@@ -228,7 +228,7 @@ def adapt_level(
             if kept == "start":
                 g = warm_start(base, rate, level, settings.finetune.render_options(level).eps2d)
             else:
-                g, mode = base, RIVAL_MODE[level > 0]
+                g, mode = base, kept
     return LevelResult(g, time.perf_counter() - t0, iters, len(pairs),
                        split.held_out, upsampler.describe(2 ** abs(level)) if level > 0
                        else "base rendered at {0}x the target resolution, area /{0}".format(
@@ -236,9 +236,9 @@ def adapt_level(
                        antialias=mode)
 
 
-RIVAL_MODE = {True: "adaptive", False: "blend"}
-"""The training-free mode a zoom-in (True) / zoom-out (False) level is checked against:
-the best of them on lego (docs/stmt_table.md)."""
+RIVAL_MODES = ("adaptive", "blend")
+"""The training-free modes a level is checked against: the best of them at zoom-in and
+at zoom-out on lego (docs/stmt_table.md)."""
 
 
 def check_level(adapted: Gaussians, base: Gaussians, base_rate: Tensor,
@@ -248,17 +248,17 @@ def check_level(adapted: Gaussians, base: Gaussians, base_rate: Tensor,
     (ties go to the first): "adapted", the finetuned set; "start", at a zoom-in level
     drawn classic, the warm start it began from (with few views of a large capture the
     finetune can overfit them: on the 1.2 M scene of benchmarks/big_scene.py an x2 level
-    scored 30.2 dB there, its start 37.6); "rival", with settings.rival_check, the base
-    drawn in its RIVAL_MODE, which a level can score under (that x2 level's start
-    against the adaptive render's 40.4; the donut's 1/8 level, 38.6 dB against Gaussian
-    Blending's 42.3)."""
+    scored 30.2 dB there, its start 37.6); with settings.rival_check, a RIVAL_MODES name:
+    the base drawn in that training-free mode, which a level can score under (that x2
+    level's start against the adaptive render's 40.4; the donut's 1/8 level, 38.6 dB
+    against Gaussian Blending's 42.3)."""
     ft = settings.finetune
     drawn = ft.render_options(level)
     candidates = {"adapted": (adapted, drawn)}
     if level > 0 and ft.antialias_for(level) == "classic":
         candidates["start"] = (warm_start(base, base_rate, level, drawn.eps2d), drawn)
     if settings.rival_check:
-        candidates["rival"] = (base, drawn.replace(antialias=RIVAL_MODE[level > 0]))
+        candidates.update({m: (base, drawn.replace(antialias=m)) for m in RIVAL_MODES})
     if len(candidates) == 1:
         return "adapted"
     psnr = held_out_psnr(candidates, held_out, base, level, upsampler, ft.base_options(),

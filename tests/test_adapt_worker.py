@@ -205,9 +205,9 @@ def _stub_scores(monkeypatch, scores: dict[str, float], seen: list | None = None
 
 
 def test_a_level_under_its_training_free_rival_is_the_base_drawn_in_that_mode(monkeypatch):
-    """check_level weighs the finetuned level against the base drawn in its rival mode
-    (blend at zoom-out, adaptive at zoom-in, with the warm start too): the best on the
-    held-out views is kept, ties to the finetune; rival_check=False leaves the rival out."""
+    """check_level weighs the finetuned level against the base drawn adaptive and under
+    blend (and, at zoom-in, the warm start): the best on the held-out views is kept, ties
+    to the finetune; rival_check=False leaves the base out."""
     from adapt.upsample import BicubicUpsampler
     from adapt.worker import adapt_level
 
@@ -215,14 +215,19 @@ def test_a_level_under_its_training_free_rival_is_the_base_drawn_in_that_mode(mo
                              views=ViewSettings(n_views=3, n_user=1, holdout_every=2))
     base, cams = _scene(), _cams()
     seen: list = []
-    _stub_scores(monkeypatch, {"adapted": 30.0, "start": 31.0, "rival": 32.0}, seen)
+    _stub_scores(monkeypatch, {"adapted": 30.0, "start": 31.0, "adaptive": 31.5,
+                               "blend": 32.0}, seen)
     res = adapt_level(base, cams, -1, settings, BicubicUpsampler())
-    assert seen[-1] == {"adapted": "mip", "rival": "blend"}
+    assert seen[-1] == {"adapted": "mip", "adaptive": "adaptive", "blend": "blend"}
     assert res.antialias == "blend" and res.gaussians is base and res.iterations == 0
+    _stub_scores(monkeypatch, {"adapted": 30.0, "start": 31.0, "adaptive": 32.0,
+                               "blend": 31.5}, seen)
     res = adapt_level(base, cams, 1, settings, BicubicUpsampler())
-    assert seen[-1] == {"adapted": "classic", "start": "classic", "rival": "adaptive"}
+    assert seen[-1] == {"adapted": "classic", "start": "classic", "adaptive": "adaptive",
+                        "blend": "blend"}
     assert res.antialias == "adaptive" and res.gaussians is base
-    _stub_scores(monkeypatch, {"adapted": 32.0, "start": 31.0, "rival": 32.0}, seen)
+    _stub_scores(monkeypatch, {"adapted": 32.0, "start": 31.0, "adaptive": 32.0,
+                               "blend": 32.0}, seen)
     res = adapt_level(base, cams, -1, settings, BicubicUpsampler())
     assert res.antialias is None and res.iterations == 5 and len(res.gaussians) < len(base)
     off = AdaptSettings(finetune=settings.finetune, views=settings.views, rival_check=False)
@@ -237,7 +242,8 @@ def test_the_worker_draws_and_derives_a_rival_level_in_its_mode(tmp_path, monkey
     is the base in the same mode."""
     from render.options import RenderOptions
 
-    _stub_scores(monkeypatch, {"adapted": 20.0, "start": 25.0, "rival": 30.0})
+    _stub_scores(monkeypatch, {"adapted": 20.0, "start": 25.0, "adaptive": 30.0,
+                               "blend": 29.0})
     base = _scene()
     w = AdaptWorker(base, _cams(), LevelCache("h", "s", tmp_path / "cache"),
                     _settings(rival_check=True), render_threads=1)
