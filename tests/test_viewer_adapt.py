@@ -279,3 +279,10 @@ def test_a_level_kept_as_the_base_in_its_rival_mode_is_drawn_and_named_so():
     assert b_overrides(-2) == {"antialias": "mip"} and b_overrides(0) == {}
     assert b_label(2, {"antialias": "adaptive"}) == "Mipmap-GS (level x4: the base, adaptive)"
     assert b_label(-3) == "Mipmap-GS (level 1/8)"
+    from types import SimpleNamespace
+
+    from adapt.cache import LevelInfo
+
+    ctrl = SimpleNamespace(levels={2: LevelInfo(2, 10, 1.0, "", None, {"antialias": "adaptive"}),
+                                   -1: LevelInfo(-1, 5, 2.0, "", None, {"iterations": 9})})
+    assert [r[1] for r in level_rows(ctrl)] == ["1/2", "x4 adaptive"]

@@ -147,6 +147,10 @@ def _draw_settings(ctrl: AdaptController) -> None:
     imgui.push_text_wrap_pos(0.0)
     imgui.text_colored(_GREY, zoom_in_pseudo_gt_text(opts))
     imgui.pop_text_wrap_pos()
+    _, opts.rival_check = imgui.checkbox("base in a 2D mode if better", opts.rival_check)
+    if imgui.is_item_hovered():
+        imgui.set_tooltip("a level that scores under the base drawn adaptive or under blend\n"
+                          "on held-out views is that instead")
     if imgui.button("Apply (restarts the worker)"):
         ctrl.apply_settings()
     imgui.text_colored(_GREY, "cache: " + (str(ctrl.cache.directory) if ctrl.cache

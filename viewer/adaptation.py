@@ -600,8 +600,13 @@ def progress_text(st: AdaptStatus) -> tuple[float, str]:
 
 
 def level_rows(ctrl: AdaptController) -> list[tuple[int, str, str, str]]:
-    """The table of cached levels: (level, "1/4", "12,345", "95 s"), finest last."""
-    return [(lv, level_label(lv), f"{info.gaussians:,}", f"{info.seconds:.0f} s")
+    """The table of cached levels: (level, "1/4", "12,345", "95 s"), finest last; a level
+    kept as the base in a 2D mode names it ("x2 adaptive")."""
+    def name(lv: int, info: LevelInfo) -> str:
+        mode = info.info.get("antialias")
+        return f"{level_label(lv)} {mode}" if mode else level_label(lv)
+
+    return [(lv, name(lv, info), f"{info.gaussians:,}", f"{info.seconds:.0f} s")
             for lv, info in sorted(ctrl.levels.items())]
 
 
