@@ -220,15 +220,13 @@ def adapt_level(
     if split.held_out:
         if on_phase is not None:
             on_phase("checking", 0, 1)
-        kept = check_level(g, base, rate, split.held_out, level, upsampler, settings)
+        kept, kept_set = check_level(g, base, rate, split.held_out, level, upsampler,
+                                     settings)
         if kept != "adapted":
             log.info("level %s: the finetune scored under %s on held-out views; kept that",
                      level_label(level), kept)
-            iters = 0
-            if kept == "start":
-                g = warm_start(base, rate, level, settings.finetune.render_options(level).eps2d)
-            else:
-                g, mode = base, kept
+            g, iters = kept_set, 0
+            mode = kept if kept in RIVAL_MODES else None
     return LevelResult(g, time.perf_counter() - t0, iters, len(pairs),
                        split.held_out, upsampler.describe(2 ** abs(level)) if level > 0
                        else "base rendered at {0}x the target resolution, area /{0}".format(
@@ -243,9 +241,9 @@ at zoom-out on lego (docs/stmt_table.md)."""
 
 def check_level(adapted: Gaussians, base: Gaussians, base_rate: Tensor,
                 held_out: list[Camera], level: int, upsampler: Upsampler,
-                settings: AdaptSettings) -> str:
-    """Which set a level keeps, by PSNR against the level's reference on held-out views
-    (ties go to the first): "adapted", the finetuned set; "start", at a zoom-in level
+                settings: AdaptSettings) -> tuple[str, Gaussians]:
+    """Which set a level keeps, and that set, by PSNR against the level's reference on
+    held-out views (ties go to the first): "adapted", the finetuned set; "start", at a zoom-in level
     drawn classic, the warm start it began from (with few views of a large capture the
     finetune can overfit them: on the 1.2 M scene of benchmarks/big_scene.py an x2 level
     scored 30.2 dB there, its start 37.6); with settings.rival_check, a RIVAL_MODES name:
@@ -259,15 +257,14 @@ def check_level(adapted: Gaussians, base: Gaussians, base_rate: Tensor,
         candidates["start"] = (warm_start(base, base_rate, level, drawn.eps2d), drawn)
     if settings.rival_check:
         candidates.update({m: (base, drawn.replace(antialias=m)) for m in RIVAL_MODES})
-    if len(candidates) == 1:
-        return "adapted"
-    psnr = held_out_psnr(candidates, held_out, base, level, upsampler, ft.base_options(),
-                         settings.views)
     best = "adapted"
-    for name in candidates:
-        if psnr[name] > psnr[best]:
-            best = name
-    return best
+    if len(candidates) > 1:
+        psnr = held_out_psnr(candidates, held_out, base, level, upsampler, ft.base_options(),
+                             settings.views)
+        for name in candidates:
+            if psnr[name] > psnr[best]:
+                best = name
+    return best, candidates[best][0]
 
 
 def derive_level(parent: LevelResult, base: Gaussians, base_cameras: list[Camera],
