@@ -10,7 +10,7 @@ from test_rasterize import camera, random_scene
 
 from render import Camera, Gaussians, RenderOptions, render
 from render.jit import njit
-from render.rasterize import cpu, cpu_kernels
+from render.rasterize import cpu, cpu_kernels, cpu_pack
 from render.rasterize.cpu import rasterize_cpu
 from render.rasterize.cpu_project import ProjectCPU, camera_array, numpy_f32, project_cpu
 from render.rasterize.cpu_sh import sh_colors
@@ -23,7 +23,7 @@ from render.rasterize.types import Projection
 def _keys(bits):
     out = np.empty(bits.shape[0], np.uint32)
     for i in range(bits.shape[0]):
-        out[i] = cpu_kernels.depth_key(bits[i])
+        out[i] = cpu_pack.depth_key(bits[i])
     return out
 
 
@@ -64,7 +64,7 @@ def _plain_bins(proj, width, height):
     rec = np.empty((m, cpu_kernels.REC_COLS), np.float32)
     box = np.empty((m, 4), np.int32)
     n_rows = np.empty(m, np.int64)
-    run_chunks(cpu_kernels.prepare, 5, order, *arrays, width, height, rec, box, n_rows)
+    run_chunks(cpu_pack.prepare, 5, order, *arrays, width, height, rec, box, n_rows)
     tiles_x, tiles_y = (width + 15) // 16, (height + 15) // 16
     bins = cpu_kernels.bin_tiles(rec, box, n_rows, tiles_x, tiles_y, 5, run_chunks)
     return visible, order, rec, box, bins

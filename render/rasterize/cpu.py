@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from render.rasterize import cpu_kernels as K
+from render.rasterize import cpu_pack
 from render.rasterize.cpu_project import numpy_f32
 from render.rasterize.cpu_sort import SCRATCH, aligned_empty, radix_sort_pairs
 from render.rasterize.cpu_threads import GAUSSIAN_CHUNKS, TILE_CHUNKS, chunk_count, run_chunks
@@ -56,22 +57,19 @@ def _bin(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     :func:`depth_order` gives. With `reuse`, rec and box are this thread's scratch
     buffers (valid until its next frame), for a caller that keeps nothing.
     """
-    vis = np.flatnonzero(visible)
-    m = vis.shape[0]
+    n = visible.shape[0]
+    m = int(np.count_nonzero(visible))
     chunks = chunk_count(GAUSSIAN_CHUNKS)
     sc = SCRATCH
-    # Two rows at least: the box columns of a single row are a contiguous slice, which
-    # numba would compile prepare_keys again for.
-    rec_u = sc.get("rec_u", max(m, 2), (K.REC_COLS,), np.float32)
-    rec_u_i32 = rec_u.view(np.int32)
-    rows_u = sc.get("rows_u", m, (), np.int64)
-    keys = [sc.get(f"keys{i}", m, (), np.uint32) for i in range(2)]
-    idx = [sc.get(f"idx{i}", m, (), np.int32) for i in range(2)]
+    rec_u = sc.get("rec_u", n, (K.REC_COLS,), np.float32)
+    keys = [sc.get(f"keys{i}", n, (), np.uint32) for i in range(2)]
+    idx = [sc.get(f"idx{i}", n, (), np.int32) for i in range(2)]
     d = numpy_f32(depths)
-    arrays = [numpy_f32(t) for t in (means2d, conics, opacities, colors)]
-    run_chunks(K.prepare_keys, chunks, vis, *arrays, d, d.view(np.uint32), width, height,
-               rec_u, rec_u_i32[:, K.BOX:K.BOX + 4], rows_u, keys[0], idx[0])
-    perm = radix_sort_pairs(keys[0], idx[0], keys[1], idx[1], chunks, run_chunks)
+    flat = [numpy_f32(t).reshape(-1) for t in (means2d, conics, opacities, colors)]
+    run_chunks(cpu_pack.prepare_keys, chunks, visible, *flat, d, d.view(np.uint32), width,
+               height, rec_u.reshape(-1), keys[0], idx[0])
+    # The culled ones sort after every visible one (see prepare_keys).
+    perm = radix_sort_pairs(keys[0], idx[0], keys[1], idx[1], chunks, run_chunks)[:m]
     if reuse:
         rec = sc.get("rec", m, (K.REC_COLS,), np.float32)
         box = sc.get("box", m, (4,), np.int32)
@@ -79,8 +77,9 @@ def _bin(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
         rec = aligned_empty((m, K.REC_COLS), np.float32)
         box = np.empty((m, 4), np.int32)
     n_rows = sc.get("rows", m, (), np.int64)
-    run_chunks(K.permute_rows, chunks, perm, rec_u, rec_u_i32, rec, box, n_rows)
-    order = None if reuse else vis[perm]  # the display frame does not need it
+    run_chunks(cpu_pack.permute_rows, chunks, perm, rec_u, rec_u.view(np.int32), rec, box,
+               n_rows)
+    order = None if reuse else perm.astype(np.int64)  # the display frame does not need it
     tiles_x = (width + K.TILE - 1) // K.TILE
     tiles_y = (height + K.TILE - 1) // K.TILE
     bins = K.bin_tiles(rec, box, n_rows, tiles_x, tiles_y, chunks, run_chunks)

@@ -54,7 +54,6 @@ T_MIN = np.float32(1e-4)
 MX, MY, CA, CB, CC, OP, SMAX, CR, CG, CBL, DZ = range(11)
 REC_COLS = 16
 BOX = 12  # spare columns 12-15: the box, as int32, while records are packed unsorted
-PERMUTE_AHEAD = 16  # ranks between a record's prefetch and its move (permute_rows)
 # Columns of the per-pair and per-Gaussian gradient rows [*, GRAD_COLS]
 G_MX, G_MY, G_CA, G_CB, G_CC, G_OP, G_R, G_G, G_B, G_Z, G_ABSX, G_ABSY = range(12)
 GRAD_COLS = 12
@@ -72,134 +71,6 @@ def chunk_range(n, chunk, n_chunks):
     the same lines), and a chunk's ranks stay in depth order for binning.
     (cpu_project uses it too: numba's cache does not see edits here from there.)"""
     return chunk * n // n_chunks, (chunk + 1) * n // n_chunks
-
-
-@njit(inline="always", **_JIT)
-def depth_key(bits):
-    """A uint32 that orders like the float32 whose bit pattern is `bits` (uint32) does in
-    numpy's sort: -inf first, NaN last, -0.0 equal to 0.0. The sign bit is flipped for
-    positive floats, all bits for negative ones."""
-    mag = bits & np.uint32(0x7FFFFFFF)
-    if mag > np.uint32(0x7F800000):
-        return np.uint32(0xFFC00000)  # every NaN after +inf
-    if mag == np.uint32(0):
-        return np.uint32(0x80000000)  # -0.0 ties with 0.0
-    if bits & np.uint32(0x80000000):
-        return ~bits
-    return bits | np.uint32(0x80000000)
-
-
-@njit(inline="always", **_JIT)
-def _pack(r, g, means2d, conics, opacities, colors, depths, width, height, rec, box, n_rows):
-    """Row r of rec, box and n_rows from Gaussian g (see :func:`prepare`)."""
-    mx, my = means2d[g, 0], means2d[g, 1]
-    a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
-    o = opacities[g]
-    rec[r, MX] = mx
-    rec[r, MY] = my
-    rec[r, CA] = a
-    rec[r, CB] = b
-    rec[r, CC] = c
-    rec[r, OP] = o
-    rec[r, CR] = colors[g, 0]
-    rec[r, CG] = colors[g, 1]
-    rec[r, CBL] = colors[g, 2]
-    rec[r, DZ] = depths[g]
-    box[r, 0] = 0
-    box[r, 1] = -1
-    box[r, 2] = 0
-    box[r, 3] = -1
-    n_rows[r] = 0
-    det = a * c - b * b
-    # alpha = o exp(-sigma) >= 1/255 needs sigma <= log(255 o); nothing below 1/255.
-    if not (o >= ALPHA_MIN and det > 0.0 and a > 0.0 and c > 0.0):
-        rec[r, SMAX] = -1.0
-        return
-    smax = math.log(o * 255.0)
-    rec[r, SMAX] = smax
-    # The ellipse sigma <= s spans sqrt(2 s Sigma_xx) in x; Sigma = conic^-1.
-    # Widen a little so float rounding never drops a pixel the blend would keep.
-    ex = math.sqrt(2.0 * smax * c / det) * 1.001 + 0.01
-    ey = math.sqrt(2.0 * smax * a / det) * 1.001 + 0.01
-    # Pixel x has its centre at x + 0.5.
-    fx0 = max(math.ceil(mx - ex - 0.5), 0.0)
-    fx1 = min(math.floor(mx + ex - 0.5), width - 1.0)
-    fy0 = max(math.ceil(my - ey - 0.5), 0.0)
-    fy1 = min(math.floor(my + ey - 0.5), height - 1.0)
-    if fx0 <= fx1 and fy0 <= fy1:
-        box[r, 0] = np.int32(fx0)
-        box[r, 1] = np.int32(fx1)
-        box[r, 2] = np.int32(fy0)
-        box[r, 3] = np.int32(fy1)
-        n_rows[r] = np.int64(fy1) // TILE - np.int64(fy0) // TILE + 1
-
-
-@njit(**_JIT)
-def prepare(order, means2d, conics, opacities, colors, depths, width, height, rec, box,
-            n_rows, ticket, n_chunks):
-    """Pack the visible Gaussians in depth order and bound their alpha >= 1/255 region.
-
-    order [M] int64 (original index of rank r), means2d [N, 2], conics [N, 3],
-    opacities [N], colors [N, 3], depths [N] -> rec [M, REC_COLS], box [M, 4] int32,
-    n_rows [M] int64: how many rows of tiles the box spans (0 when empty).
-    A chunk is one contiguous run of ranks (see chunk_range). (The rasterizer packs in
-    index order and sorts after, :func:`prepare_keys`; this is the plain form.)
-    """
-    chunk = next_chunk(ticket)
-    while chunk < n_chunks:
-        r0, r1 = chunk_range(order.shape[0], chunk, n_chunks)
-        for r in range(r0, r1):
-            _pack(r, order[r], means2d, conics, opacities, colors, depths, width, height, rec,
-                  box, n_rows)
-        chunk = next_chunk(ticket)
-
-
-@njit(**_JIT)
-def prepare_keys(vis, means2d, conics, opacities, colors, depths, depth_bits, width, height,
-                 rec, rec_box, n_rows, keys, idx, ticket, n_chunks):
-    """As :func:`prepare` for the visible Gaussians vis [M] int64 in index order (reads
-    the per-Gaussian arrays in memory order: one pass, no random access), and their sort
-    keys: keys [M] uint32 (:func:`depth_key` of depth_bits [N] uint32, the depths' bits)
-    and idx [M] int32 = 0..M-1. The box goes into the record's spare columns, rec_box =
-    rec viewed as int32 [:, BOX:BOX + 4] (n_rows [M] is scratch), so that
-    :func:`permute_rows` moves one cache line per Gaussian into depth order."""
-    chunk = next_chunk(ticket)
-    while chunk < n_chunks:
-        i0, i1 = chunk_range(vis.shape[0], chunk, n_chunks)
-        for i in range(i0, i1):
-            g = vis[i]
-            _pack(i, g, means2d, conics, opacities, colors, depths, width, height, rec,
-                  rec_box, n_rows)
-            keys[i] = depth_key(depth_bits[g])
-            idx[i] = i
-        chunk = next_chunk(ticket)
-
-
-@njit(**_JIT)
-def permute_rows(perm, rec_in, rec_in_i32, rec, box, n_rows, ticket, n_chunks):
-    """Records into depth order: rec[r] = rec_in[perm[r]] (perm [M] int32), box[r] from
-    the record's spare columns (rec_in_i32: rec_in viewed as int32, see
-    :func:`prepare_keys`) and n_rows[r] from the box, as :func:`prepare` sets it."""
-    cols = rec.shape[1]
-    chunk = next_chunk(ticket)
-    while chunk < n_chunks:
-        r0, r1 = chunk_range(perm.shape[0], chunk, n_chunks)
-        for r in range(r0, r1):
-            # The rows come in random order: ask for one PERMUTE_AHEAD ranks on now.
-            if r + PERMUTE_AHEAD < r1:
-                _prefetch_row(rec_in, np.intp(perm[r + PERMUTE_AHEAD]))
-            i = perm[r]
-            for k in range(cols):
-                rec[r, k] = rec_in[i, k]
-            x0, x1 = rec_in_i32[i, BOX], rec_in_i32[i, BOX + 1]
-            y0, y1 = rec_in_i32[i, BOX + 2], rec_in_i32[i, BOX + 3]
-            box[r, 0] = x0
-            box[r, 1] = x1
-            box[r, 2] = y0
-            box[r, 3] = y1
-            n_rows[r] = np.int64(y1) // TILE - np.int64(y0) // TILE + 1 if (
-                x0 <= x1 and y0 <= y1) else 0
-        chunk = next_chunk(ticket)
 
 
 @njit(**_JIT)
@@ -462,10 +333,11 @@ def _tile_box(t, tiles_x, width, height):
 
 @njit(inline="always", **_JIT)
 def _blend_row(st, base, dx0, ha, bdy, hcdy2, o, gr, gg, gb, gz, kf, kf1, ec, amax, amin,
-               tmin, extras):
+               tmin, extras, display):
     """Blend one Gaussian into the tile row of pixels st[.. + base + j] (see
     :func:`forward`); with `extras` (a compile-time constant) also the depth sums and
-    the count of Gaussians blended."""
+    the count of Gaussians blended. With `display` (one too) the pixels' last entries,
+    which only the backward reads, are left as they are (~10 % of the loop)."""
     zero = ec[0]
     one = ec[13]
     for j in range(LANES):
@@ -476,7 +348,7 @@ def _blend_row(st, base, dx0, ha, bdy, hcdy2, o, gr, gg, gb, gz, kf, kf1, ec, am
         # Load everything first: selects between loaded values vectorise, branches
         # around loads do not.
         t_now = st[F_T + q]
-        last = st[F_LAST + q]
+        last = zero if display else st[F_LAST + q]
         # t_now <= 0: the pixel stopped (or is padding).
         ok = (sigma >= zero) & (alpha >= amin) & (t_now > zero)
         t_next = t_now * (one - alpha)
@@ -491,8 +363,9 @@ def _blend_row(st, base, dx0, ha, bdy, hcdy2, o, gr, gg, gb, gz, kf, kf1, ec, am
             st[F_N + q] += one if blend else zero
         t_keep = -t_now if stop else t_now
         st[F_T + q] = t_next if blend else t_keep
-        last = kf1 if blend else last
-        st[F_LAST + q] = kf if stop else last
+        if not display:
+            last = kf1 if blend else last
+            st[F_LAST + q] = kf if stop else last
 
 
 @njit(inline="always", **_JIT)
@@ -564,7 +437,7 @@ def _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, backgrou
                         continue
                     dy = np.float32(ty0 + ly) + np.float32(0.5) - my
                     _blend_row(st, np.uint64(ly * TILE), dx0, ha, b * dy, hc * dy * dy, o, gr,
-                               gg, gb, gz, kf, kf1, ec, amax, amin, tmin, extras)
+                               gg, gb, gz, kf, kf1, ec, amax, amin, tmin, extras, display)
             if display:
                 _pack_tile(st, out_bgra32, tx0, ty0, tw, th, height, background)
                 continue

@@ -67,101 +67,104 @@ def _unit_quat(quats, n):
     return qw / qn, qx / qn, qy / qn, qz / qn, qn
 
 
+# Row offsets as unsigned constants: with signed indices numba adds negative-index
+# wraparound code, and LLVM then cannot see the rows' addresses as a stride (no vectors).
+_U1, _U2, _U3, _U4 = (np.uint64(k) for k in range(1, 5))
+
+
 @njit(**_JIT)
-def project_forward(means, quats, log_scales, opacity_logits, cam, eps, compensate, cull,
-                    scales, sigmoids, means2d, conics, depths, opacities, radii, ticket,
-                    n_chunks):
-    """means [N, 3], quats [N, 4], log_scales [N, 3], opacity_logits [N] (float32);
-    cam [20] float64 = R (9, row-major), t (3), fx, fy, cx, cy, width, height, near, far
-    -> means2d [N, 2], conics [N, 3], depths [N], opacities [N], radii [N, 2] int32.
+def project_forward(means, quats, scales, sigmoids, cam, eps, compensate, cull, means2d,
+                    conics, depths, opacities, radii, ticket, n_chunks):
+    """means [N, 3], quats [N, 4], scales [N, 3] (exp of the log-scales), sigmoids [N]
+    float64 (of the opacity logits; both from :func:`activations`); cam [20] float64 = R
+    (9, row-major), t (3), fx, fy, cx, cy, width, height, near, far -> means2d [N, 2],
+    conics [N, 3], depths [N], opacities [N], radii [N, 2] int32. Every array is passed
+    flat (row-major, [N * k]).
 
     With `cull` (frames without a gradient), a Gaussian outside the depth range gets its
-    depth, radii 0 and zeros elsewhere, without the covariance: on a camera inside a
-    scene most Gaussians are behind it, and nothing reads a culled one's other outputs.
-
-    scales [N, 3] float32 and sigmoids [N] float64, when not empty, are exp(log_scales)
-    and sigmoid(opacity_logits) as this kernel computes them (:func:`activations`, kept
-    across frames): their four libm calls were most of the pass.
+    depth, radii 0 and zeros elsewhere. Branch-free, so that LLVM vectorises the loop (8
+    Gaussians a step in float64 with AVX-512): every Gaussian's covariance is computed
+    and the culled ones' are then dropped by selects.
     """
-    cached = scales.shape[0] > 0
     fx, fy, cx, cy = cam[12], cam[13], cam[14], cam[15]
     w, h, near, far = cam[16], cam[17], cam[18], cam[19]
     lim_xp, lim_xn, lim_yp, lim_yn = _fov_limits(cam)
+    r00, r01, r02, r10, r11, r12, r20, r21, r22 = (cam[0], cam[1], cam[2], cam[3], cam[4],
+                                                   cam[5], cam[6], cam[7], cam[8])
+    n_all = sigmoids.shape[0]
     chunk = next_chunk(ticket)
     while chunk < n_chunks:
-        n0, n1 = chunk_range(means.shape[0], chunk, n_chunks)
-        for n in range(n0, n1):
-            tx, ty, tz = _camera_point(means, n, cam)
-            if cull and not (tz > near and tz < far):
-                means2d[n, 0] = 0.0
-                means2d[n, 1] = 0.0
-                conics[n, 0] = 0.0
-                conics[n, 1] = 0.0
-                conics[n, 2] = 0.0
-                depths[n] = tz
-                opacities[n] = 0.0
-                radii[n, 0] = 0
-                radii[n, 1] = 0
-                continue
-            nw, nx, ny, nz, _ = _unit_quat(quats, n)
-            q = _rotmat(nw, nx, ny, nz)
-            if cached:
-                s0, s1, s2 = scales[n, 0], scales[n, 1], scales[n, 2]
-            else:
-                s0 = math.exp(log_scales[n, 0])
-                s1 = math.exp(log_scales[n, 1])
-                s2 = math.exp(log_scales[n, 2])
+        n0, n1 = chunk_range(n_all, chunk, n_chunks)
+        for i in range(n0, n1):
+            n = np.uint64(i)
+            n2, n3, n4 = _U2 * n, _U3 * n, _U4 * n
+            mx, my, mz = (np.float64(means[n3]), np.float64(means[n3 + _U1]),
+                          np.float64(means[n3 + _U2]))
+            tx = r00 * mx + r01 * my + r02 * mz + cam[9]
+            ty = r10 * mx + r11 * my + r12 * mz + cam[10]
+            tz = r20 * mx + r21 * my + r22 * mz + cam[11]
+            qw, qx, qy, qz = (np.float64(quats[n4]), np.float64(quats[n4 + _U1]),
+                              np.float64(quats[n4 + _U2]), np.float64(quats[n4 + _U3]))
+            qn = max(math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz), 1e-12)
+            q = _rotmat(qw / qn, qx / qn, qy / qn, qz / qn)
+            s0, s1, s2 = (np.float64(scales[n3]), np.float64(scales[n3 + _U1]),
+                          np.float64(scales[n3 + _U2]))
+            op = sigmoids[n]  # loaded before any select: a load under a branch is no vector
             z = tz if abs(tz) >= 1e-8 else 1e-8
             iz = 1.0 / z
             jx = -fx * min(max(tx * iz, -lim_xn), lim_xp) * iz
             jy = -fy * min(max(ty * iz, -lim_yn), lim_yp) * iz
             ku, kv = fx * iz, fy * iz
-            a0 = 0.0
-            b0 = 0.0
-            c0 = 0.0
-            for j in range(3):
-                sj = s0 if j == 0 else (s1 if j == 1 else s2)
-                # Column j of M = R R_q diag(s), in camera axes.
-                m0 = (cam[0] * q[j] + cam[1] * q[3 + j] + cam[2] * q[6 + j]) * sj
-                m1 = (cam[3] * q[j] + cam[4] * q[3 + j] + cam[5] * q[6 + j]) * sj
-                m2 = (cam[6] * q[j] + cam[7] * q[3 + j] + cam[8] * q[6 + j]) * sj
-                u = ku * m0 + jx * m2
-                v = kv * m1 + jy * m2
-                a0 += u * u
-                b0 += u * v
-                c0 += v * v
+            # Column j of M = R R_q diag(s), then u, v: the rows of J M.
+            m0 = (r00 * q[0] + r01 * q[3] + r02 * q[6]) * s0
+            m1 = (r10 * q[0] + r11 * q[3] + r12 * q[6]) * s0
+            m2 = (r20 * q[0] + r21 * q[3] + r22 * q[6]) * s0
+            u0, v0 = ku * m0 + jx * m2, kv * m1 + jy * m2
+            m0 = (r00 * q[1] + r01 * q[4] + r02 * q[7]) * s1
+            m1 = (r10 * q[1] + r11 * q[4] + r12 * q[7]) * s1
+            m2 = (r20 * q[1] + r21 * q[4] + r22 * q[7]) * s1
+            u1, v1 = ku * m0 + jx * m2, kv * m1 + jy * m2
+            m0 = (r00 * q[2] + r01 * q[5] + r02 * q[8]) * s2
+            m1 = (r10 * q[2] + r11 * q[5] + r12 * q[8]) * s2
+            m2 = (r20 * q[2] + r21 * q[5] + r22 * q[8]) * s2
+            u2, v2 = ku * m0 + jx * m2, kv * m1 + jy * m2
+            a0 = u0 * u0 + u1 * u1 + u2 * u2
+            b0 = u0 * v0 + u1 * v1 + u2 * v2
+            c0 = v0 * v0 + v1 * v1 + v2 * v2
             px = fx * tx * iz + cx
             py = fy * ty * iz + cy
             det_orig = a0 * c0 - b0 * b0
             a, c = a0 + eps, c0 + eps
             det_raw = a * c - b0 * b0
             det = max(det_raw, 1e-10)
-            means2d[n, 0] = px
-            means2d[n, 1] = py
-            conics[n, 0] = c / det
-            conics[n, 1] = -b0 / det
-            conics[n, 2] = a / det
-            depths[n] = tz
-            if cached:
-                op = sigmoids[n]
-            else:
-                op = 1.0 / (1.0 + math.exp(-np.float64(opacity_logits[n])))
             if compensate:
                 op *= math.sqrt(max(det_orig / det, 0.0))
-            opacities[n] = op
-            rx = math.ceil(3.33 * math.sqrt(max(a, 0.0)))
-            ry = math.ceil(3.33 * math.sqrt(max(c, 0.0)))
-            ok = (det_raw > 0.0 and tz > near and tz < far and px + rx > 0 and px - rx < w
-                  and py + ry > 0 and py - ry < h)
-            radii[n, 0] = np.int32(rx) if ok else 0
-            radii[n, 1] = np.int32(ry) if ok else 0
+            # Integer-valued float64: ceil without a libm call (the values are >= 0).
+            rxf, ryf = 3.33 * math.sqrt(max(a, 0.0)), 3.33 * math.sqrt(max(c, 0.0))
+            rx, ry = np.float64(np.int64(rxf)), np.float64(np.int64(ryf))
+            rx = rx + 1.0 if rx < rxf else rx
+            ry = ry + 1.0 if ry < ryf else ry
+            in_depth = (tz > near) & (tz < far)
+            keep = in_depth | (not cull)
+            ok = (det_raw > 0.0) & in_depth & (px + rx > 0) & (px - rx < w) & (
+                py + ry > 0) & (py - ry < h)
+            means2d[n2] = px if keep else 0.0
+            means2d[n2 + _U1] = py if keep else 0.0
+            conics[n3] = c / det if keep else 0.0
+            conics[n3 + _U1] = -b0 / det if keep else 0.0
+            conics[n3 + _U2] = a / det if keep else 0.0
+            depths[n] = tz
+            opacities[n] = op if keep else 0.0
+            radii[n2] = np.int32(rx) if ok else 0
+            radii[n2 + _U1] = np.int32(ry) if ok else 0
         chunk = next_chunk(ticket)
 
 
 @njit(**_JIT)
 def activations(log_scales, opacity_logits, scales, sigmoids, ticket, n_chunks):
     """scales [N, 3] float32 = exp(log_scales [N, 3]), sigmoids [N] float64 =
-    sigmoid(opacity_logits [N]): exactly the values :func:`project_forward` computes."""
+    sigmoid(opacity_logits [N]): the inputs of :func:`project_forward` (apart, so that its
+    loop, free of libm calls, vectorises)."""
     chunk = next_chunk(ticket)
     while chunk < n_chunks:
         n0, n1 = chunk_range(log_scales.shape[0], chunk, n_chunks)
@@ -346,6 +349,20 @@ def numpy_f32(t: Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.numpy())
 
 
+def _flat(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """C-contiguous arrays as flat views ([N, k] -> [N * k]), as project_forward reads."""
+    return tuple(a.reshape(-1) for a in arrays)
+
+
+def _activations(log_scales: np.ndarray, opacity_logits: np.ndarray):
+    """(scales [N, 3] float32, sigmoids [N] float64), see :func:`activations`."""
+    n = log_scales.shape[0]
+    scales, sigmoids = np.empty((n, 3), np.float32), np.empty(n, np.float64)
+    run_chunks(activations, chunk_count(GAUSSIAN_CHUNKS), log_scales, opacity_logits, scales,
+               sigmoids)
+    return scales, sigmoids
+
+
 class ProjectCPU(torch.autograd.Function):
     """(means, quats, log_scales, opacity_logits) -> (means2d, conics, depths, opacities,
     radii); differentiable in the four inputs."""
@@ -360,9 +377,10 @@ class ProjectCPU(torch.autograd.Function):
         radii = np.empty((n, 2), np.int32)
         args = (*(numpy_f32(t) for t in (means, quats, log_scales, opacity_logits)), cam_arr,
                 float(eps), bool(compensate))
-        run_chunks(project_forward, chunk_count(GAUSSIAN_CHUNKS), *args, False,
-                   np.empty((0, 3), np.float32), np.empty(0, np.float64), means2d, conics,
-                   depths, opacities, radii)
+        scales, sigmoids = _activations(args[2], args[3])
+        run_chunks(project_forward, chunk_count(GAUSSIAN_CHUNKS), *_flat(
+            args[0], args[1], scales), sigmoids, cam_arr, float(eps), bool(compensate), False,
+            *_flat(means2d, conics, depths, opacities, radii))
         ctx.args = args
         radii_t = torch.from_numpy(radii)
         ctx.mark_non_differentiable(radii_t)
@@ -409,11 +427,8 @@ class _Activations:
         key = (self._key_of(log_scales), self._key_of(opacity_logits))
         with self._lock:
             if key != self._key:
-                n = log_scales.shape[0]
-                scales = np.empty((n, 3), np.float32)
-                sigmoids = np.empty(n, np.float64)
-                run_chunks(activations, chunk_count(GAUSSIAN_CHUNKS), numpy_f32(log_scales),
-                           numpy_f32(opacity_logits), scales, sigmoids)
+                scales, sigmoids = _activations(numpy_f32(log_scales),
+                                                numpy_f32(opacity_logits))
                 self._key, self._keep, self._out = key, (log_scales, opacity_logits), (
                     scales, sigmoids)
             return self._out
@@ -438,9 +453,10 @@ def _project_frame(params, cam_arr, eps, compensate, reuse: bool):
     radii = np.empty((n, 2), np.int32)
     conics, depths, opacities = buf("p_conics", (3,)), buf("p_depths", ()), buf("p_opac", ())
     scales, sigmoids = ACTIVATIONS.get(params[2], params[3])
-    run_chunks(project_forward, chunk_count(GAUSSIAN_CHUNKS), *(numpy_f32(t) for t in params),
-               cam_arr, float(eps), bool(compensate), True, scales, sigmoids, means2d, conics,
-               depths, opacities, radii)
+    run_chunks(project_forward, chunk_count(GAUSSIAN_CHUNKS),
+               *_flat(numpy_f32(params[0]), numpy_f32(params[1]), scales), sigmoids, cam_arr,
+               float(eps), bool(compensate), True,
+               *_flat(means2d, conics, depths, opacities, radii))
     return tuple(torch.from_numpy(a) for a in (means2d, conics, depths, opacities, radii))
 
 
