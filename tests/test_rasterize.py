@@ -17,7 +17,7 @@ from conftest import REPO, data_file
 
 from render import Camera, Gaussians, RenderOptions, render
 from render.gaussians import sh_coeffs_for_degree
-from render.rasterize import cpu_kernels, cpu_pack
+from render.rasterize import cpu_forward, cpu_kernels, cpu_pack
 
 TOL = 1e-4
 
@@ -254,7 +254,7 @@ def test_no_recompilation_across_calls():
     for kernel in (cpu_pack.prepare_keys, cpu_pack.permute_rows, cpu_sort._histogram,
                    cpu_sort._scatter, cpu_kernels._offsets, cpu_kernels._count_tiles,
                    cpu_kernels._fill_tiles,
-                   cpu_kernels.forward, cpu_kernels.forward_extras, cpu_kernels.backward,
+                   cpu_forward.forward, cpu_forward.forward_extras, cpu_kernels.backward,
                    cpu_kernels.gather_grads):
         assert len(kernel.signatures) == 1, kernel
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from render.rasterize import cpu_forward, cpu_pack
 from render.rasterize import cpu_kernels as K
-from render.rasterize import cpu_pack
 from render.rasterize.cpu_project import numpy_f32
 from render.rasterize.cpu_sort import SCRATCH, aligned_empty, radix_sort_pairs
 from render.rasterize.cpu_threads import GAUSSIAN_CHUNKS, TILE_CHUNKS, chunk_count, run_chunks
@@ -101,9 +101,9 @@ def _forward(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     blended = np.zeros(bins.tile_start.shape[0] - 1, np.int64)
     # Depth and the blended count cost the blending loop ~5 %: a kernel of their own.
     extras = with_depth or count_pairs
-    run_chunks(K.forward_extras if extras else K.forward, chunk_count(TILE_CHUNKS), rec, box,
-               bins.tile_start, bins.pairs, width, height, tiles_x, background, K.CONSTS, rgb,
-               alpha, depth, T, last, blended)
+    kernel = cpu_forward.forward_extras if extras else cpu_forward.forward
+    run_chunks(kernel, chunk_count(TILE_CHUNKS), rec, box, bins.tile_start, bins.pairs, width,
+               height, tiles_x, background, K.CONSTS, rgb, alpha, depth, T, last, blended)
     st = _State()
     st.order, st.rec, st.box = order, rec, box
     st.bins = bins
@@ -125,7 +125,7 @@ def _forward_bgra8(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: T
                                       width, height, reuse=True)
     packed = np.empty((height, width, 4), np.uint8)
     # The kernel stores a pixel's four bytes as one uint32 (little-endian: B, G, R, A).
-    run_chunks(K.forward_bgra8, chunk_count(TILE_CHUNKS), rec, box, bins.tile_start,
+    run_chunks(cpu_forward.forward_bgra8, chunk_count(TILE_CHUNKS), rec, box, bins.tile_start,
                bins.pairs, width, height, tiles_x, background, K.CONSTS,
                packed.view(np.uint32)[..., 0])
     return packed, {"n_tile_pairs": int(bins.pairs.shape[0]), "n_drawn": rec.shape[0]}

@@ -46,6 +46,8 @@ from render.jit import njit
 from render.rasterize.cpu_threads import next_chunk
 
 TILE = 16
+_TILE_SHIFT = 4  # TILE = 1 << _TILE_SHIFT
+_U1, _U2 = np.uint64(1), np.uint64(2)
 ALPHA_MIN = np.float32(1.0 / 255.0)
 ALPHA_MAX = np.float32(0.999)
 T_MIN = np.float32(1e-4)
@@ -85,27 +87,37 @@ def _count_tiles(rec, box, tiles_x, row_start, band, edges, ticket, n_chunks):
     each row gives the per-tile counts): O(1) per band, not per tile.
     """
     one = np.float32(1.0)
+    stride = np.int64(tiles_x + 1)
     chunk = next_chunk(ticket)
     while chunk < n_chunks:
         r0, r1 = chunk_range(box.shape[0], chunk, n_chunks)
+        # Flat, with unsigned offsets and shifts for the (non-negative) tile coordinates:
+        # numba's negative-index and floor-division code was ~25 % of this loop.
+        ed = edges[chunk].reshape(-1)
+        bf = band.reshape(-1)
         for r in range(r0, r1):
-            j0 = row_start[r]
-            n_rows = row_start[r + 1] - j0
-            bx0, bx1, by0, by1 = box[r, 0], box[r, 1], box[r, 2], box[r, 3]
-            ty0 = by0 // TILE
+            u = np.uint64(r)
+            j0 = np.uint64(row_start[u])
+            n_rows = np.int64(row_start[u + _U1]) - np.int64(j0)
             if n_rows == 0:
                 continue
-            if bx0 // TILE == bx1 // TILE:
+            bx0, bx1 = np.int64(box[u, 0]), np.int64(box[u, 1])
+            by0, by1 = np.int64(box[u, 2]), np.int64(box[u, 3])
+            ty0 = by0 >> _TILE_SHIFT
+            tx0 = bx0 >> _TILE_SHIFT
+            if tx0 == bx1 >> _TILE_SHIFT:
                 # One tile column: every row of the box is reached (it bounds the ellipse).
-                tx = bx0 // TILE
+                e = np.uint64(ty0 * stride + tx0)
                 for i in range(n_rows):
-                    band[j0 + i, 0] = tx
-                    band[j0 + i, 1] = tx
-                    edges[chunk, ty0 + i, tx] += 1
-                    edges[chunk, ty0 + i, tx + 1] -= 1
+                    jj = _U2 * (j0 + np.uint64(i))
+                    bf[jj] = tx0
+                    bf[jj + _U1] = tx0
+                    ed[e] += 1
+                    ed[e + _U1] -= 1
+                    e += np.uint64(stride)
                 continue
-            mx, my = rec[r, MX], rec[r, MY]
-            a, b, c, smax = rec[r, CA], rec[r, CB], rec[r, CC], rec[r, SMAX]
+            mx, my = rec[u, MX], rec[u, MY]
+            a, b, c, smax = rec[u, CA], rec[u, CB], rec[u, CC], rec[u, SMAX]
             inv_a = one / a
             # Row dy of the ellipse sigma <= smax spans centre(dy) +- half(dy), centre = mx - b
             # dy / a, half = sqrt((2 smax - det dy^2 / a) / a). Its right end is concave in
@@ -118,6 +130,7 @@ def _count_tiles(rec, box, tiles_x, row_start, band, edges, ticket, n_chunks):
             s2 = np.float32(2.0) * smax
             for i in range(n_rows):
                 ty = ty0 + i
+                jj = _U2 * (j0 + np.uint64(i))
                 dy_lo = np.float32(max(ty * TILE, by0)) + np.float32(0.5) - my
                 dy_hi = np.float32(min(ty * TILE + TILE - 1, by1)) + np.float32(0.5) - my
                 dyr = min(max(dy_right, dy_lo), dy_hi)
@@ -131,15 +144,16 @@ def _count_tiles(rec, box, tiles_x, row_start, band, edges, ticket, n_chunks):
                 lo = max(x_lo - np.float32(0.5), np.float32(bx0))
                 hi = min(x_hi - np.float32(0.5), np.float32(bx1))
                 if hi < lo:
-                    band[j0 + i, 0] = 1
-                    band[j0 + i, 1] = 0
+                    bf[jj] = 1
+                    bf[jj + _U1] = 0
                     continue
-                tx0 = np.int64(lo) // TILE
-                tx1 = np.int64(hi) // TILE
-                band[j0 + i, 0] = tx0
-                band[j0 + i, 1] = tx1
-                edges[chunk, ty, tx0] += 1
-                edges[chunk, ty, tx1 + 1] -= 1
+                t0 = np.int64(lo) >> _TILE_SHIFT
+                t1 = np.int64(hi) >> _TILE_SHIFT
+                bf[jj] = t0
+                bf[jj + _U1] = t1
+                e = np.uint64(ty * stride)
+                ed[e + np.uint64(t0)] += 1
+                ed[e + np.uint64(t1 + 1)] -= 1
         chunk = next_chunk(ticket)
 
 
@@ -332,134 +346,12 @@ def _tile_box(t, tiles_x, width, height):
 
 
 @njit(inline="always", **_JIT)
-def _blend_row(st, base, dx0, ha, bdy, hcdy2, o, gr, gg, gb, gz, kf, kf1, ec, amax, amin,
-               tmin, extras, display):
-    """Blend one Gaussian into the tile row of pixels st[.. + base + j] (see
-    :func:`forward`); with `extras` (a compile-time constant) also the depth sums and
-    the count of Gaussians blended. With `display` (one too) the pixels' last entries,
-    which only the backward reads, are left as they are (~10 % of the loop)."""
-    zero = ec[0]
-    one = ec[13]
-    for j in range(LANES):
-        q = base + np.uint64(j)
-        dx = dx0 + _LANE_X[j]
-        sigma = ha * dx * dx + bdy * dx + hcdy2
-        alpha = min(amax, o * _exp_neg(sigma, ec))
-        # Load everything first: selects between loaded values vectorise, branches
-        # around loads do not.
-        t_now = st[F_T + q]
-        last = zero if display else st[F_LAST + q]
-        # t_now <= 0: the pixel stopped (or is padding).
-        ok = (sigma >= zero) & (alpha >= amin) & (t_now > zero)
-        t_next = t_now * (one - alpha)
-        stop = ok & (t_next <= tmin)
-        blend = ok & (t_next > tmin)
-        w = alpha * t_now if blend else zero
-        st[F_R + q] += w * gr
-        st[F_G + q] += w * gg
-        st[F_B + q] += w * gb
-        if extras:
-            st[F_Z + q] += w * gz
-            st[F_N + q] += one if blend else zero
-        t_keep = -t_now if stop else t_now
-        st[F_T + q] = t_next if blend else t_keep
-        if not display:
-            last = kf1 if blend else last
-            st[F_LAST + q] = kf if stop else last
-
-
-@njit(inline="always", **_JIT)
 def _byte(v):
     """A colour in [0, 1] as uint32 0..255, rounded to nearest, clamped (NaN -> 0): as
     viewer.frames.pack_bgra8."""
     # Through int32: x86 has no vector float -> uint32 conversion.
     return np.uint32(np.int32(min(max(v, np.float32(0.0)), np.float32(1.0))
                               * np.float32(255.0) + np.float32(0.5)))
-
-
-@njit(inline="always", **_JIT)
-def _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background, kc,
-                   out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended, out_bgra32,
-                   ticket, n_chunks, extras, display):
-    """Blend every tile front to back.
-
-    kc is CONSTS. Writes out_rgb [H, W, 3] (over the background), out_alpha [H, W],
-    out_T [H, W] final transmittance, out_last [H, W] how many entries of the tile list
-    the pixel went through (the Gaussian that terminated it excluded), and with `extras`
-    (a compile-time constant, see :func:`forward`) out_depth [H, W], the expected depth,
-    and tile_blended [T], the pairs blended per tile. With `display` (a compile-time
-    constant, see :func:`forward_bgra8`) it writes none of those but out_bgra32 alone.
-    """
-    ec = _exp_consts(kc)
-    amax, amin, tmin = kc[C_ALPHA_MAX], kc[C_ALPHA_MIN], kc[C_T_MIN]
-    chunk = next_chunk(ticket)
-    while chunk < n_chunks:
-        t_lo, t_hi = chunk_range(tile_start.shape[0] - 1, chunk, n_chunks)
-        for t in range(t_lo, t_hi):
-            tx0, ty0, tw, th = _tile_box(t, tiles_x, width, height)
-            st = np.zeros(F_FIELDS * QN, np.float32)
-            for ly in range(th):
-                for lx in range(tw):
-                    q = np.uint64(ly * TILE + lx)
-                    st[F_T + q] = 1.0
-            row_live = np.full(TILE, tw, np.int64)  # live pixels per row
-            s0 = tile_start[t]
-            s1 = tile_start[t + 1]
-            for k in range(s0, s1):
-                if k > s0 and (k - s0) % LIVE_EVERY == 0:
-                    # Recount the live pixels from T now and then (see LIVE_EVERY).
-                    n_live = 0
-                    for ly in range(th):
-                        cnt = np.float32(0.0)
-                        for lx in range(TILE):
-                            cnt += np.float32(1.0) if st[F_T + np.uint64(ly * TILE + lx)] > 0.0 \
-                                else np.float32(0.0)
-                        row_live[ly] = np.int64(cnt)
-                        n_live += np.int64(cnt)
-                    if n_live == 0:
-                        break
-                if k + PREFETCH_AHEAD < s1:
-                    ahead = np.intp(pairs[k + PREFETCH_AHEAD])
-                    _prefetch_row(rec, ahead)
-                    _prefetch_row(box, ahead)
-                r = pairs[k]
-                mx, my = rec[r, MX], rec[r, MY]
-                a, b, c, o = rec[r, CA], rec[r, CB], rec[r, CC], rec[r, OP]
-                ha, hc = np.float32(0.5) * a, np.float32(0.5) * c
-                gr, gg, gb, gz = rec[r, CR], rec[r, CG], rec[r, CBL], rec[r, DZ]
-                kf = np.float32(k - s0)
-                kf1 = kf + np.float32(1.0)
-                ya = max(box[r, 2], ty0) - ty0
-                yb = min(box[r, 3], ty0 + th - 1) - ty0
-                dx0 = np.float32(tx0) + np.float32(0.5) - mx
-                for ly in range(ya, yb + 1):
-                    if row_live[ly] == 0:
-                        continue
-                    dy = np.float32(ty0 + ly) + np.float32(0.5) - my
-                    _blend_row(st, np.uint64(ly * TILE), dx0, ha, b * dy, hc * dy * dy, o, gr,
-                               gg, gb, gz, kf, kf1, ec, amax, amin, tmin, extras, display)
-            if display:
-                _pack_tile(st, out_bgra32, tx0, ty0, tw, th, height, background)
-                continue
-            blended = 0
-            for ly in range(th):
-                for lx in range(tw):
-                    q = np.uint64(ly * TILE + lx)
-                    y, x = ty0 + ly, tx0 + lx
-                    T = abs(st[F_T + q])
-                    a_px = np.float32(1.0) - T
-                    out_rgb[y, x, 0] = st[F_R + q] + T * background[0]
-                    out_rgb[y, x, 1] = st[F_G + q] + T * background[1]
-                    out_rgb[y, x, 2] = st[F_B + q] + T * background[2]
-                    out_alpha[y, x] = a_px
-                    out_T[y, x] = T
-                    out_last[y, x] = np.int32(st[F_LAST + q])
-                    if extras:
-                        blended += np.int64(st[F_N + q])
-                        out_depth[y, x] = st[F_Z + q] / max(a_px, np.float32(1e-10))
-            if extras:
-                tile_blended[t] = blended
-        chunk = next_chunk(ticket)
 
 
 @njit(inline="always", **_JIT)
@@ -478,40 +370,6 @@ def _pack_tile(st, out_bgra32, tx0, ty0, tw, th, height, background):
                              | (_byte(st[F_G + q] + T * b1) << np.uint32(8))
                              | (_byte(st[F_R + q] + T * b0) << np.uint32(16))
                              | np.uint32(0xFF000000))
-
-
-@njit(**_JIT)
-def forward(rec, box, tile_start, pairs, width, height, tiles_x, background, kc, out_rgb,
-            out_alpha, out_depth, out_T, out_last, tile_blended, ticket, n_chunks):
-    """:func:`_forward_tiles` for colour alone (the depth and the blended count were ~5 %
-    of its per-pixel work; out_depth and tile_blended are left as they are)."""
-    _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background, kc,
-                   out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended,
-                   np.empty((0, 0), np.uint32), ticket, n_chunks, False, False)
-
-
-@njit(**_JIT)
-def forward_extras(rec, box, tile_start, pairs, width, height, tiles_x, background, kc,
-                   out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended, ticket,
-                   n_chunks):
-    """:func:`_forward_tiles` with the expected depth and the count of pairs blended."""
-    _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background, kc,
-                   out_rgb, out_alpha, out_depth, out_T, out_last, tile_blended,
-                   np.empty((0, 0), np.uint32), ticket, n_chunks, True, False)
-
-
-@njit(**_JIT)
-def forward_bgra8(rec, box, tile_start, pairs, width, height, tiles_x, background, kc,
-                  out_bgra32, ticket, n_chunks):
-    """:func:`_forward_tiles` for a display: the colour as BGRA8 alone, out_bgra32 [H, W]
-    uint32 (see :func:`_pack_tile`). Without the float images, which nothing on screen
-    reads, a 640 x 480 frame of the demo took one thread ~17 ms against ~22 (writing
-    those [H, W, 3] and [H, W] arrays is most of the difference), and the packing reads
-    the tile's planes, not interleaved RGB (alone: 0.3 against 2.2 ms)."""
-    f2, i2 = np.empty((0, 0), np.float32), np.empty((0, 0), np.int32)
-    _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, background, kc,
-                   np.empty((0, 0, 3), np.float32), f2, f2, f2, i2, np.empty(0, np.int64),
-                   out_bgra32, ticket, n_chunks, False, True)
 
 
 @njit(inline="always", **_JIT)
