@@ -57,19 +57,18 @@ def _bin(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     :func:`depth_order` gives. With `reuse`, rec and box are this thread's scratch
     buffers (valid until its next frame), for a caller that keeps nothing.
     """
-    n = visible.shape[0]
-    m = int(np.count_nonzero(visible))
+    vis = np.flatnonzero(visible)
+    m = vis.shape[0]
     chunks = chunk_count(GAUSSIAN_CHUNKS)
     sc = SCRATCH
-    rec_u = sc.get("rec_u", n, (K.REC_COLS,), np.float32)
-    keys = [sc.get(f"keys{i}", n, (), np.uint32) for i in range(2)]
-    idx = [sc.get(f"idx{i}", n, (), np.int32) for i in range(2)]
+    rec_u = sc.get("rec_u", m, (K.REC_COLS,), np.float32)
+    keys = [sc.get(f"keys{i}", m, (), np.uint32) for i in range(2)]
+    idx = [sc.get(f"idx{i}", m, (), np.int32) for i in range(2)]
     d = numpy_f32(depths)
     flat = [numpy_f32(t).reshape(-1) for t in (means2d, conics, opacities, colors)]
-    run_chunks(cpu_pack.prepare_keys, chunks, visible, *flat, d, d.view(np.uint32), width,
+    run_chunks(cpu_pack.prepare_keys, chunks, vis, *flat, d, d.view(np.uint32), width,
                height, rec_u.reshape(-1), keys[0], idx[0])
-    # The culled ones sort after every visible one (see prepare_keys).
-    perm = radix_sort_pairs(keys[0], idx[0], keys[1], idx[1], chunks, run_chunks)[:m]
+    perm = radix_sort_pairs(keys[0], idx[0], keys[1], idx[1], chunks, run_chunks)
     if reuse:
         rec = sc.get("rec", m, (K.REC_COLS,), np.float32)
         box = sc.get("box", m, (4,), np.int32)
@@ -79,7 +78,7 @@ def _bin(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     n_rows = sc.get("rows", m, (), np.int64)
     run_chunks(cpu_pack.permute_rows, chunks, perm, rec_u, rec_u.view(np.int32), rec, box,
                n_rows)
-    order = None if reuse else perm.astype(np.int64)  # the display frame does not need it
+    order = None if reuse else vis[perm]  # the display frame does not need it
     tiles_x = (width + K.TILE - 1) // K.TILE
     tiles_y = (height + K.TILE - 1) // K.TILE
     bins = K.bin_tiles(rec, box, n_rows, tiles_x, tiles_y, chunks, run_chunks)
