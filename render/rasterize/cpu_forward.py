@@ -45,6 +45,11 @@ from render.rasterize.cpu_threads import next_chunk
 BLOCK = 4
 BLOCKS = TILE // BLOCK  # per tile row and column
 LANES = BLOCK * BLOCK
+# Pairs between recounts of the blocks' live pixels: a recount reads the whole tile
+# (16 blocks, each a horizontal sum), twice the work of the row layout's per row, so it
+# runs half as often (measured, one thread, the 1.2 M scene at 1280 x 720: 80 -> 72 ms
+# outside, 97 -> 80 ms inside, against every LIVE_EVERY = 8 pairs).
+LIVE_EVERY_BLOCKS = 2 * LIVE_EVERY
 # Slot of tile pixel (ly, lx): its block's 16 slots, then its place in the block (row-major).
 _SLOT = np.array([((ly // BLOCK) * BLOCKS + lx // BLOCK) * LANES + (ly % BLOCK) * BLOCK
                   + lx % BLOCK for ly in range(TILE) for lx in range(TILE)], np.uint64)
@@ -144,7 +149,7 @@ def _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, backgrou
             s0 = tile_start[t]
             s1 = tile_start[t + 1]
             for k in range(s0, s1):
-                if k > s0 and (k - s0) % LIVE_EVERY == 0:
+                if k > s0 and (k - s0) % LIVE_EVERY_BLOCKS == 0:
                     if _live_blocks(st, block_live) == 0:
                         break
                 if k + PREFETCH_AHEAD < s1:
