@@ -39,10 +39,21 @@ def _view_dir(means, n, campos):
     return x * inv, y * inv, z * inv, inv
 
 
+# The forward in float32 (as the torch reference, render.sh): float64 coefficients
+# made every one of the 48 SH values a conversion too (measured: 1.2 M Gaussians at
+# degree 3, one thread, 36 -> 23 ms).
+_F = np.float32
+_C0, _C1 = _F(SH_C0), _F(SH_C1)
+_C2, _C3 = tuple(_F(c) for c in SH_C2), tuple(_F(c) for c in SH_C3)
+_HALF, _TWO, _THREE, _FOUR, _ZERO = _F(0.5), _F(2.0), _F(3.0), _F(4.0), _F(0.0)
+
+
 @njit(**_JIT)
 def sh_colors(means, sh, campos, degree, radii, colors, ticket, n_chunks):
     """means [N, 3], sh [N, K, 3] (the first (degree + 1)^2 used), campos [3] float64,
     radii [N, 2] int32 -> colors [N, 3] (0 where culled)."""
+    cx, cy, cz = _F(campos[0]), _F(campos[1]), _F(campos[2])
+    c2, c3 = _C2, _C3
     chunk = next_chunk(ticket)
     while chunk < n_chunks:
         n0, n1 = chunk_range(means.shape[0], chunk, n_chunks)
@@ -52,27 +63,29 @@ def sh_colors(means, sh, campos, degree, radii, colors, ticket, n_chunks):
                 colors[n, 1] = 0.0
                 colors[n, 2] = 0.0
                 continue
-            x = y = z = 0.0
+            x = y = z = _ZERO
             if degree > 0:
-                x, y, z, _ = _view_dir(means, n, campos)
+                x, y, z = means[n, 0] - cx, means[n, 1] - cy, means[n, 2] - cz
+                inv = _F(1.0) / max(math.sqrt(x * x + y * y + z * z), _F(1e-12))
+                x, y, z = x * inv, y * inv, z * inv
             xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
             for ch in range(3):
-                v = 0.5 + SH_C0 * sh[n, 0, ch]
+                v = _HALF + _C0 * sh[n, 0, ch]
                 if degree > 0:
-                    v += SH_C1 * (z * sh[n, 2, ch] - y * sh[n, 1, ch] - x * sh[n, 3, ch])
+                    v += _C1 * (z * sh[n, 2, ch] - y * sh[n, 1, ch] - x * sh[n, 3, ch])
                 if degree > 1:
-                    v += (SH_C2[0] * xy * sh[n, 4, ch] + SH_C2[1] * yz * sh[n, 5, ch]
-                          + SH_C2[2] * (2.0 * zz - xx - yy) * sh[n, 6, ch]
-                          + SH_C2[3] * xz * sh[n, 7, ch] + SH_C2[4] * (xx - yy) * sh[n, 8, ch])
+                    v += (c2[0] * xy * sh[n, 4, ch] + c2[1] * yz * sh[n, 5, ch]
+                          + c2[2] * (_TWO * zz - xx - yy) * sh[n, 6, ch]
+                          + c2[3] * xz * sh[n, 7, ch] + c2[4] * (xx - yy) * sh[n, 8, ch])
                 if degree > 2:
-                    v += (SH_C3[0] * y * (3.0 * xx - yy) * sh[n, 9, ch]
-                          + SH_C3[1] * xy * z * sh[n, 10, ch]
-                          + SH_C3[2] * y * (4.0 * zz - xx - yy) * sh[n, 11, ch]
-                          + SH_C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy) * sh[n, 12, ch]
-                          + SH_C3[4] * x * (4.0 * zz - xx - yy) * sh[n, 13, ch]
-                          + SH_C3[5] * z * (xx - yy) * sh[n, 14, ch]
-                          + SH_C3[6] * x * (xx - 3.0 * yy) * sh[n, 15, ch])
-                colors[n, ch] = max(v, 0.0)
+                    v += (c3[0] * y * (_THREE * xx - yy) * sh[n, 9, ch]
+                          + c3[1] * xy * z * sh[n, 10, ch]
+                          + c3[2] * y * (_FOUR * zz - xx - yy) * sh[n, 11, ch]
+                          + c3[3] * z * (_TWO * zz - _THREE * xx - _THREE * yy) * sh[n, 12, ch]
+                          + c3[4] * x * (_FOUR * zz - xx - yy) * sh[n, 13, ch]
+                          + c3[5] * z * (xx - yy) * sh[n, 14, ch]
+                          + c3[6] * x * (xx - _THREE * yy) * sh[n, 15, ch])
+                colors[n, ch] = max(v, _ZERO)
         chunk = next_chunk(ticket)
 
 
