@@ -165,14 +165,18 @@ def _fill_tiles(box, row_start, band, tiles_x, cursor, pairs, ticket, n_chunks):
     chunk = next_chunk(ticket)
     while chunk < n_chunks:
         r0, r1 = chunk_range(box.shape[0], chunk, n_chunks)
-        for r in range(r0, r1):
-            row = (box[r, 2] // TILE) * tiles_x
-            for j in range(row_start[r], row_start[r + 1]):
-                for tx in range(band[j, 0], band[j, 1] + 1):
-                    slot = cursor[chunk, row + tx]
+        cur = cursor[chunk]
+        bf = band.reshape(-1)
+        for r in range(r0, r1):  # flat, unsigned offsets: as _count_tiles
+            u = np.uint64(r)
+            row = np.uint64((np.int64(box[u, 2]) >> _TILE_SHIFT) * tiles_x)
+            for j in range(np.uint64(row_start[u]), np.uint64(row_start[u + _U1])):
+                for tx in range(bf[_U2 * j], bf[_U2 * j + _U1] + 1):
+                    t = row + np.uint64(tx)
+                    slot = cur[t]
                     pairs[slot] = r
-                    cursor[chunk, row + tx] = slot + 1
-                row += tiles_x
+                    cur[t] = slot + 1
+                row += np.uint64(tiles_x)
         chunk = next_chunk(ticket)
 
 
