@@ -6,7 +6,7 @@ each (one 512-bit vector of float32 with AVX-512): for each Gaussian of the tile
 each block of its box with live pixels is evaluated whole, branch-free. Most splats of a
 large scene seen whole cover a few pixels: on the 1.2 M-Gaussian scene outside at 1280 x
 720 their boxes meet 6.1 M blocks against 8.7 M tile rows (the layout the backward
-keeps, cpu_kernels). The per-pixel arithmetic is the row layout's: the same images.
+keeps, cpu_kernels). The per-pixel arithmetic is the row layout's.
 """
 
 from __future__ import annotations

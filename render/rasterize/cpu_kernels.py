@@ -1,4 +1,6 @@
-"""Compiled numba kernels of the CPU rasterizer: bounds, tile binning, blending and its adjoint.
+"""Compiled numba kernels of the CPU rasterizer: tile binning, the blending's adjoint, and
+what the kernels share (record columns, the inline exp, tiles). The records are packed in
+:mod:`cpu_pack`, the forward blending is :mod:`cpu_forward`'s.
 
 Data layout (all float32 / int32, C-contiguous):
 
@@ -12,10 +14,11 @@ Data layout (all float32 / int32, C-contiguous):
 - Tiles of TILE x TILE pixels, row-major. `tile_start[t] : tile_start[t + 1]` indexes
   `pairs`, the ranks touching tile t in front-to-back order.
 - Per tile the pixel state (transmittance, colour sums, ...) lives in one small local
-  array, one field per quantity (structure of arrays), and the blending loop runs
+  array, one field per quantity (structure of arrays), and the blending loops run
   Gaussian-major: for each Gaussian of the tile, each pixel row of its box with live
-  pixels, the whole tile row (LANES pixels, one vector), evaluated branch-free so that
-  it vectorises (exp is an inline polynomial for the same reason). Narrowing each row
+  pixels, the whole tile row (LANES pixels, one vector; the forward works on 4 x 4
+  blocks instead, see cpu_forward), evaluated branch-free so that it vectorises (exp
+  is an inline polynomial for the same reason). Narrowing each row
   to the ellipse's own span cost more in per-row square roots and mispredicted branches
   than it saved in pixels (measured: the forward kernel 20 % and the backward 13 %
   slower), so every pixel of the row gets the exact per-pixel test, which rejects those
