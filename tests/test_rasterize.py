@@ -439,3 +439,45 @@ def test_kernels_use_512_bit_vectors_only_where_the_cpu_has_them_and_the_user_ag
         assert got == "None"
     assert _numba_features(MIPVIEW_NUMBA_256="1") == "None"
     assert _numba_features(NUMBA_CPU_FEATURES="+avx2") == "+avx2"
+
+
+def test_per_gaussian_loops_compile_to_vector_code():
+    """The projection and the packing are written branch-free on flat rows so that LLVM
+    vectorises them (render/jit.py raises its limits for that): a libm call, a load under
+    a branch or numba's min() in their loops would leave them scalar, 3x slower, with
+    the same images. Compiled afresh (the on-disk cache keeps no assembly)."""
+    import subprocess
+    import sys
+
+    import llvmlite.binding as ll
+
+    if "+avx2" not in ll.get_host_cpu_features().flatten().split(","):
+        pytest.skip("no AVX2 on this CPU: nothing to vectorise with")
+    code = """
+import numpy as np
+from render.rasterize import cpu_pack, cpu_project
+from render.rasterize.cpu_kernels import REC_COLS
+n = 256
+f = np.linspace(0.5, 2.0, 4 * n).astype(np.float32)
+ticket = np.zeros(1, np.int64)
+cpu_project.project_forward(f[:3 * n], f, f[:3 * n], f[:n].astype(np.float64),
+    np.linspace(0.1, 1.0, 20), 0.3, True, True, np.empty(2 * n, np.float32),
+    np.empty(3 * n, np.float32), np.empty(n, np.float32), np.empty(n, np.float32),
+    np.empty(2 * n, np.int32), ticket, 1)
+ticket[0] = 0
+cpu_pack.prepare_keys(np.arange(n), f[:2 * n], f[:3 * n], f[:n], f[:3 * n], f[:n],
+    f[:n].view(np.uint32), 64, 48, np.empty(n * REC_COLS, np.float32),
+    np.empty(n, np.uint32), np.empty(n, np.int32), ticket, 1)
+for kernel in (cpu_project.project_forward, cpu_pack.prepare_keys):
+    asm = kernel.inspect_asm(kernel.signatures[0])
+    print(kernel.__name__, sum(asm.count(f"%{r}mm") for r in "yz"))
+"""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                             text=True, cwd=REPO, env={**os.environ, "NUMBA_CACHE_DIR": cache})
+    for line in out.stdout.split("\n")[-3:-1]:
+        name, vector_operands = line.split()
+        assert int(vector_operands) > 100, line
