@@ -250,15 +250,24 @@ def _prefetch_row(typingctx, arr, row):
     return sig, codegen
 
 
-@intrinsic
-def _bits_to_f32(typingctx, bits):
-    """Reinterpret an int32 as a float32 (for building 2^n without a libm call)."""
-    sig = types.float32(types.int32)
+def _bitcast(src, dst, llvm_type, doc: str):
+    """An intrinsic that reinterprets a `src` scalar's bits as a `dst` (numba types)."""
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
+    @intrinsic
+    def cast(typingctx, x):
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], llvm_type)
 
-    return sig, codegen
+        return dst(src), codegen
+
+    cast.__doc__ = doc
+    return cast
+
+
+# For building 2^n without a libm call (_exp_neg), and the packing's inline log (cpu_pack).
+_bits_to_f32 = _bitcast(types.int32, types.float32, ir.FloatType(), "int32 bits as float32")
+_f64_bits = _bitcast(types.float64, types.int64, ir.IntType(64), "float64 as its int64 bits")
+_bits_f64 = _bitcast(types.int64, types.float64, ir.DoubleType(), "int64 bits as float64")
 
 
 _SIGMA_CAP = 16.0  # exp(-16) * 0.999 < 1/255: always rejected, never overflows

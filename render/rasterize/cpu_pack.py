@@ -13,9 +13,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic
 
 from render.jit import njit
 from render.rasterize.cpu_kernels import (
@@ -35,7 +32,9 @@ from render.rasterize.cpu_kernels import (
     REC_COLS,
     SMAX,
     TILE,
+    _bits_f64,
     _bits_to_f32,
+    _f64_bits,
     _prefetch_row,
     chunk_range,
 )
@@ -46,28 +45,6 @@ _U1, _U2, _U3 = np.uint64(1), np.uint64(2), np.uint64(3)
 _UREC = np.uint64(REC_COLS)
 (_UMX, _UMY, _UCA, _UCB, _UCC, _UOP, _USMAX, _UCR, _UCG, _UCBL, _UDZ, _UBOX) = (
     np.uint64(c) for c in (MX, MY, CA, CB, CC, OP, SMAX, CR, CG, CBL, DZ, BOX))
-
-
-@intrinsic
-def _f64_bits(typingctx, x):
-    """The bit pattern of a float64, as int64."""
-    sig = types.int64(types.float64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return sig, codegen
-
-
-@intrinsic
-def _bits_f64(typingctx, bits):
-    """The float64 whose bit pattern is `bits` (int64)."""
-    sig = types.float64(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return sig, codegen
 
 
 @njit(inline="always", **_JIT)
