@@ -78,8 +78,8 @@ def depth_key(bits):
 
 @njit(inline="always", **_JIT)
 def _lo(a, b):
-    """min(a, b) as one select: numba's min and max stay calls until after LLVM's
-    vectoriser has given up on the loop."""
+    """min(a, b) as one select: in the packing loop numba's min and max stayed calls
+    until after LLVM's vectoriser had given up on it."""
     return a if a < b else b
 
 
