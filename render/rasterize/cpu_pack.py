@@ -65,6 +65,18 @@ def _log(x):
     return np.float64(e) * 0.6931471805599453 + 2.0 * u * s
 
 
+@njit(**_JIT)
+def visible_mask(radii, visible, ticket, n_chunks):
+    """visible [N] bool: both radii (flat [N * 2] int32) above 0, as Projection.visible."""
+    chunk = next_chunk(ticket)
+    while chunk < n_chunks:
+        n0, n1 = chunk_range(visible.shape[0], chunk, n_chunks)
+        for i in range(n0, n1):
+            n = np.uint64(i)
+            visible[n] = (radii[_U2 * n] > 0) & (radii[_U2 * n + _U1] > 0)
+        chunk = next_chunk(ticket)
+
+
 @njit(inline="always", **_JIT)
 def depth_key(bits):
     """A uint32 that orders like the float32 whose bit pattern is `bits` (uint32) does in
