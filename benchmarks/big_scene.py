@@ -8,12 +8,15 @@ bands 1-3 are borrowed from the INRIA model) and the INRIA SH-3 model
 (inria_iter7000_sh3.ply) shrunk to the block's size; blocks sit on a grid, each turned
 about z by its own angle. Sizes: 1.2M = 8 blocks (1,167,616), 3M = 20, 6M = 40.
 
-For each size, two cameras (outside, everything in view; inside, at the middle of the
-grid looking along it, most Gaussians behind or beside it) at 1280x720 and 1920x1080:
-the display frame as the viewer draws it (RenderOptions(bgra8=True), no gradient),
-median ms (wall, and CPU time of all threads: the machine may be shared), its split by
-stage (kernels as run on the rasterizer's threads, the sort), and peak memory. Prints
-ONE JSON object. Usage:
+For each size, three cameras (outside, everything in view; inside, at the middle of the
+grid looking along it, most Gaussians behind or beside it; behind, the outside camera
+turned around, everything culled) at 1280x720 and 1920x1080: the display frame as the
+viewer draws it (RenderOptions(bgra8=True), no gradient), median ms (wall, and CPU time
+of all threads: the machine may be shared), its split by stage (kernels as run on the
+rasterizer's threads, the sort), the per-Gaussian stages' sum (all but the blending) and
+per Gaussian of the scene (`ns_per_gaussian`: outside, the cost of one in view; behind,
+see `frame_ns_per_gaussian`, of one culled), and peak memory. Prints ONE JSON object.
+Usage:
 
     python benchmarks/big_scene.py [--sizes 1.2M,3M,6M] [--repeats 5] [--code DIR]
 
@@ -125,7 +128,8 @@ def build_scene(n_blocks: int):
 
 
 def cameras(grid: tuple[int, int], width: int, height: int):
-    """{"outside": everything in view, "inside": at the grid's middle looking along +x}."""
+    """{"outside": everything in view, "inside": at the grid's middle looking along +x,
+    "behind": the outside camera turned around, everything culled}."""
     from render import Camera
 
     cols, rows = grid
@@ -139,7 +143,9 @@ def cameras(grid: tuple[int, int], width: int, height: int):
     inside_eye = centre + np.array([0.0, 0.0, 0.05])
     inside = Camera.look_at(inside_eye, inside_eye + np.array([1.0, 0.0, 0.0]),
                             up=(0.0, 0.0, 1.0), fov_y_deg=60.0, width=width, height=height)
-    return {"outside": outside, "inside": inside}
+    behind = Camera.look_at(eye, 2 * eye - centre, up=(0.0, 0.0, 1.0), fov_y_deg=50.0,
+                            width=width, height=height)
+    return {"outside": outside, "inside": inside, "behind": behind}
 
 
 class StageTimer:
@@ -228,9 +234,16 @@ def time_view(g, cam, repeats: int) -> dict:
     n = len(g)
     drawn = int(res.meta.get("n_drawn", 0))
     ms = statistics.median(frames)
+    split = {k: statistics.median(v) for k, v in stages.items()}
+    # Everything but the tiles' blending runs per Gaussian (projection, colours, packing,
+    # sort, binning); "behind" culls them all, so there its whole frame is per Gaussian.
+    per_gaussian = sum(v for k, v in split.items() if k not in ("forward_bgra8", "other"))
     return {"frame_ms": round(ms, 1), "frame_min_ms": round(min(frames), 1),
+            "per_gaussian_ms": round(per_gaussian, 1),
+            "ns_per_gaussian": round(per_gaussian * 1e6 / n, 1),
+            "frame_ns_per_gaussian": round(ms * 1e6 / n, 1),
             "frame_cpu_ms": round(statistics.median(frames_cpu), 1),
-            "stages_ms": {k: round(statistics.median(v), 1) for k, v in stages.items()},
+            "stages_ms": {k: round(v, 1) for k, v in split.items()},
             "stages_cpu_ms": {k: round(statistics.median(v), 1) for k, v in
                               stages_cpu.items()},
             "n_drawn": drawn, "n_culled": n - drawn,
