@@ -26,6 +26,14 @@ from render.rasterize.cpu_kernels import (
     CG,
     CR,
     DZ,
+    F_B,
+    F_FIELDS,
+    F_G,
+    F_LAST,
+    F_N,
+    F_R,
+    F_T,
+    F_Z,
     LIVE_EVERY,
     MX,
     MY,
@@ -59,11 +67,6 @@ _SLOT_X = np.zeros(QN, np.float32)
 _SLOT_Y = np.zeros(QN, np.float32)
 _SLOT_X[_SLOT] = np.tile(np.arange(TILE), TILE)
 _SLOT_Y[_SLOT] = np.repeat(np.arange(TILE), TILE)
-# Fields (unsigned offsets: no negative-index code in the loop). T holds the
-# transmittance of a live pixel and minus it once the pixel stopped; N counts the
-# Gaussians blended into the pixel (a statistic).
-F_T, F_R, F_G, F_B, F_Z, F_LAST, F_N = (np.uint64(i * QN) for i in range(7))
-F_FIELDS = 7
 
 
 @njit(inline="always", **_JIT)
