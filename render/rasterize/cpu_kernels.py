@@ -315,7 +315,7 @@ def _exp_neg(sigma, ec):
 
 
 # Per-tile pixel state lives in one float32 array of NF fields x QN slots (row-major
-# pixels of the tile): one base pointer, so the compiler sees that the fields never
+# pixels of the tile; cpu_forward's in 4 x 4 blocks): one base pointer, so the compiler sees that the fields never
 # overlap and can vectorise the pixel windows. Both passes evaluate whole tile rows,
 # LANES = TILE = 16 pixels: one 512-bit vector where the CPU has AVX-512 (see
 # render/jit.py). Measured on the 2-core machine: forward 24 % faster than windows of 8
