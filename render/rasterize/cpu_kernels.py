@@ -315,11 +315,12 @@ def _exp_neg(sigma, ec):
 
 
 # Per-tile pixel state lives in one float32 array of NF fields x QN slots (row-major
-# pixels of the tile; cpu_forward's in 4 x 4 blocks): one base pointer, so the compiler sees that the fields never
-# overlap and can vectorise the pixel windows. Both passes evaluate whole tile rows,
-# LANES = TILE = 16 pixels: one 512-bit vector where the CPU has AVX-512 (see
-# render/jit.py). Measured on the 2-core machine: forward 24 % faster than windows of 8
-# over the box's columns; backward 3-4x faster than 8 lanes, 30 % faster than 32.
+# pixels of the tile; cpu_forward's in 4 x 4 blocks): one base pointer, so the compiler
+# sees that the fields never overlap and can vectorise the pixel windows. The backward
+# evaluates whole tile rows, LANES = TILE = 16 pixels: one 512-bit vector where the CPU
+# has AVX-512 (see render/jit.py). Measured on the 2-core machine: the row forward 24 %
+# faster than windows of 8 over the box's columns; backward 3-4x faster than 8 lanes,
+# 30 % faster than 32.
 LANES = TILE
 QN = TILE * TILE
 # Pairs between recounts of a tile's live pixels. Counting the stops inside the window
