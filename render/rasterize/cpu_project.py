@@ -67,6 +67,16 @@ def _unit_quat(quats, n):
     return qw / qn, qx / qn, qy / qn, qz / qn, qn
 
 
+@njit(inline="always", **_JIT)
+def _jm_column(r, q0, q1, q2, s, ku, kv, jx, jy):
+    """Column j of M = R R_q diag(s) (r: R as 9 scalars, row-major; q0, q1, q2: column j
+    of R_q; s: scale j), then its u and v, the rows of J M: (u_j, v_j)."""
+    m0 = (r[0] * q0 + r[1] * q1 + r[2] * q2) * s
+    m1 = (r[3] * q0 + r[4] * q1 + r[5] * q2) * s
+    m2 = (r[6] * q0 + r[7] * q1 + r[8] * q2) * s
+    return ku * m0 + jx * m2, kv * m1 + jy * m2
+
+
 # Row offsets as unsigned constants: with signed indices numba adds negative-index
 # wraparound code, and LLVM then cannot see the rows' addresses as a stride (no vectors).
 _U1, _U2, _U3, _U4 = (np.uint64(k) for k in range(1, 5))
@@ -91,6 +101,7 @@ def project_forward(means, quats, scales, sigmoids, cam, eps, compensate, cull, 
     lim_xp, lim_xn, lim_yp, lim_yn = _fov_limits(cam)
     r00, r01, r02, r10, r11, r12, r20, r21, r22 = (cam[0], cam[1], cam[2], cam[3], cam[4],
                                                    cam[5], cam[6], cam[7], cam[8])
+    rot = (r00, r01, r02, r10, r11, r12, r20, r21, r22)
     n_all = sigmoids.shape[0]
     chunk = next_chunk(ticket)
     while chunk < n_chunks:
@@ -115,19 +126,9 @@ def project_forward(means, quats, scales, sigmoids, cam, eps, compensate, cull, 
             jx = -fx * min(max(tx * iz, -lim_xn), lim_xp) * iz
             jy = -fy * min(max(ty * iz, -lim_yn), lim_yp) * iz
             ku, kv = fx * iz, fy * iz
-            # Column j of M = R R_q diag(s), then u, v: the rows of J M.
-            m0 = (r00 * q[0] + r01 * q[3] + r02 * q[6]) * s0
-            m1 = (r10 * q[0] + r11 * q[3] + r12 * q[6]) * s0
-            m2 = (r20 * q[0] + r21 * q[3] + r22 * q[6]) * s0
-            u0, v0 = ku * m0 + jx * m2, kv * m1 + jy * m2
-            m0 = (r00 * q[1] + r01 * q[4] + r02 * q[7]) * s1
-            m1 = (r10 * q[1] + r11 * q[4] + r12 * q[7]) * s1
-            m2 = (r20 * q[1] + r21 * q[4] + r22 * q[7]) * s1
-            u1, v1 = ku * m0 + jx * m2, kv * m1 + jy * m2
-            m0 = (r00 * q[2] + r01 * q[5] + r02 * q[8]) * s2
-            m1 = (r10 * q[2] + r11 * q[5] + r12 * q[8]) * s2
-            m2 = (r20 * q[2] + r21 * q[5] + r22 * q[8]) * s2
-            u2, v2 = ku * m0 + jx * m2, kv * m1 + jy * m2
+            u0, v0 = _jm_column(rot, q[0], q[3], q[6], s0, ku, kv, jx, jy)
+            u1, v1 = _jm_column(rot, q[1], q[4], q[7], s1, ku, kv, jx, jy)
+            u2, v2 = _jm_column(rot, q[2], q[5], q[8], s2, ku, kv, jx, jy)
             a0 = u0 * u0 + u1 * u1 + u2 * u2
             b0 = u0 * v0 + u1 * v1 + u2 * v2
             c0 = v0 * v0 + v1 * v1 + v2 * v2
