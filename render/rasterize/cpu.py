@@ -47,6 +47,18 @@ class _State:
                  "with_depth", "n")
 
 
+def visible_mask(radii: Tensor) -> np.ndarray:
+    """Projection.visible as numpy bool [N] (radii [N, 2]), on the rasterizer's threads:
+    torch spreads the two small ops over its OpenMP threads (waking threads that then
+    compete with the rasterizer's for the cores), and numpy's took 1.2 ms of one thread
+    for 1.2 M Gaussians."""
+    r = radii.numpy()  # int, never in a graph
+    visible = np.empty(r.shape[0], np.bool_)
+    run_chunks(cpu_pack.visible_mask, chunk_count(GAUSSIAN_CHUNKS) if r.shape[0] > 100_000
+               else 1, r.reshape(-1), visible)
+    return visible
+
+
 def _bin(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
          depths: Tensor, visible: np.ndarray, width: int, height: int, reuse: bool = False):
     """Sort the visible Gaussians front to back and bin them into tiles (visible [N]
@@ -215,13 +227,7 @@ def rasterize_cpu(
         `n_pairs`: Gaussian-pixel pairs blended, with count_pairs or with_depth).
     """
     bg = numpy_f32(background)
-    # Projection.visible on the rasterizer's threads: torch spreads the two small ops over
-    # its OpenMP threads (waking threads that then compete with the rasterizer's for the
-    # cores), and numpy's took 1.2 ms of one thread for 1.2 M Gaussians.
-    radii = proj.radii.numpy()  # int, never in a graph
-    visible = np.empty(radii.shape[0], np.bool_)
-    run_chunks(cpu_pack.visible_mask, chunk_count(GAUSSIAN_CHUNKS) if radii.shape[0] > 100_000
-               else 1, radii.reshape(-1), visible)
+    visible = visible_mask(proj.radii)
     inputs = (proj.means2d, proj.conics, proj.opacities, proj.colors, proj.depths)
     stats: dict = {}
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):

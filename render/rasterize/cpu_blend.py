@@ -384,11 +384,10 @@ def _blend_forward(proj: Projection, width: int, height: int, background: Tensor
     rasterize_blend_cpu's; with `bgra8` rgb, alpha and depth are None and the colour is
     stats["bgra8_gl"]. The binning's records and the moments live in this thread's
     scratch buffers (nothing here outlives the call)."""
-    from render.rasterize.cpu import _bin
+    from render.rasterize.cpu import _bin, visible_mask
 
     w, h = int(width), int(height)
-    radii = proj.radii.numpy()
-    visible = (radii[:, 0] > 0) & (radii[:, 1] > 0)
+    visible = visible_mask(proj.radii)
     wide = SCRATCH.get("blend_wide", visible.shape[0], (3,), np.float32)
     run_chunks(bin_conics, chunk_count(GAUSSIAN_CHUNKS), np.flatnonzero(visible),
                numpy_f32(proj.conics), BIN_WINDOW, wide)
