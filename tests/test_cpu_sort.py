@@ -123,7 +123,7 @@ def _unculled_projection(g: Gaussians, cam: Camera, opts: RenderOptions) -> Proj
     means2d, conics, depths, opacities, radii = outs
     colors = np.empty((len(g), 3), np.float32)
     run_chunks(sh_colors, 3, g.means.numpy(), g.sh.numpy(), cam.position.double().numpy(),
-               g.sh_degree, np.ones((len(g), 2), np.int32), colors)
+               g.sh_degree, np.ones((len(g), 2), np.int32), True, colors)
     return Projection(means2d, conics, depths, radii, opacities, torch.from_numpy(colors))
 
 
@@ -161,6 +161,51 @@ def test_culling_before_the_covariance_keeps_frames_and_gradients():
     assert torch.equal(drawn, vis)
     assert bool(params["means"].grad[~drawn].eq(0).all())
     assert int(params["means"].grad[drawn].ne(0).any(-1).sum()) > int(vis.sum()) // 2
+
+
+def test_blocks_out_of_view_skip_the_projection_and_lose_no_splat():
+    """Culling by blocks of CULL_BLOCK Gaussians: on a scene stored in spatial order, the
+    blocks beside and behind the view skip their covariance, while a block whose only
+    visible Gaussian is a huge one centred off-screen, or one just past the image's edge
+    that its dilation carries in, is projected: every Gaussian gets the radii of the
+    unculled projection, and the frame is the same."""
+    from render.rasterize.cpu_project import CULL_BLOCK, _activations, _flat, project_forward
+
+    g = random_scene(15, n=12 * CULL_BLOCK, sh_degree=1)
+    g.means[:, 0] = torch.linspace(-24.0, 24.0, len(g))  # blocks sweep across the view
+    g.means[:, 2] = torch.where(torch.arange(len(g)) < 3 * CULL_BLOCK, -2.0, 4.0)
+    far_left = 4 * CULL_BLOCK + 7
+    g.means[far_left] = torch.tensor([-7.0, 0.0, 4.0])  # off-screen, and 1.3 wide:
+    g.log_scales[far_left] = torch.log(torch.tensor([1.3, 1.3, 1.3]))  # it reaches in
+    cam = camera(80, 60)
+    edge_x = 4.0 * (80 + 1.2 - cam.cx) / cam.fx  # 1.2 px past the right edge, tiny:
+    g.means[9 * CULL_BLOCK + 3] = torch.tensor([edge_x, 0.0, 4.0])  # eps2d reaches in
+    g.log_scales[9 * CULL_BLOCK + 3] = -12.0
+    opts = RenderOptions(backend="cpu")
+    full = _unculled_projection(g, cam, opts)
+    assert bool((full.radii[far_left] > 0).all() & (full.radii[9 * CULL_BLOCK + 3] > 0).all())
+
+    n = len(g)
+    outs = [np.full(n * k, np.nan, np.float32) for k in (2, 3, 1, 1)]
+    radii = np.full(2 * n, -1, np.int32)
+    scales, sigmoids = _activations(g.log_scales.numpy(), g.opacity_logits.numpy())
+    eps, compensate = opts.dilation()
+    run_chunks(project_forward, 3, *_flat(g.means.numpy(), g.quats.numpy(), scales), sigmoids,
+               camera_array(cam), eps, compensate, True, *outs, radii)
+    assert np.array_equal(radii.reshape(n, 2), full.radii.numpy())
+    skipped = np.isnan(outs[2])  # depths: left as they were in skipped blocks
+    assert int(skipped.sum()) >= 8 * CULL_BLOCK  # behind, and beside on both sides
+    assert not skipped[[far_left, 9 * CULL_BLOCK + 3]].any()
+    assert not (radii.reshape(n, 2)[skipped] > 0).any()
+    with torch.no_grad():
+        culled = project_cpu(g, cam, opts)
+        assert torch.equal(culled.radii, full.radii)
+        shown = render(g, cam, opts.replace(bgra8=True)).bgra8_gl
+    bg = torch.zeros(3)
+    want = rasterize_cpu(full, 80, 60, bg)[0]
+    assert torch.equal(rasterize_cpu(culled, 80, 60, bg)[0], want)
+    rgb8 = shown.flip(0)[..., [2, 1, 0]].float()
+    assert float((rgb8 - want.clamp(0, 1) * 255).abs().max()) <= 1.0
 
 
 def test_display_frames_reusing_buffers_keep_each_result():

@@ -137,7 +137,7 @@ def test_numba_sh_colours_match_torch(degree, cap):
     out = np.empty((len(g), 3), np.float32)
     every = np.ones((len(g), 2), np.int32)
     run_chunks(sh_colors, 7, g.means.numpy(), g.sh.numpy(), cam.position.double().numpy(),
-               degree if cap is None else cap, every, out)
+               degree if cap is None else cap, every, True, out)
     torch.testing.assert_close(torch.from_numpy(out), want, rtol=1e-5, atol=1e-5)
     assert np.array_equal(out[vis.numpy()], got[vis].numpy())
 

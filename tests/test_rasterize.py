@@ -207,6 +207,11 @@ def test_bgra8_from_the_blending_kernel_is_the_colour_packed_for_gl():
         assert np.array_equal(got[::-1, :, 2::-1], top_first.astype(np.uint8))  # B, G, R
         assert (got[..., 3] == 255).all()
     assert (got[..., 1] == 128).any() and (got[..., 0] == 64).any()  # the background shows
+    away = Camera.look_at((50.0, 0.0, 0.0), (60.0, 0.0, 0.0), fov_y_deg=55.0, width=w,
+                          height=h)  # every tile empty: the background alone
+    with torch.no_grad():
+        empty = render(g, away, opts).bgra8_gl.numpy()
+    assert (empty == np.array([64, 128, 255, 255], np.uint8)).all()
     params = {k: v.clone().requires_grad_(True) for k, v in g.tensors().items()}
     assert render(Gaussians(**params), cam, opts).bgra8_gl is None
     assert render(g, cam, RenderOptions(backend="cpu")).bgra8_gl is None
@@ -461,14 +466,15 @@ n = 256
 f = np.linspace(0.5, 2.0, 4 * n).astype(np.float32)
 ticket = np.zeros(1, np.int64)
 cpu_project.project_forward(f[:3 * n], f, f[:3 * n], f[:n].astype(np.float64),
-    np.linspace(0.1, 1.0, 20), 0.3, True, True, np.empty(2 * n, np.float32),
+    np.linspace(0.1, 1.0, 20), 0.3, True, False, np.empty(2 * n, np.float32),
     np.empty(3 * n, np.float32), np.empty(n, np.float32), np.empty(n, np.float32),
     np.empty(2 * n, np.int32), ticket, 1)
 ticket[0] = 0
 cpu_pack.prepare_keys(np.arange(n), f[:2 * n], f[:3 * n], f[:n], f[:3 * n], f[:n],
     f[:n].view(np.uint32), 64, 48, np.empty(n * REC_COLS, np.float32),
     np.empty(n, np.uint32), np.empty(n, np.int32), ticket, 1)
-for kernel in (cpu_project.project_forward, cpu_pack.prepare_keys):
+for kernel in (cpu_project.project_forward, cpu_project._project_block,
+               cpu_pack.prepare_keys):
     asm = kernel.inspect_asm(kernel.signatures[0])
     print(kernel.__name__, sum(asm.count(f"%{r}mm") for r in "yz"))
 """
@@ -478,6 +484,8 @@ for kernel in (cpu_project.project_forward, cpu_pack.prepare_keys):
     with tempfile.TemporaryDirectory() as cache:
         out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                              text=True, cwd=REPO, env={**os.environ, "NUMBA_CACHE_DIR": cache})
-    for line in out.stdout.split("\n")[-3:-1]:
+    lines = out.stdout.split("\n")[-4:-1]
+    assert len(lines) == 3 and lines[1].startswith("_project_block"), out.stdout
+    for line in lines:
         name, vector_operands = line.split()
         assert int(vector_operands) > 100, line

@@ -143,6 +143,9 @@ def _forward_tiles(rec, box, tile_start, pairs, width, height, tiles_x, backgrou
         t_lo, t_hi = chunk_range(tile_start.shape[0] - 1, chunk, n_chunks)
         for t in range(t_lo, t_hi):
             tx0, ty0, tw, th = _tile_box(t, tiles_x, width, height)
+            if display and tile_start[t] == tile_start[t + 1]:
+                _fill_tile(out_bgra32, tx0, ty0, tw, th, height, background)
+                continue
             st = np.zeros(F_FIELDS * QN, np.float32)
             for ly in range(th):
                 for lx in range(tw):
@@ -218,6 +221,15 @@ def _pack_tile(st, out_bgra32, tx0, ty0, tw, th, height, background):
                              | (_byte(st[F_G + q] + T * b1) << np.uint32(8))
                              | (_byte(st[F_R + q] + T * b0) << np.uint32(16))
                              | np.uint32(0xFF000000))
+
+
+@njit(inline="always", **_JIT)
+def _fill_tile(out_bgra32, tx0, ty0, tw, th, height, background):
+    """An empty tile: the background alone, as :func:`_pack_tile` would write it."""
+    px = (_byte(background[2]) | (_byte(background[1]) << np.uint32(8))
+          | (_byte(background[0]) << np.uint32(16)) | np.uint32(0xFF000000))
+    for ly in range(th):
+        out_bgra32[height - 1 - ty0 - ly, tx0:tx0 + tw] = px
 
 
 @njit(**_JIT)

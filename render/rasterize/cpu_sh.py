@@ -49,9 +49,10 @@ _HALF, _TWO, _THREE, _FOUR, _ZERO = _F(0.5), _F(2.0), _F(3.0), _F(4.0), _F(0.0)
 
 
 @njit(**_JIT)
-def sh_colors(means, sh, campos, degree, radii, colors, ticket, n_chunks):
+def sh_colors(means, sh, campos, degree, radii, zero_culled, colors, ticket, n_chunks):
     """means [N, 3], sh [N, K, 3] (the first (degree + 1)^2 used), campos [3] float64,
-    radii [N, 2] int32 -> colors [N, 3] (0 where culled)."""
+    radii [N, 2] int32 -> colors [N, 3]: 0 where culled with `zero_culled`, else left as
+    they were there (a frame that draws and hands out none of them)."""
     cx, cy, cz = _F(campos[0]), _F(campos[1]), _F(campos[2])
     c2, c3 = _C2, _C3
     chunk = next_chunk(ticket)
@@ -59,9 +60,10 @@ def sh_colors(means, sh, campos, degree, radii, colors, ticket, n_chunks):
         n0, n1 = chunk_range(means.shape[0], chunk, n_chunks)
         for n in range(n0, n1):
             if radii[n, 0] == 0 or radii[n, 1] == 0:
-                colors[n, 0] = 0.0
-                colors[n, 1] = 0.0
-                colors[n, 2] = 0.0
+                if zero_culled:
+                    colors[n, 0] = 0.0
+                    colors[n, 1] = 0.0
+                    colors[n, 2] = 0.0
                 continue
             x = y = z = _ZERO
             if degree > 0:
@@ -197,7 +199,7 @@ class ShColorsCPU(torch.autograd.Function):
         args = (_f32(means), _f32(sh), campos, int(degree),
                 np.ascontiguousarray(radii.numpy()))
         out = np.empty((n, 3), np.float32)
-        run_chunks(sh_colors, chunk_count(GAUSSIAN_CHUNKS), *args, out)
+        run_chunks(sh_colors, chunk_count(GAUSSIAN_CHUNKS), *args, True, out)
         ctx.args = args
         return torch.from_numpy(out)
 
