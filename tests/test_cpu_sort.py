@@ -5,12 +5,13 @@ what the plain path (numpy's stable sort, then packing in depth order) gives."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from test_rasterize import camera, random_scene
 
 from render import Camera, Gaussians, RenderOptions, render
 from render.jit import njit
-from render.rasterize import cpu, cpu_kernels, cpu_pack
+from render.rasterize import cpu, cpu_kernels, cpu_pack, cpu_tile_sort
 from render.rasterize.cpu import rasterize_cpu
 from render.rasterize.cpu_project import ProjectCPU, camera_array, numpy_f32, project_cpu
 from render.rasterize.cpu_sh import sh_colors
@@ -112,6 +113,39 @@ def test_binning_is_the_plain_paths_with_ties_in_depth():
         assert np.array_equal(got[2], box)
         assert np.array_equal(got[3].tile_start, bins.tile_start)
         assert np.array_equal(got[3].pairs, bins.pairs)
+
+
+@pytest.mark.parametrize("n", [3000, 40])
+def test_tile_sorted_lists_are_the_depth_ordered_ones(monkeypatch, n):
+    """Display frames with few tiles a Gaussian keep the records in index order and sort
+    each tile's list on its own (lists of one, of a few, of thousands, with ties in
+    depth): the lists hold the same Gaussians in the same order as the depth-order
+    path's, and the frame is the same whichever path a frame takes."""
+    g = random_scene(16, n=n, sh_degree=1)
+    g.means[::3, 2] = 3.0  # ties, broken by index in both paths
+    g.means[1::5, 2] = 2.25
+    w, h = 97, 71
+    with torch.no_grad():
+        proj = project_cpu(g, camera(w, h), RenderOptions())
+    visible, order, _, _, bins = _plain_bins(proj, w, h)
+    m = order.shape[0]
+    monkeypatch.setattr(cpu_tile_sort, "MAX_TILES_PER_GAUSSIAN", float("inf"))
+    got = cpu._bin(proj.means2d, proj.conics, proj.opacities, proj.colors, proj.depths,
+                   visible, w, h, reuse=True)
+    assert got[0] is None  # index order: no ranks
+    vis = np.flatnonzero(visible)
+    assert np.array_equal(got[3].tile_start, bins.tile_start)
+    assert np.array_equal(vis[got[3].pairs], order[bins.pairs])
+    lengths = np.diff(bins.tile_start)
+    if n > 1000:
+        assert lengths.max() > 1024 and ((lengths > 1) & (lengths <= 32)).any()
+    assert int(bins.pairs.shape[0]) > m
+    frames = []
+    for limit in (float("inf"), 0.0):  # every frame by tile sorts, then none
+        monkeypatch.setattr(cpu_tile_sort, "MAX_TILES_PER_GAUSSIAN", limit)
+        with torch.no_grad():
+            frames.append(render(g, camera(w, h), RenderOptions(bgra8=True)).bgra8_gl)
+    assert torch.equal(frames[0], frames[1])
 
 
 def _unculled_projection(g: Gaussians, cam: Camera, opts: RenderOptions) -> Projection:
@@ -226,6 +260,17 @@ def test_display_frames_reusing_buffers_keep_each_result():
     assert torch.equal(again.bgra8_gl, kept[2])
     rgb8 = again.bgra8_gl.flip(0)[..., [2, 1, 0]].float()
     assert float((rgb8 - plain.rgb.clamp(0, 1) * 255).abs().max()) <= 1.0
+    # Once nothing holds a result, the next frame hands out the same memory again.
+    with torch.no_grad():
+        other = render(small, camera(64, 48, shift=0.3), opts)  # kept, `again` too
+    assert not torch.equal(other.bgra8_gl, kept[2]) and torch.equal(again.bgra8_gl, kept[2])
+    assert torch.equal(again.radii, kept[1]) and torch.equal(again.means2d, kept[0])
+    ptrs = [t.data_ptr() for t in (other.means2d, other.radii, other.bgra8_gl)]
+    del other
+    with torch.no_grad():
+        last = render(small, cam, opts)
+    assert [t.data_ptr() for t in (last.means2d, last.radii, last.bgra8_gl)] == ptrs
+    assert torch.equal(last.bgra8_gl, kept[2])
 
 
 def test_kept_activations_follow_edits_of_the_model():

@@ -470,9 +470,11 @@ cpu_project.project_forward(f[:3 * n], f, f[:3 * n], f[:n].astype(np.float64),
     np.empty(3 * n, np.float32), np.empty(n, np.float32), np.empty(n, np.float32),
     np.empty(2 * n, np.int32), ticket, 1)
 ticket[0] = 0
+rec = np.empty(n * REC_COLS, np.float32)
 cpu_pack.prepare_keys(np.arange(n), f[:2 * n], f[:3 * n], f[:n], f[:3 * n], f[:n],
-    f[:n].view(np.uint32), 64, 48, np.empty(n * REC_COLS, np.float32),
-    np.empty(n, np.uint32), np.empty(n, np.int32), ticket, 1)
+    f[:n].view(np.uint32), 64, 48, rec, rec.view(np.int32), np.empty(n, np.uint32),
+    np.empty(n, np.int32), np.empty(4 * n, np.int32), np.empty(n, np.int64),
+    np.zeros(1, np.int64), ticket, 1)
 for kernel in (cpu_project.project_forward, cpu_project._project_block,
                cpu_pack.prepare_keys):
     asm = kernel.inspect_asm(kernel.signatures[0])

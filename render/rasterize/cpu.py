@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from render.rasterize import cpu_forward, cpu_pack
+from render.rasterize import cpu_forward, cpu_pack, cpu_tile_sort
 from render.rasterize import cpu_kernels as K
 from render.rasterize.cpu_project import numpy_f32
 from render.rasterize.cpu_sort import SCRATCH, aligned_empty, radix_sort_pairs
@@ -67,7 +67,9 @@ def _bin(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     The records are packed in index order (a pass in memory order), sorted by depth on
     the threads (cpu_sort) and moved into depth order: the same ranks as
     :func:`depth_order` gives. With `reuse`, rec and box are this thread's scratch
-    buffers (valid until its next frame), for a caller that keeps nothing.
+    buffers (valid until its next frame), for a caller that keeps nothing; such a frame
+    with few tiles a Gaussian leaves the records in index order and sorts each tile's
+    list instead (cpu_tile_sort: the same lists with indices for ranks; order is None).
     """
     vis = np.flatnonzero(visible)
     m = vis.shape[0]
@@ -76,10 +78,20 @@ def _bin(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     rec_u = sc.get("rec_u", m, (K.REC_COLS,), np.float32)
     keys = [sc.get(f"keys{i}", m, (), np.uint32) for i in range(2)]
     idx = [sc.get(f"idx{i}", m, (), np.int32) for i in range(2)]
+    box_u = sc.get("box_u", m, (4,), np.int32)
+    rows_u = sc.get("rows_u", m, (), np.int64)
+    box_tiles = np.zeros(chunks, np.int64)
     d = numpy_f32(depths)
     flat = [numpy_f32(t).reshape(-1) for t in (means2d, conics, opacities, colors)]
     run_chunks(cpu_pack.prepare_keys, chunks, vis, *flat, d, d.view(np.uint32), width,
-               height, rec_u.reshape(-1), keys[0], idx[0])
+               height, rec_u.reshape(-1), rec_u.view(np.int32).reshape(-1), keys[0], idx[0],
+               box_u.reshape(-1), rows_u, box_tiles)
+    tiles_x = (width + K.TILE - 1) // K.TILE
+    tiles_y = (height + K.TILE - 1) // K.TILE
+    if reuse and cpu_tile_sort.pays(int(box_tiles.sum()), m):
+        bins = cpu_tile_sort.bin_tile_sorted(rec_u, box_u, rows_u, keys[0], tiles_x, tiles_y,
+                                             chunks, chunk_count(TILE_CHUNKS), run_chunks)
+        return None, rec_u, box_u, bins, tiles_x
     perm = radix_sort_pairs(keys[0], idx[0], keys[1], idx[1], chunks, run_chunks)
     if reuse:
         rec = sc.get("rec", m, (K.REC_COLS,), np.float32)
@@ -91,9 +103,8 @@ def _bin(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor,
     run_chunks(cpu_pack.permute_rows, chunks, perm, rec_u, rec_u.view(np.int32), rec, box,
                n_rows)
     order = None if reuse else vis[perm]  # the display frame does not need it
-    tiles_x = (width + K.TILE - 1) // K.TILE
-    tiles_y = (height + K.TILE - 1) // K.TILE
-    bins = K.bin_tiles(rec, box, n_rows, tiles_x, tiles_y, chunks, run_chunks)
+    bins = K.bin_tiles(rec, box, n_rows, tiles_x, tiles_y, chunks, run_chunks,
+                       sc if reuse else None)
     return order, rec, box, bins, tiles_x
 
 
@@ -134,7 +145,7 @@ def _forward_bgra8(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: T
     [H, W, 4], rows bottom first, and the stats."""
     _, rec, box, bins, tiles_x = _bin(means2d, conics, opacities, colors, depths, visible,
                                       width, height, reuse=True)
-    packed = np.empty((height, width, 4), np.uint8)
+    packed = SCRATCH.unshared("bgra8", height, (width, 4), np.uint8)  # handed out
     # The kernel stores a pixel's four bytes as one uint32 (little-endian: B, G, R, A).
     run_chunks(cpu_forward.forward_bgra8, chunk_count(TILE_CHUNKS), rec, box, bins.tile_start,
                bins.pairs, width, height, tiles_x, background, K.CONSTS,

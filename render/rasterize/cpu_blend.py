@@ -400,7 +400,7 @@ def _blend_forward(proj: Projection, width: int, height: int, background: Tensor
             np.float32(pixel_window), K.CONSTS)
     t_chunks = chunk_count(TILE_CHUNKS)
     if bgra8:
-        packed = np.empty((h, w, 4), np.uint8)
+        packed = SCRATCH.unshared("bgra8", h, (w, 4), np.uint8)  # handed out
         # One uint32 a pixel, bytes B, G, R, A (little-endian), as the classic kernel.
         run_chunks(forward_blend_bgra8, t_chunks, *args, packed.view(np.uint32)[..., 0])
         stats["bgra8_gl"] = torch.from_numpy(packed)

@@ -205,16 +205,15 @@ def _offsets(counts):
     return out
 
 
-def bin_tiles(rec, box, n_rows, tiles_x, tiles_y, n_chunks, run_chunks) -> Bins:
-    """Per-tile front-to-back lists of ranks.
-
-    Both passes (ellipse-versus-tile tests with counts, then the fill) split the ranks
-    into contiguous runs, one per chunk; each chunk writes its run after the runs before
-    it in every tile, so every list is in depth order without a sort.
-    """
+def count_tiles(rec, box, n_rows, tiles_x, tiles_y, n_chunks, run_chunks, scratch=None):
+    """The first pass of :func:`bin_tiles`: (row_start [M + 1], band [rows, 2], tile_start
+    [T + 1], cursor [n_chunks, T], each chunk's first slot in every tile's list). With
+    `scratch` (cpu_sort.Scratch), band is its buffer."""
     m = box.shape[0]
     row_start = _offsets(n_rows)
-    band = np.empty((int(row_start[m]), 2), np.int32)
+    rows = int(row_start[m])
+    band = (scratch.get("band", rows, (2,), np.int32) if scratch is not None
+            else np.empty((rows, 2), np.int32))
     edges = np.zeros((n_chunks, tiles_y, tiles_x + 1), np.int64)
     run_chunks(_count_tiles, n_chunks, rec, box, tiles_x, row_start, band, edges)
     counts = np.cumsum(edges[:, :, :tiles_x], axis=2).reshape(n_chunks, tiles_x * tiles_y)
@@ -222,7 +221,23 @@ def bin_tiles(rec, box, n_rows, tiles_x, tiles_y, n_chunks, run_chunks) -> Bins:
     tile_start = np.zeros(n_tiles + 1, np.int64)
     np.cumsum(counts.sum(axis=0), out=tile_start[1:])
     cursor = tile_start[:n_tiles] + np.cumsum(counts, axis=0) - counts
-    pairs = np.empty(int(tile_start[n_tiles]), np.int32)
+    return row_start, band, tile_start, cursor
+
+
+def bin_tiles(rec, box, n_rows, tiles_x, tiles_y, n_chunks, run_chunks,
+              scratch=None) -> Bins:
+    """Per-tile front-to-back lists of ranks.
+
+    Both passes (ellipse-versus-tile tests with counts, then the fill) split the ranks
+    into contiguous runs, one per chunk; each chunk writes its run after the runs before
+    it in every tile, so every list is in depth order without a sort. With `scratch`
+    (cpu_sort.Scratch), the lists live in its buffers (valid until its next frame).
+    """
+    row_start, band, tile_start, cursor = count_tiles(rec, box, n_rows, tiles_x, tiles_y,
+                                                      n_chunks, run_chunks, scratch)
+    n_pairs = int(tile_start[-1])
+    pairs = (scratch.get("pairs", n_pairs, (), np.int32) if scratch is not None
+             else np.empty(n_pairs, np.int32))
     run_chunks(_fill_tiles, n_chunks, box, row_start, band, tiles_x, cursor, pairs)
     return Bins(tile_start, pairs)
 

@@ -41,7 +41,7 @@ from render.rasterize.cpu_kernels import (
 from render.rasterize.cpu_threads import next_chunk
 
 PERMUTE_AHEAD = 16  # ranks between a record's prefetch and its move (permute_rows)
-_U1, _U2, _U3 = np.uint64(1), np.uint64(2), np.uint64(3)
+_U1, _U2, _U3, _U4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
 _UREC = np.uint64(REC_COLS)
 (_UMX, _UMY, _UCA, _UCB, _UCC, _UOP, _USMAX, _UCR, _UCG, _UCBL, _UDZ, _UBOX) = (
     np.uint64(c) for c in (MX, MY, CA, CB, CC, OP, SMAX, CR, CG, CBL, DZ, BOX))
@@ -192,12 +192,15 @@ STAGE = 64
 
 @njit(**_JIT)
 def prepare_keys(vis, means2d, conics, opacities, colors, depths, depth_bits, width, height,
-                 rec, keys, idx, ticket, n_chunks):
+                 rec, rec_i32, keys, idx, box, n_rows, box_tiles, ticket, n_chunks):
     """As :func:`prepare` for the visible Gaussians vis [M] int64, in index order, with
     their sort keys: keys [M] uint32, :func:`depth_key` of depth_bits [N] uint32 (the
     depths' bits), and idx [M] int32 = 0..M-1. The per-Gaussian arrays are flat as
-    :func:`_pack` takes them; rec is flat [M * REC_COLS], the box in its spare columns, so
-    that :func:`permute_rows` moves one cache line per Gaussian into depth order.
+    :func:`_pack` takes them; rec is flat [M * REC_COLS] (rec_i32: the same memory as
+    int32), the box in its spare columns, so that :func:`permute_rows` moves one cache
+    line per Gaussian into depth order. Also in index order: box flat [M * 4] int32,
+    n_rows [M] int64, and box_tiles [n_chunks] int64, how many tiles the chunk's boxes
+    cover (a bound on its tile pairs).
 
     STAGE visible Gaussians at a time are first copied into small local arrays, then
     packed from there: read through the list of indices, the arrays' addresses are no
@@ -212,6 +215,7 @@ def prepare_keys(vis, means2d, conics, opacities, colors, depths, depth_bits, wi
     chunk = next_chunk(ticket)
     while chunk < n_chunks:
         i0, i1 = chunk_range(vis.shape[0], chunk, n_chunks)
+        tiles = np.int64(0)
         for s in range(i0, i1, STAGE):
             e = min(s + STAGE, i1)
             for i in range(s, e):
@@ -231,6 +235,19 @@ def prepare_keys(vis, means2d, conics, opacities, colors, depths, depth_bits, wi
                 u = np.uint64(j)
                 _pack(u, u, l_means, l_conics, l_opac, l_colors, l_depths, width, height,
                       rec_s)
+            for i in range(s, e):
+                u = np.uint64(i)
+                row = _UREC * u + _UBOX
+                x0, x1 = rec_i32[row], rec_i32[row + _U1]
+                y0, y1 = rec_i32[row + _U2], rec_i32[row + _U3]
+                box[_U4 * u] = x0
+                box[_U4 * u + _U1] = x1
+                box[_U4 * u + _U2] = y0
+                box[_U4 * u + _U3] = y1
+                rows = np.int64(y1 // TILE - y0 // TILE + 1) if y0 <= y1 else np.int64(0)
+                n_rows[u] = rows
+                tiles += rows * np.int64(x1 // TILE - x0 // TILE + 1)
+        box_tiles[chunk] = tiles
         chunk = next_chunk(ticket)
 
 

@@ -508,16 +508,19 @@ def _project_frame(params, cam_arr, eps, compensate, reuse: bool):
     """The projection of a frame without a gradient (no autograd node), culling (see
     project_forward). With `reuse`, conics, depths and opacities are this thread's
     scratch buffers (valid until its next such frame); means2d and radii, which the
-    RenderResult hands out, are always new."""
+    RenderResult hands out, are too once nothing holds the last ones (a fresh array of
+    tens of MB a frame costs a page fault per 4 kB)."""
     n = params[0].shape[0]
 
-    def buf(name, tail):
-        if reuse:
-            return SCRATCH.get(name, n, tail, np.float32)
-        return np.empty((n, *tail), np.float32)
+    def buf(name, tail, dtype=np.float32, handed_out=False):
+        if not reuse:
+            return np.empty((n, *tail), dtype)
+        if handed_out:
+            return SCRATCH.unshared(name, n, tail, dtype)
+        return SCRATCH.get(name, n, tail, dtype)
 
-    means2d = np.empty((n, 2), np.float32)
-    radii = np.empty((n, 2), np.int32)
+    means2d = buf("p_means2d", (2,), handed_out=True)
+    radii = buf("p_radii", (2,), np.int32, handed_out=True)
     conics, depths, opacities = buf("p_conics", (3,)), buf("p_depths", ()), buf("p_opac", ())
     scales, sigmoids = ACTIVATIONS.get(params[2], params[3])
     run_chunks(project_forward, chunk_count(GAUSSIAN_CHUNKS),

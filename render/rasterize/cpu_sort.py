@@ -10,6 +10,7 @@ order, so equal depths keep index order: the same order as numpy's stable argsor
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import numpy as np
@@ -98,6 +99,20 @@ class Scratch(threading.local):
             buf = aligned_empty((max(rows, 1), *tail), dtype)
             self.buffers[name] = buf
         return buf[:rows]
+
+    def unshared(self, name: str, rows: int, tail: tuple[int, ...], dtype) -> np.ndarray:
+        """As :meth:`get` for an array that the frame hands out: the buffer again if
+        nothing holds what it handed out last time (its reference count), else a new one
+        (the holder keeps the old one)."""
+        buf = self.buffers.get(name)
+        if buf is not None:
+            # A view's base is the array that owns the memory (numpy collapses chains).
+            # References to it: `buf` (a view) or the dict, `owner`, getrefcount's
+            # argument; every live view handed out adds one.
+            owner = buf if buf.base is None else buf.base
+            if sys.getrefcount(owner) > 3:
+                del self.buffers[name]
+        return self.get(name, rows, tail, dtype)
 
 
 def aligned_empty(shape: tuple[int, ...], dtype, align: int = 64) -> np.ndarray:
