@@ -205,8 +205,8 @@ def prepare_keys(vis, means2d, conics, opacities, colors, depths, depth_bits, wi
     STAGE visible Gaussians at a time are first copied into small local arrays, then
     packed from there: read through the list of indices, the arrays' addresses are no
     stride that LLVM can check for overlap with rec, and it would leave the packing
-    scalar (3x slower); from the local copies it vectorises. Culled Gaussians cost
-    nothing here."""
+    scalar (3x slower); from the local copies it vectorises. A run of consecutive
+    Gaussians is packed in place. Culled Gaussians cost nothing here."""
     l_means = np.empty(2 * STAGE, np.float32)
     l_conics = np.empty(3 * STAGE, np.float32)
     l_opac = np.empty(STAGE, np.float32)
@@ -218,23 +218,35 @@ def prepare_keys(vis, means2d, conics, opacities, colors, depths, depth_bits, wi
         tiles = np.int64(0)
         for s in range(i0, i1, STAGE):
             e = min(s + STAGE, i1)
-            for i in range(s, e):
-                g = np.uint64(vis[i])
-                j = np.uint64(i - s)
-                l_means[_U2 * j] = means2d[_U2 * g]
-                l_means[_U2 * j + _U1] = means2d[_U2 * g + _U1]
-                for k in range(3):
-                    l_conics[_U3 * j + np.uint64(k)] = conics[_U3 * g + np.uint64(k)]
-                    l_colors[_U3 * j + np.uint64(k)] = colors[_U3 * g + np.uint64(k)]
-                l_opac[j] = opacities[g]
-                l_depths[j] = depths[g]
-                keys[i] = depth_key(depth_bits[g])
-                idx[i] = i
             rec_s = rec[np.uint64(s) * _UREC:]
-            for j in range(e - s):
-                u = np.uint64(j)
-                _pack(u, u, l_means, l_conics, l_opac, l_colors, l_depths, width, height,
-                      rec_s)
+            g0 = np.uint64(vis[s])
+            if vis[e - 1] - vis[s] == e - 1 - s:
+                # Consecutive Gaussians (vis ascends): their rows are a stride LLVM sees,
+                # packed without the copies (1.2 M, all in view: 16.4 -> 15.2 ms).
+                for i in range(s, e):
+                    keys[i] = depth_key(depth_bits[g0 + np.uint64(i - s)])
+                    idx[i] = i
+                for j in range(e - s):
+                    u = np.uint64(j)
+                    _pack(u, g0 + u, means2d, conics, opacities, colors, depths, width,
+                          height, rec_s)
+            else:
+                for i in range(s, e):
+                    g = np.uint64(vis[i])
+                    j = np.uint64(i - s)
+                    l_means[_U2 * j] = means2d[_U2 * g]
+                    l_means[_U2 * j + _U1] = means2d[_U2 * g + _U1]
+                    for k in range(3):
+                        l_conics[_U3 * j + np.uint64(k)] = conics[_U3 * g + np.uint64(k)]
+                        l_colors[_U3 * j + np.uint64(k)] = colors[_U3 * g + np.uint64(k)]
+                    l_opac[j] = opacities[g]
+                    l_depths[j] = depths[g]
+                    keys[i] = depth_key(depth_bits[g])
+                    idx[i] = i
+                for j in range(e - s):
+                    u = np.uint64(j)
+                    _pack(u, u, l_means, l_conics, l_opac, l_colors, l_depths, width, height,
+                          rec_s)
             for i in range(s, e):
                 u = np.uint64(i)
                 row = _UREC * u + _UBOX
