@@ -170,17 +170,24 @@ def _fill_tiles(box, row_start, band, tiles_x, cursor, pairs, ticket, n_chunks):
         r0, r1 = chunk_range(box.shape[0], chunk, n_chunks)
         cur = cursor[chunk]
         bf = band.reshape(-1)
-        for r in range(r0, r1):  # flat, unsigned offsets: as _count_tiles
-            u = np.uint64(r)
-            row = np.uint64((np.int64(box[u, 2]) >> _TILE_SHIFT) * tiles_x)
-            for j in range(np.uint64(row_start[u]), np.uint64(row_start[u + _U1])):
-                for tx in range(bf[_U2 * j], bf[_U2 * j + _U1] + 1):
-                    t = row + np.uint64(tx)
-                    slot = cur[t]
-                    pairs[slot] = r
-                    cur[t] = slot + 1
-                row += np.uint64(tiles_x)
+        for r in range(r0, r1):
+            fill_one(np.uint64(r), r, box, row_start, bf, tiles_x, cur, pairs)
         chunk = next_chunk(ticket)
+
+
+@njit(inline="always", **_JIT)
+def fill_one(u, value, box, row_start, bf, tiles_x, cur, pairs):
+    """Append `value` to the list of every tile that item u (uint64) reaches: its band
+    rows (bf: band flat) from cur[t] on, advancing cur. Flat, with unsigned offsets: as
+    _count_tiles."""
+    row = np.uint64((np.int64(box[u, 2]) >> _TILE_SHIFT) * tiles_x)
+    for j in range(np.uint64(row_start[u]), np.uint64(row_start[u + _U1])):
+        for tx in range(bf[_U2 * j], bf[_U2 * j + _U1] + 1):
+            t = row + np.uint64(tx)
+            slot = cur[t]
+            pairs[slot] = value
+            cur[t] = slot + 1
+        row += np.uint64(tiles_x)
 
 
 @dataclass

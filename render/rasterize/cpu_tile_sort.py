@@ -16,15 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from render.jit import njit
-from render.rasterize.cpu_kernels import (
-    _JIT,
-    _TILE_SHIFT,
-    _U1,
-    _U2,
-    Bins,
-    chunk_range,
-    count_tiles,
-)
+from render.rasterize.cpu_kernels import _JIT, Bins, chunk_range, count_tiles, fill_one
 from render.rasterize.cpu_sort import SCRATCH
 from render.rasterize.cpu_threads import next_chunk
 
@@ -55,15 +47,8 @@ def _fill_keyed(box, row_start, band, tiles_x, cursor, keys, pairs, ticket, n_ch
         bf = band.reshape(-1)
         for i in range(i0, i1):
             u = np.uint64(i)
-            pair = (np.uint64(keys[u]) << _KEY) | u
-            row = np.uint64((np.int64(box[u, 2]) >> _TILE_SHIFT) * tiles_x)
-            for j in range(np.uint64(row_start[u]), np.uint64(row_start[u + _U1])):
-                for tx in range(bf[_U2 * j], bf[_U2 * j + _U1] + 1):
-                    t = row + np.uint64(tx)
-                    slot = cur[t]
-                    pairs[slot] = pair
-                    cur[t] = slot + 1
-                row += np.uint64(tiles_x)
+            fill_one(u, (np.uint64(keys[u]) << _KEY) | u, box, row_start, bf, tiles_x, cur,
+                     pairs)
         chunk = next_chunk(ticket)
 
 
