@@ -271,6 +271,16 @@ def test_display_frames_reusing_buffers_keep_each_result():
         last = render(small, cam, opts)
     assert [t.data_ptr() for t in (last.means2d, last.radii, last.bgra8_gl)] == ptrs
     assert torch.equal(last.bgra8_gl, kept[2])
+    # As a viewer: the frame on screen held while the next ones are drawn and dropped.
+    shown, ptrs = last.bgra8_gl.numpy()[::-1], None
+    del last
+    with torch.no_grad():
+        for _ in range(3):
+            frame = render(small, camera(64, 48, shift=0.1), opts)
+            assert ptrs is None or frame.bgra8_gl.data_ptr() == ptrs
+            ptrs = frame.bgra8_gl.data_ptr()
+            del frame
+    assert np.array_equal(shown[::-1], kept[2].numpy())
 
 
 def test_kept_activations_follow_edits_of_the_model():

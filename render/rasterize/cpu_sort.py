@@ -84,6 +84,9 @@ def radix_sort_pairs(keys: np.ndarray, vals: np.ndarray, keys_tmp: np.ndarray,
     return src_v
 
 
+HANDOUT_RING = 2  # handed-out buffers kept per name (see Scratch.unshared)
+
+
 class Scratch(threading.local):
     """Per-thread buffers that grow to the largest frame seen and are reused: allocating
     tens of MB a frame costs a page fault per 4 kB touched (the viewer and a fine-tuning
@@ -91,6 +94,7 @@ class Scratch(threading.local):
 
     def __init__(self):
         self.buffers: dict[str, np.ndarray] = {}
+        self.handed: dict[str, list[np.ndarray]] = {}
 
     def get(self, name: str, rows: int, tail: tuple[int, ...], dtype) -> np.ndarray:
         """A C-contiguous [rows, *tail] array of `dtype`, contents undefined."""
@@ -101,18 +105,20 @@ class Scratch(threading.local):
         return buf[:rows]
 
     def unshared(self, name: str, rows: int, tail: tuple[int, ...], dtype) -> np.ndarray:
-        """As :meth:`get` for an array that the frame hands out: the buffer again if
-        nothing holds what it handed out last time (its reference count), else a new one
-        (the holder keeps the old one)."""
-        buf = self.buffers.get(name)
-        if buf is not None:
-            # A view's base is the array that owns the memory (numpy collapses chains).
-            # References to it: `buf` (a view) or the dict, `owner`, getrefcount's
-            # argument; every live view handed out adds one.
-            owner = buf if buf.base is None else buf.base
-            if sys.getrefcount(owner) > 3:
-                del self.buffers[name]
-        return self.get(name, rows, tail, dtype)
+        """As :meth:`get` for an array that the frame hands out: one of the last
+        HANDOUT_RING buffers of that name that nothing holds now (by its reference count),
+        else a new one. (A viewer holds the frame on screen while it draws the next.)"""
+        ring = self.handed.setdefault(name, [])
+        for buf in ring:
+            # The memory's owner (a view's base, numpy collapses chains) is referenced by
+            # `buf` and getrefcount's argument; every live view handed out adds one.
+            if (buf.shape[0] >= rows and buf.shape[1:] == tail and buf.dtype == dtype
+                    and sys.getrefcount(buf.base) == 2):
+                return buf[:rows]
+        buf = aligned_empty((max(rows, 1), *tail), dtype)
+        ring.insert(0, buf)
+        del ring[HANDOUT_RING:]
+        return buf[:rows]
 
 
 def aligned_empty(shape: tuple[int, ...], dtype, align: int = 64) -> np.ndarray:
