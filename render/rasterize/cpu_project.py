@@ -114,11 +114,12 @@ def _may_show(means, scales, n0, n1, cam, eps, lx2, ly2):
             tx = cam[0] * mx + cam[1] * my + cam[2] * mz + cam[9]
             ty = cam[3] * mx + cam[4] * my + cam[5] * mz + cam[10]
             tz = cam[6] * mx + cam[7] * my + cam[8] * mz + cam[11]
+            z = tz if abs(tz) >= 1e-8 else 1e-8  # as the projection divides
             s = max(max(np.float64(scales[n3]), np.float64(scales[n3 + _U1])),
                     np.float64(scales[n3 + _U2]))
-            ex = max(abs(fx * tx + (cx - hw) * tz) - hw * tz, 0.0)
-            ey = max(abs(fy * ty + (cy - hh) * tz) - hh * tz, 0.0)
-            z2 = tz * tz
+            ex = max(abs(fx * tx + (cx - hw) * z) - hw * z, 0.0)
+            ey = max(abs(fy * ty + (cy - hh) * z) - hh * z, 0.0)
+            z2 = z * z
             z4 = z2 * z2
             bx = 13.87 * (fx * fx * s * s * (z2 + min(tx * tx, lx2 * z2)) + eps * z4) + 5.0 * z4
             by = 13.87 * (fy * fy * s * s * (z2 + min(ty * ty, ly2 * z2)) + eps * z4) + 5.0 * z4
