@@ -10,8 +10,8 @@ order, so equal depths keep index order: the same order as numpy's stable argsor
 
 from __future__ import annotations
 
-import sys
 import threading
+import weakref
 
 import numpy as np
 
@@ -84,7 +84,7 @@ def radix_sort_pairs(keys: np.ndarray, vals: np.ndarray, keys_tmp: np.ndarray,
     return src_v
 
 
-HANDOUT_RING = 2  # handed-out buffers kept per name (see Scratch.unshared)
+HANDOUT_RING = 3  # handed-out buffers kept per name (see Scratch.unshared)
 
 
 class Scratch(threading.local):
@@ -94,7 +94,7 @@ class Scratch(threading.local):
 
     def __init__(self):
         self.buffers: dict[str, np.ndarray] = {}
-        self.handed: dict[str, list[np.ndarray]] = {}
+        self.handed: dict[str, list[list]] = {}  # name -> [[flat buffer, weakref], ...]
 
     def get(self, name: str, rows: int, tail: tuple[int, ...], dtype) -> np.ndarray:
         """A C-contiguous [rows, *tail] array of `dtype`, contents undefined."""
@@ -105,20 +105,26 @@ class Scratch(threading.local):
         return buf[:rows]
 
     def unshared(self, name: str, rows: int, tail: tuple[int, ...], dtype) -> np.ndarray:
-        """As :meth:`get` for an array that the frame hands out: one of the last
-        HANDOUT_RING buffers of that name that nothing holds now (by its reference count),
-        else a new one. (A viewer holds the frame on screen while it draws the next.)"""
+        """As :meth:`get` for an array that the frame hands out (wrapped by
+        torch.from_numpy, which keeps that very array alive while any tensor on it
+        lives): from one of the last HANDOUT_RING buffers of that name whose last
+        handed-out array is gone and that is large enough, else a new one. (A viewer
+        holds the frame on screen while it draws the next, of a size that changes while
+        the view moves.)"""
+        shape = (rows, *tail)
+        size = int(np.prod(shape))
         ring = self.handed.setdefault(name, [])
-        for buf in ring:
-            # The memory's owner (a view's base, numpy collapses chains) is referenced by
-            # `buf` and getrefcount's argument; every live view handed out adds one.
-            if (buf.shape[0] >= rows and buf.shape[1:] == tail and buf.dtype == dtype
-                    and sys.getrefcount(buf.base) == 2):
-                return buf[:rows]
-        buf = aligned_empty((max(rows, 1), *tail), dtype)
-        ring.insert(0, buf)
+        for slot in ring:
+            flat, last = slot
+            if flat.size >= size and flat.dtype == dtype and last() is None:
+                out = flat[:size].reshape(shape)
+                slot[1] = weakref.ref(out)
+                return out
+        flat = aligned_empty((max(size, 1),), dtype)
+        out = flat[:size].reshape(shape)
+        ring.insert(0, [flat, weakref.ref(out)])
         del ring[HANDOUT_RING:]
-        return buf[:rows]
+        return out
 
 
 def aligned_empty(shape: tuple[int, ...], dtype, align: int = 64) -> np.ndarray:
