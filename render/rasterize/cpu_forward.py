@@ -41,7 +41,7 @@ from render.rasterize.cpu_kernels import (
     PREFETCH_AHEAD,
     QN,
     TILE,
-    _byte,
+    _bgra8,
     _exp_consts,
     _exp_neg,
     _prefetch_row,
@@ -217,17 +217,14 @@ def _pack_tile(st, out_bgra32, tx0, ty0, tw, th, height, background):
         for lx in range(tw):
             q = _SLOT[ly * TILE + lx]
             T = abs(st[F_T + q])
-            dst[tx0 + lx] = (_byte(st[F_B + q] + T * b2)
-                             | (_byte(st[F_G + q] + T * b1) << np.uint32(8))
-                             | (_byte(st[F_R + q] + T * b0) << np.uint32(16))
-                             | np.uint32(0xFF000000))
+            dst[tx0 + lx] = _bgra8(st[F_R + q] + T * b0, st[F_G + q] + T * b1,
+                                   st[F_B + q] + T * b2)
 
 
 @njit(inline="always", **_JIT)
 def _fill_tile(out_bgra32, tx0, ty0, tw, th, height, background):
     """An empty tile: the background alone, as :func:`_pack_tile` would write it."""
-    px = (_byte(background[2]) | (_byte(background[1]) << np.uint32(8))
-          | (_byte(background[0]) << np.uint32(16)) | np.uint32(0xFF000000))
+    px = _bgra8(background[0], background[1], background[2])
     for ly in range(th):
         out_bgra32[height - 1 - ty0 - ly, tx0:tx0 + tw] = px
 

@@ -394,6 +394,14 @@ def _byte(v):
 
 
 @njit(inline="always", **_JIT)
+def _bgra8(r, g, b):
+    """An opaque pixel of colour (r, g, b) in [0, 1] as one uint32 whose bytes are B, G,
+    R, A in memory on a little-endian CPU (see :func:`_byte`)."""
+    return (_byte(b) | (_byte(g) << np.uint32(8)) | (_byte(r) << np.uint32(16))
+            | np.uint32(0xFF000000))
+
+
+@njit(inline="always", **_JIT)
 def _pack_tile(st, out_bgra32, tx0, ty0, tw, th, height, background):
     """A blended tile's colour over the background as opaque BGRA8 into out_bgra32
     [H, W] uint32 (bytes B, G, R, A in memory on a little-endian CPU), rows upside down
@@ -405,10 +413,8 @@ def _pack_tile(st, out_bgra32, tx0, ty0, tw, th, height, background):
         for lx in range(tw):
             q = np.uint64(ly * TILE + lx)
             T = abs(st[F_T + q])
-            dst[tx0 + lx] = (_byte(st[F_B + q] + T * b2)
-                             | (_byte(st[F_G + q] + T * b1) << np.uint32(8))
-                             | (_byte(st[F_R + q] + T * b0) << np.uint32(16))
-                             | np.uint32(0xFF000000))
+            dst[tx0 + lx] = _bgra8(st[F_R + q] + T * b0, st[F_G + q] + T * b1,
+                                   st[F_B + q] + T * b2)
 
 
 @njit(inline="always", **_JIT)
