@@ -11,11 +11,12 @@ about z by its own angle. Sizes: 1.2M = 8 blocks (1,167,616), 3M = 20, 6M = 40.
 For each size, three cameras (outside, everything in view; inside, at the middle of the
 grid looking along it, most Gaussians behind or beside it; behind, the outside camera
 turned around, everything culled) at 1280x720 and 1920x1080: the display frame as the
-viewer draws it (RenderOptions(bgra8=True), no gradient), median ms (wall, and CPU time
-of all threads: the machine may be shared), its split by stage (kernels as run on the
-rasterizer's threads, the sort), the per-Gaussian stages' sum (all but the blending) and
-per Gaussian of the scene (`ns_per_gaussian`: outside, the cost of one in view; behind,
-see `frame_ns_per_gaussian`, of one culled), and peak memory. Prints ONE JSON object.
+viewer draws it (RenderOptions(bgra8=True), no gradient, glibc malloc as `mipview` sets
+it), median ms (wall, and CPU time of all threads: the machine may be shared), its split
+by stage (kernels as run on the rasterizer's threads, the sort), the per-Gaussian
+stages' sum (all but the blending) and per Gaussian of the scene (`ns_per_gaussian`:
+outside, the cost of one in view; behind, see `frame_ns_per_gaussian`, of one culled),
+and peak memory. Prints ONE JSON object.
 Usage:
 
     python benchmarks/big_scene.py [--sizes 1.2M,3M,6M] [--repeats 5] [--code DIR]
@@ -266,6 +267,9 @@ def main() -> None:
     res_list = [tuple(int(v) for v in r.split("x")) for r in args.resolutions.split(",")]
     sys.path.insert(0, str(Path(args.code).resolve()))
     from render.rasterize.cpu_threads import num_threads
+    from viewer.memory import tame_malloc
+
+    tame_malloc()  # malloc as `mipview` sets it: the frames cost what the viewer's do
 
     out = {"code": str(Path(args.code).resolve()), "threads": num_threads(),
            "repeats": args.repeats, "scenes": {}}
