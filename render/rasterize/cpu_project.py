@@ -509,8 +509,8 @@ def _project_frame(params, cam_arr, eps, compensate, reuse: bool):
     """The projection of a frame without a gradient (no autograd node), culling (see
     project_forward). With `reuse`, conics, depths and opacities are this thread's
     scratch buffers (valid until its next such frame); means2d and radii, which the
-    RenderResult hands out, are too once nothing holds the last ones (a fresh array of
-    tens of MB a frame costs a page fault per 4 kB)."""
+    RenderResult hands out, are too once nothing holds the last ones (see
+    Scratch.unshared)."""
     n = params[0].shape[0]
 
     def buf(name, tail, dtype=np.float32, handed_out=False):

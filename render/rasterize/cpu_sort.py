@@ -110,7 +110,10 @@ class Scratch(threading.local):
         lives): from one of the last HANDOUT_RING buffers of that name whose last
         handed-out array is gone and that is large enough, else a new one. (A viewer
         holds the frame on screen while it draws the next, of a size that changes while
-        the view moves.)"""
+        the view moves.) Past malloc's mmap threshold (32 MiB under viewer.memory's
+        tame_malloc: means2d of 4.2 M Gaussians) a fresh array faults in every page each
+        frame: at 6 M, the projection took 30 ms against 24, a culled frame 20 ms
+        against 13."""
         shape = (rows, *tail)
         size = int(np.prod(shape))
         ring = self.handed.setdefault(name, [])
